@@ -1,0 +1,156 @@
+"""The ``severa-connector`` command line: thin typer commands over service functions.
+
+Exit codes: 0 success, 1 the command ran and found a problem (a failed check, a demo whose events
+did not all settle), 2 bad configuration or usage (one clear message, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from connector import __version__
+from connector.config import CommonSettings, Settings, load_settings
+from connector.errors import ConfigError
+from connector.logging import configure_logging
+
+app = typer.Typer(
+    name="severa-connector",
+    help="Event-driven bridge between RabbitMQ and the Visma Severa SOAP API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+EXIT_PROBLEM = 1
+EXIT_CONFIG = 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"severa-connector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Event-driven bridge between RabbitMQ and the Visma Severa SOAP API."""
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; configuration errors become exit code 2 with one message."""
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        coro.close()
+        err.print(f"[bold red]configuration error:[/] {exc.message}")
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _settings(cls: type[CommonSettings] = Settings) -> Any:
+    try:
+        settings = load_settings(cls)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc.message}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+@app.command()
+def run() -> None:
+    """Run the connector: consume work-hour events and write them to Severa until SIGTERM."""
+    from connector.service import ConnectorService
+
+    settings: Settings = _settings(Settings)
+    _run(ConnectorService(settings).run_until_stopped())
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="How many good events to publish.", min=1, max=10_000)] = 5,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every event to settle.")] = 60.0,
+) -> None:
+    """Run the whole loop on this machine: fake Severa + connector + sample events (some bad)."""
+    from connector.demo import run_demo
+
+    settings: CommonSettings = _settings(CommonSettings)
+    ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=out))
+    if not ok:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@app.command("fake-severa")
+def fake_severa(
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8089,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    api_key: Annotated[
+        str, typer.Option(envvar="FAKE_SEVERA_API_KEY", help="The key the fake accepts.")
+    ] = "fake-severa-key",
+    seed: Annotated[
+        Path | None, typer.Option(help="Seed data (YAML/JSON); default: the built-in demo seed.")
+    ] = None,
+) -> None:
+    """Serve the fake Severa SOAP service (WSDL at <url>/WSDL) for tests, demos and local runs."""
+    from adapters.severa.fake.server import serve
+
+    configure_logging("INFO", "auto")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(host=host, port=port, api_key=api_key, seed=str(seed) if seed else None))
+
+
+@app.command()
+def check() -> None:
+    """Check the Severa endpoint, WSDL, API key, access rights and quota; exit 1 on any failure."""
+    from connector.checks import render_checks, run_checks
+
+    settings: Settings = _settings(Settings)
+    results = _run(run_checks(settings))
+    render_checks(results, out)
+    if not all(r.ok for r in results):
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+schemas_app = typer.Typer(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path("schemas/generated"),
+) -> None:
+    """Write the JSON Schema of every message contract and the AsyncAPI document."""
+    from schemas.export import export_all
+
+    for path in export_all(directory):
+        out.print(f"wrote {path}")
+
+
+@schemas_app.command("show")
+def schemas_show(name: Annotated[str, typer.Argument(help="Contract name, e.g. WorkHourEvent.")]) -> None:
+    """Print one contract's JSON Schema."""
+    from schemas.export import CONTRACTS
+
+    model = CONTRACTS.get(name)
+    if model is None:
+        err.print(f"unknown contract {name!r}; known: {', '.join(sorted(CONTRACTS))}")
+        raise typer.Exit(EXIT_CONFIG)
+    out.print_json(json.dumps(model.model_json_schema()))
+
+
+def main() -> None:
+    app()

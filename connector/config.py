@@ -1,0 +1,169 @@
+"""Configuration: one pydantic-settings model, built once at start-up and passed down.
+
+Every setting comes from an environment variable prefixed ``SEVERA_CONNECTOR_`` (nested groups
+joined by ``__``, e.g. ``SEVERA_CONNECTOR_SEVERA__URL``) or from a ``.env`` file in the working
+directory. The Severa API key comes from ``SEVERA_CONNECTOR_SEVERA__API_KEY`` or, in Kubernetes,
+from a mounted Secret file named by ``SEVERA_CONNECTOR_SEVERA__API_KEY_FILE`` (re-read when it
+changes). Nothing here is read at import time.
+
+Invalid configuration raises :class:`connector.errors.ConfigError` whose message names each bad
+setting by its environment variable, so the CLI can print it and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.severa.config import SeveraClientConfig
+from connector.errors import ConfigError
+
+ENV_PREFIX = "SEVERA_CONNECTOR_"
+ENV_NESTED_DELIMITER = "__"
+
+
+class RabbitSettings(BaseModel):
+    url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="AMQP URL of the broker (its password is treated as a secret).",
+    )
+    prefix: str = Field(default="", description="Prefix for every exchange/queue name (isolation).")
+    prefetch: int = Field(default=32, ge=1, le=1000, description="Messages handled concurrently per pod.")
+    publish_timeout_seconds: float = Field(default=10.0, gt=0, description="Wait for a publisher confirm.")
+    delivery_limit: int = Field(default=20, ge=2, description="Quorum-queue redelivery safety net.")
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"amqp", "amqps"}:
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    def safe_url(self) -> str:
+        """The URL with its password masked, for logs."""
+        return mask_url_password(self.url.get_secret_value())
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a TTY, JSON otherwise (containers)."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class HttpSettings(BaseModel):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535, description="/healthz /readyz /metrics")
+
+
+class RetrySettings(BaseModel):
+    """In-process retries of transient failures (jittered exponential backoff)."""
+
+    attempts: int = Field(default=4, ge=1, le=20)
+    initial_seconds: float = Field(default=0.2, gt=0)
+    max_seconds: float = Field(default=5.0, gt=0)
+
+
+class CircuitSettings(BaseModel):
+    """How a systemic failure (auth, quota, outage) pauses and probes."""
+
+    probe_initial_seconds: float = Field(default=1.0, gt=0)
+    probe_max_seconds: float = Field(default=60.0, gt=0)
+
+
+class WorkHoursSettings(BaseModel):
+    cache_ttl_seconds: float = Field(
+        default=300.0, ge=0, description="How long resolved users/cases/phases/work types are reused."
+    )
+    hold_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a message is held unacked while Severa is unusable before it is "
+        "returned to the queue (keep below the broker's consumer_timeout, 30 min by default).",
+    )
+
+
+class CommonSettings(BaseSettings):
+    """What every command needs: the broker, logging. Commands that talk to Severa use :class:`Settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    rabbitmq: RabbitSettings = Field(default_factory=RabbitSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    pod_name: str = Field(default_factory=socket.gethostname, description="Shown in DLQ headers.")
+
+
+class Settings(CommonSettings):
+    """Everything ``severa-connector run`` needs."""
+
+    # The empty default is validated (validate_default): a missing key is reported by its setting name.
+    severa: SeveraClientConfig = Field(  # type: ignore[assignment]
+        default_factory=dict, description="How to reach Severa; the API key is required."
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    circuit: CircuitSettings = Field(default_factory=CircuitSettings)
+    work_hours: WorkHoursSettings = Field(default_factory=WorkHoursSettings)
+    state_url: str = Field(
+        default="sqlite:///severa-connector-state.db",
+        description="Idempotency ledger: sqlite:///<path> (one pod) or postgresql://… (several pods).",
+    )
+    mapping_file: Path | None = Field(
+        default=None, description="YAML/JSON table of codes that differ between systems."
+    )
+    drain_seconds: float = Field(default=20.0, ge=0, description="Grace period for in-flight work.")
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """``("severa", "url")`` → ``SEVERA_CONNECTOR_SEVERA__URL``."""
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors(include_input=False, include_url=False):
+        lines.append(f"  {env_name(tuple(error['loc']))}: {error['msg']}")
+    return "\n".join(lines)
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def load_settings(cls: type[SettingsT] = Settings, **overrides: Any) -> SettingsT:  # type: ignore[assignment]
+    """Build the settings from the environment (+ ``.env``), or raise :class:`ConfigError`."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

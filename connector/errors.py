@@ -1,0 +1,181 @@
+"""The connector's error taxonomy and the one place that classifies exceptions.
+
+Every decision about what happens to a failed message is taken from the *category* of the
+error, never from its concrete class, so flows never grow their own ``except`` ladders::
+
+    ConnectorError                      (category decides the fate of the message)
+    ├── PermanentError                  dead-letter at once: retrying cannot help
+    │   ├── InvalidMessage              body is not JSON / violates the schema
+    │   ├── UnknownReference            user, case, phase or work type not found in Severa
+    │   └── SeveraRejected              Severa refused the write (Validation, NoPermission, NotFound)
+    ├── TransientError                  retry with backoff, then dead-letter with the history
+    │   └── SeveraUnavailable           timeout, connection drop, HTTP 5xx, GeneralFailure
+    ├── SystemicError                   pause consumption, stay alive, report not-ready, probe, resume
+    │   ├── SeveraAuthenticationFailed  wrong / regenerated key, API add-on or right missing
+    │   ├── SeveraQuotaExceeded         the organisation's daily call quota is spent
+    │   └── SeveraOutage                Severa keeps failing: the circuit is open
+    └── ConfigError                     bad settings at start-up (exit code 2, no traceback)
+
+Third-party exceptions (zeep, aiohttp, aio-pika) are translated at the adapter edge and re-raised
+as one of these ``from`` the original; :func:`classify` maps anything else to a category so that a
+bug in our own code is treated as permanent (parked with its traceback) rather than retried forever.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+
+class Category(enum.StrEnum):
+    """What the runtime does with a message whose handling raised."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    SYSTEMIC = "systemic"
+
+
+class ConnectorError(Exception):
+    """Root of every error the connector raises on purpose.
+
+    ``reason`` is a short machine-friendly code (goes into DLQ headers and metrics labels);
+    the message is a sentence a human can act on. ``context`` carries safe, non-secret details.
+    """
+
+    category: Category = Category.PERMANENT
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.context: dict[str, Any] = context
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"
+
+
+class PermanentError(ConnectorError):
+    category = Category.PERMANENT
+    reason = "permanent"
+
+
+class InvalidMessage(PermanentError):
+    """The message body cannot be turned into a valid event."""
+
+    reason = "invalid_message"
+
+
+class UnknownReference(PermanentError):
+    """The event names a user / case / phase / work type that Severa does not know."""
+
+    reason = "unknown_reference"
+
+    def __init__(self, message: str, *, kind: str, value: str, **context: Any) -> None:
+        super().__init__(message, reason=f"unknown_{kind}", kind=kind, value=value, **context)
+        self.kind = kind
+        self.value = value
+
+
+class SeveraRejected(PermanentError):
+    """Severa answered with a typed fault that no retry can change."""
+
+    reason = "severa_rejected"
+
+    def __init__(self, message: str, *, fault: str, operation: str, **context: Any) -> None:
+        super().__init__(
+            message, reason=f"severa_{fault.lower()}", fault=fault, operation=operation, **context
+        )
+        self.fault = fault
+        self.operation = operation
+
+
+class TransientError(ConnectorError):
+    """Worth retrying: the same request may succeed a moment later.
+
+    ``outcome_unknown`` is set when a *write* may have landed although we saw no answer (timeout
+    after the request was sent, connection dropped mid-response): such a call must never be blindly
+    repeated; the caller has to look whether it landed first.
+    """
+
+    category = Category.TRANSIENT
+    reason = "transient"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, outcome_unknown: bool = False, **context: Any
+    ) -> None:
+        super().__init__(message, reason=reason, **context)
+        self.outcome_unknown = outcome_unknown
+
+
+class SeveraUnavailable(TransientError):
+    reason = "severa_unavailable"
+
+
+class SystemicError(ConnectorError):
+    """Every message would fail the same way: stop consuming instead of burning messages."""
+
+    category = Category.SYSTEMIC
+    reason = "systemic"
+
+
+class SeveraAuthenticationFailed(SystemicError):
+    reason = "severa_authentication_failed"
+
+
+class SeveraQuotaExceeded(SystemicError):
+    reason = "severa_quota_exceeded"
+
+
+class SeveraOutage(SystemicError):
+    reason = "severa_outage"
+
+
+class ConfigError(ConnectorError):
+    """Invalid configuration; raised before anything starts."""
+
+    reason = "config_error"
+
+
+def classify(exc: BaseException) -> Category:
+    """Return the category of *any* exception raised while handling a message.
+
+    Our own errors carry their category. Anything else is a bug or an untranslated library error:
+    permanent, so the message is parked with its traceback instead of looping.
+    """
+    if isinstance(exc, ConnectorError):
+        return exc.category
+    return Category.PERMANENT
+
+
+def outage_behind(exc: BaseException) -> SeveraOutage | None:
+    """A transient Severa failure that survived every in-process retry means Severa is down.
+
+    Dead-lettering would burn every message for the length of the outage, so it is escalated to a
+    systemic :class:`SeveraOutage` (pause, probe, resume). Other transient errors are not escalated.
+    """
+    if isinstance(exc, SeveraUnavailable):
+        return SeveraOutage(f"Severa keeps failing: {exc.message}", reason="severa_outage")
+    return None
+
+
+def reason_of(exc: BaseException) -> str:
+    """Short code for metrics labels and DLQ headers."""
+    if isinstance(exc, ConnectorError):
+        return exc.reason
+    return f"unexpected_{type(exc).__name__}"
+
+
+def describe(exc: BaseException) -> Mapping[str, Any]:
+    """The safe, structured description of an error used in logs and dead-letter headers."""
+    info: dict[str, Any] = {
+        "category": classify(exc).value,
+        "class": type(exc).__name__,
+        "reason": reason_of(exc),
+        "message": exc.message if isinstance(exc, ConnectorError) else str(exc),
+    }
+    if isinstance(exc, ConnectorError):
+        info.update({k: v for k, v in exc.context.items() if isinstance(v, (str, int, float, bool))})
+    return info

@@ -1,0 +1,139 @@
+"""Ports: what the core needs from the outside world, as typed Protocols and plain records.
+
+The core (flows, mapping, retry policy, DLQ) talks only to these. ``adapters/severa`` implements
+:class:`SeveraGateway` with zeep + aiohttp; tests may implement it in memory. Records are frozen
+dataclasses holding only the Severa fields the connector uses; adapters fill them from Severa's
+entities and must translate every failure into :mod:`connector.errors`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    guid: str
+    code: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    guid: str
+    number: int | None
+    name: str | None
+    is_closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    guid: str
+    case_guid: str
+    code: str | None
+    name: str | None
+    is_completed: bool
+    is_locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkType:
+    guid: str
+    code: str | None
+    name: str | None
+    is_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewHourEntry:
+    """An hour entry to be written; Severa assigns the GUID."""
+
+    user_guid: str
+    case_guid: str
+    phase_guid: str
+    work_type_guid: str
+    event_date: dt.date
+    quantity: Decimal
+    description: str | None
+    is_billable: bool
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HourEntry:
+    """An hour entry as Severa holds it."""
+
+    guid: str
+    user_guid: str
+    case_guid: str
+    phase_guid: str
+    work_type_guid: str | None
+    event_date: dt.date
+    quantity: Decimal
+    description: str | None
+    is_billable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    """Severa's ``Quota`` / ``UsedQuota`` response headers as last seen."""
+
+    quota: int
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.quota - self.used, 0)
+
+
+@runtime_checkable
+class SeveraGateway(Protocol):
+    """The Severa operations the connector uses.
+
+    Look-ups return ``None`` when Severa has no such record, whichever way Severa says so (a
+    NotFound fault, a null, an empty list). Every other failure raises a
+    :class:`connector.errors.ConnectorError` subclass.
+    """
+
+    async def get_version(self) -> str:
+        """``IAPI.GetVersion``: needs no key; a cheap connectivity check."""
+
+    async def probe(self) -> None:
+        """One cheap authenticated call; raises the classified error if Severa is not usable."""
+
+    async def get_user_by_code(self, code: str) -> User | None: ...
+
+    async def get_all_users(self, *, include_inactive: bool = False) -> list[User]: ...
+
+    async def get_case_by_number(self, number: int) -> Case | None: ...
+
+    async def get_phases_by_code(self, phase_code: str, case_guid: str) -> list[Phase]: ...
+
+    async def get_all_work_types(self) -> list[WorkType]: ...
+
+    async def get_hour_entry(self, guid: str) -> HourEntry | None: ...
+
+    async def get_hour_entries_by_user_and_date(
+        self, user_guid: str, start: dt.date, end: dt.date
+    ) -> list[HourEntry]:
+        """Entries of one user in a date range; used to find out whether an Add whose answer
+        was lost actually landed."""
+
+    async def add_hour_entry(self, entry: NewHourEntry) -> HourEntry: ...
+
+    async def update_hour_entry(self, entry: HourEntry) -> HourEntry: ...
+
+    async def delete_hour_entry(self, guid: str) -> bool: ...
+
+    @property
+    def quota(self) -> QuotaReading | None:
+        """The last quota headers seen, if any."""
+
+    async def aclose(self) -> None: ...

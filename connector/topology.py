@@ -1,0 +1,128 @@
+"""RabbitMQ topology: every exchange, queue and binding the connector owns, declared idempotently.
+
+Declared on every start by every pod (declaring an existing entity with the same arguments is a
+no-op), so a fresh broker needs no manual set-up. Names and arguments live here and nowhere else.
+
+    publishers ──► [workhours] (topic) ──workhour.created|updated|deleted──► q.workhours (quorum)
+                                                                               │ x-delivery-limit
+    our dead-lettering (publish + confirm) ─► [dlx] (direct) ──q.workhours──► q.workhours.dlq (quorum)
+    broker dead-lettering (delivery limit) ──┘
+    results ──► [workhours.results] (topic): workhour.synced / workhour.failed
+
+Quorum queues because they replicate and survive node loss; ``x-delivery-limit`` is the safety net
+for a message that crashes the consumer over and over (it lands in the DLQ instead of looping);
+``at-least-once`` dead-lettering so the broker never drops a message on its way to the DLQ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKHOURS_ROUTING_KEYS = ("workhour.created", "workhour.updated", "workhour.deleted")
+
+# Poison-message safety net: a message redelivered this many times (crash loops, requeues) is
+# dead-lettered by the broker. Our own handling dead-letters long before that.
+DEFAULT_DELIVERY_LIMIT = 20
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    name: str
+    type: str  # "topic" | "direct" | "fanout"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    bindings: tuple[tuple[str, str], ...] = ()  # (exchange, routing key)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    exchanges: tuple[ExchangeSpec, ...]
+    queues: tuple[QueueSpec, ...]
+
+    def queue(self, name: str) -> QueueSpec:
+        for spec in self.queues:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def work_queue(
+    name: str, bindings: tuple[tuple[str, str], ...], *, dead_letter_exchange: str, delivery_limit: int
+) -> QueueSpec:
+    """A quorum work queue whose dead letters go to ``<name>.dlq`` through the DLX."""
+    return QueueSpec(
+        name=name,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": dead_letter_exchange,
+            "x-dead-letter-routing-key": name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
+            "x-delivery-limit": delivery_limit,
+        },
+        bindings=bindings,
+    )
+
+
+def dead_letter_queue(of_queue: str, *, dead_letter_exchange: str) -> QueueSpec:
+    return QueueSpec(
+        name=dlq_name(of_queue),
+        arguments={"x-queue-type": "quorum"},
+        bindings=((dead_letter_exchange, of_queue),),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Entity names. ``prefix`` isolates a deployment (or a test) on a shared broker/vhost."""
+
+    prefix: str = ""
+
+    @property
+    def workhours_exchange(self) -> str:
+        return f"{self.prefix}workhours"
+
+    @property
+    def workhours_queue(self) -> str:
+        return f"{self.prefix}q.workhours"
+
+    @property
+    def workhours_dlq(self) -> str:
+        return dlq_name(self.workhours_queue)
+
+    @property
+    def results_exchange(self) -> str:
+        return f"{self.prefix}workhours.results"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}dlx"
+
+
+def build_topology(names: Names, *, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> Topology:
+    """The connector's whole topology."""
+    return Topology(
+        exchanges=(
+            ExchangeSpec(names.workhours_exchange, "topic"),
+            ExchangeSpec(names.results_exchange, "topic"),
+            ExchangeSpec(names.dead_letter_exchange, "direct"),
+        ),
+        queues=(
+            work_queue(
+                names.workhours_queue,
+                tuple((names.workhours_exchange, key) for key in WORKHOURS_ROUTING_KEYS),
+                dead_letter_exchange=names.dead_letter_exchange,
+                delivery_limit=delivery_limit,
+            ),
+            dead_letter_queue(names.workhours_queue, dead_letter_exchange=names.dead_letter_exchange),
+        ),
+    )

@@ -1,0 +1,95 @@
+"""Export the message contracts: one JSON Schema per model plus an AsyncAPI 2.6 document.
+
+The pydantic models are the single source of truth; the files under ``schemas/generated/`` are
+derived (``severa-connector schemas export``) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.dead_letter import DeadLetterHeaders
+from schemas.results import WorkHourFailed, WorkHourSynced
+from schemas.work_hours import WorkHourEvent
+
+CONTRACTS: dict[str, type[BaseModel]] = {
+    "WorkHourEvent": WorkHourEvent,
+    "WorkHourSynced": WorkHourSynced,
+    "WorkHourFailed": WorkHourFailed,
+    "DeadLetterHeaders": DeadLetterHeaders,
+}
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True)
+
+
+def asyncapi() -> dict[str, Any]:
+    """The channels the connector consumes and publishes, with their payload schemas."""
+
+    def message(name: str, routing_keys: str, summary: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "summary": summary,
+            "contentType": "application/json",
+            "payload": {"$ref": f"./{name}.schema.json"},
+            "bindings": {"amqp": {"deliveryMode": 2, "routingKeys": routing_keys}},
+        }
+
+    return {
+        "asyncapi": "2.6.0",
+        "info": {
+            "title": "severa-connector",
+            "version": "1",
+            "description": "Work-hour events in, result events out; dead letters carry x-dl-* headers "
+            "(see DeadLetterHeaders.schema.json).",
+        },
+        "defaultContentType": "application/json",
+        "channels": {
+            "workhours": {
+                "description": "Topic exchange where external systems publish work-hour events.",
+                "bindings": {
+                    "amqp": {"is": "routingKey", "exchange": {"name": "workhours", "type": "topic"}}
+                },
+                "publish": {
+                    "summary": "External systems publish; the connector consumes from q.workhours.",
+                    "message": message(
+                        "WorkHourEvent",
+                        "workhour.created | workhour.updated | workhour.deleted",
+                        "A work-hour entry changed in a source system.",
+                    ),
+                },
+            },
+            "workhours.results": {
+                "description": "Topic exchange where the connector reports what it did with each event.",
+                "bindings": {
+                    "amqp": {"is": "routingKey", "exchange": {"name": "workhours.results", "type": "topic"}}
+                },
+                "subscribe": {
+                    "message": {
+                        "oneOf": [
+                            message("WorkHourSynced", "workhour.synced", "Severa matches the event."),
+                            message("WorkHourFailed", "workhour.failed", "The event was dead-lettered."),
+                        ]
+                    }
+                },
+            },
+        },
+    }
+
+
+def export_all(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, model in CONTRACTS.items():
+        path = directory / f"{name}.schema.json"
+        path.write_text(json.dumps(json_schema(model), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    path = directory / "asyncapi.json"
+    path.write_text(json.dumps(asyncapi(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(path)
+    return written
