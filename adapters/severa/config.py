@@ -88,6 +88,10 @@ class SeveraClientConfig(BaseModel):
         ge=1024,
         description="Largest response body accepted; larger answers are treated as Severa being unusable.",
     )
+    use_env_proxy: bool = Field(
+        default=False,
+        description="Send through the proxy named by HTTP(S)_PROXY / NO_PROXY in the environment.",
+    )
     api_key_recheck_seconds: PositiveSeconds = Field(
         default=5.0,
         description=(

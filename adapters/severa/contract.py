@@ -162,7 +162,8 @@ def parse_reply(content: bytes) -> Reply:
         root = etree.fromstring(content, _REPLY_PARSER)
     except etree.XMLSyntaxError as exc:
         raise MalformedReply(f"not well-formed XML ({exc.msg})") from exc
-    if root.getroottree().docinfo.doctype:
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
+    if docinfo.doctype:
         # A DTD is never legitimate in SOAP (SOAP 1.1 §3) and is how entity-expansion attacks start.
         raise MalformedReply("the reply carries a DTD, which SOAP forbids")
     if root.tag != _ENVELOPE:
@@ -228,7 +229,8 @@ class Operation:
         headers: list[etree._Element] = []
         if api_key is not None:
             # A fresh element each call: lxml moves an element into the tree it is appended to.
-            password = etree.Element(_PASSWORD, nsmap={None: SEVERA_NS})
+            # Its namespace is declared once on the envelope by the clean-up below.
+            password = etree.Element(_PASSWORD)
             password.text = api_key
             headers.append(password)
         try:
@@ -265,6 +267,7 @@ class Operation:
 
 
 _Shape = dict[str, Any]
+_zeep_client: Any = zeep.Client  # untyped constructor
 
 
 class SeveraContract:
@@ -272,9 +275,10 @@ class SeveraContract:
 
     def __init__(self, client: zeep.Client, source: Path) -> None:
         self.source = source
-        self._client = client
+        self._client: Any = client  # zeep's typing stops short of its WSDL objects
         self._bindings: dict[str, Any] = {}
-        for binding in client.wsdl.bindings.values():
+        bindings: dict[Any, Any] = self._client.wsdl.bindings
+        for binding in bindings.values():
             contract = etree.QName(str(binding.port_type.name)).localname
             self._bindings.setdefault(contract, binding)
         self._operations: dict[OperationRef, Operation] = {}
@@ -295,17 +299,18 @@ class SeveraContract:
             forbid_external=True,
         )
         try:
-            client = zeep.Client(str(path), settings=settings)
+            client = _zeep_client(str(path), settings=settings)
         except (OSError, zeep.exceptions.Error, etree.XMLSyntaxError) as exc:
             raise ConfigError(
-                f"Cannot load the Severa WSDL {path} ({type(exc).__name__}: {exc}); the package is incomplete.",
+                f"Cannot load the Severa WSDL {path} ({type(exc).__name__}: {exc}): the package is broken.",
                 reason="severa_wsdl_unusable",
             ) from exc
         return cls(client, path)
 
     @property
     def zeep_client(self) -> zeep.Client:
-        return self._client
+        client: zeep.Client = self._client
+        return client
 
     @property
     def contracts(self) -> Sequence[str]:

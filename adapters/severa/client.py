@@ -1,0 +1,482 @@
+"""``SeveraClient``: the :class:`connector.ports.SeveraGateway` over Severa's SOAP 1.1 API.
+
+zeep knows the contract (:mod:`adapters.severa.contract`), aiohttp carries the bytes. zeep's own
+transport is httpx, measured an order of magnitude slower than aiohttp here, so the client builds
+envelopes with zeep, posts them itself, and hands the reply back to zeep to read.
+
+One call, in order:
+
+1. look up the operation and build the envelope, with the ``WebServicePassword`` header carrying
+   the key from the :class:`~adapters.severa.keys.ApiKeySource` (every call except ``IAPI``'s two);
+2. wait for a concurrency slot (``max_concurrency``) and, if configured, for the rate limiter;
+3. POST it (``Content-Type: text/xml; charset=utf-8`` and the quoted ``SOAPAction`` WCF routes
+   on) through one pooled :class:`aiohttp.ClientSession`, within ``timeout_seconds``;
+4. read at most ``max_response_bytes``, parse safely, record the ``Quota``/``UsedQuota`` headers,
+   turn a fault into a :mod:`connector.errors` error (:mod:`adapters.severa.faults`), or read the
+   body with zeep and map it to a port record (:mod:`adapters.severa.mapping`).
+
+No retries happen here. The core owns the retry policy (it knows whether a message may be retried,
+how often, and must look before repeating a write whose ``outcome_unknown`` is set); a second,
+hidden retry layer would multiply attempts and quota use and make the adapter unpredictable.
+
+The key never leaves the envelope: it is not logged (the per-call debug line holds operation,
+status, duration and outcome only), not put into errors (server text is redacted), not in reprs
+or metrics. We never enable zeep's transport logging, and zeep's transport is not used at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import time
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from adapters.severa.config import SeveraClientConfig
+from adapters.severa.contract import (
+    MalformedReply,
+    Operation,
+    OperationRef,
+    Ops,
+    Reply,
+    RequestNotSerializable,
+    SeveraContract,
+    default_contract,
+    parse_reply,
+)
+from adapters.severa.faults import (
+    NOT_FOUND_ANSWER,
+    classify_fault,
+    classify_http,
+    classify_transport,
+)
+from adapters.severa.keys import ApiKeySource, api_key_source
+from adapters.severa.mapping import (
+    EntityMismatch,
+    as_list,
+    case_from_severa,
+    hour_entry_from_severa,
+    hour_entry_to_severa,
+    new_hour_entry_to_severa,
+    phase_from_severa,
+    user_from_severa,
+    work_type_from_severa,
+)
+from adapters.severa.metrics import SeveraMetrics, severa_metrics
+from connector.errors import ConnectorError, PermanentError, SeveraAuthenticationFailed, SeveraUnavailable
+from connector.ports import Case, HourEntry, NewHourEntry, Phase, QuotaReading, User, WorkType
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The user code :meth:`SeveraClient.probe` looks up: no real user has it, so the answer is a small
+#: NotFound — which proves that the key is accepted without transferring any data.
+PROBE_USER_CODE: Final = "severa-connector-probe-0000"
+
+try:
+    _VERSION = metadata.version("severa-connector")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    _VERSION = "0"
+USER_AGENT: Final = f"severa-connector/{_VERSION} aiohttp/{aiohttp.__version__}"
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _ReplyTooLarge(Exception):
+    pass
+
+
+class _Timing:
+    """When the request went on the wire (None: it never did), for latency and the debug line."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent: float | None = None
+
+
+class SeveraClient:
+    """The Severa gateway: typed look-ups and hour-entry writes, failures classified.
+
+    Use it as an async context manager, or call :meth:`aclose` yourself; the HTTP session opens on
+    first use. After :meth:`aclose` (idempotent) every call raises
+    :class:`~connector.errors.SeveraUnavailable` (``reason="severa_client_closed"``, nothing sent),
+    so a call racing shutdown is retried elsewhere rather than parked; re-entering raises
+    :class:`RuntimeError`.
+
+    ``registry`` receives the adapter's Prometheus metrics (pass your own in tests, ``None`` for
+    none). ``contract`` defaults to the WSDL shipped in the package, parsed once per process.
+    """
+
+    def __init__(
+        self,
+        config: SeveraClientConfig,
+        *,
+        key_source: ApiKeySource | None = None,
+        contract: SeveraContract | None = None,
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self._config = config
+        self._url = config.endpoint
+        self._keys = key_source if key_source is not None else api_key_source(config)
+        self._contract = contract if contract is not None else default_contract()
+        self._metrics: SeveraMetrics | None = severa_metrics(registry) if registry is not None else None
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._limiter = _limiter(config.rate_limit_per_second)
+        self._session: aiohttp.ClientSession | None = None
+        self._state = _State.IDLE
+        self._quota: QuotaReading | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this SeveraClient is closed; create a new one")
+        self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; later calls are refused. Safe to call more than once."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            config = self._config
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=config.connection_pool_size, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=config.timeout_seconds,
+                    connect=config.connect_timeout_seconds,
+                    sock_connect=config.connect_timeout_seconds,
+                ),
+                headers={"User-Agent": USER_AGENT},
+                raise_for_status=False,
+                trust_env=config.use_env_proxy,
+            )
+            self._state = _State.OPEN
+        return self._session
+
+    # -- what the core sees --------------------------------------------------------------------
+
+    @property
+    def quota(self) -> QuotaReading | None:
+        """Severa's ``Quota``/``UsedQuota`` headers from the latest answer that had them."""
+        return self._quota
+
+    @property
+    def contract(self) -> SeveraContract:
+        return self._contract
+
+    async def get_version(self) -> str:
+        """``IAPI.GetVersion``, sent without the key: proves the endpoint answers SOAP."""
+        return await self._call(Ops.GET_VERSION, {}, _text)
+
+    async def get_entity_schema_version(self) -> str:
+        """``IAPI.GetEntitySchemaVersion`` (no key): changes when Severa's entities change incompatibly."""
+        return await self._call(Ops.GET_ENTITY_SCHEMA_VERSION, {}, _text)
+
+    async def probe(self) -> None:
+        """One small authenticated call (a user code that does not exist): raises if the key is refused,
+        the quota is spent or Severa is unreachable."""
+        await self._call(Ops.GET_USER_BY_CODE, {"userCode": PROBE_USER_CODE}, _ignore)
+
+    async def get_user_by_code(self, code: str) -> User | None:
+        return await self._call(Ops.GET_USER_BY_CODE, {"userCode": code}, _single(user_from_severa))
+
+    async def get_all_users(self, *, include_inactive: bool = False) -> list[User]:
+        params = {"businessUnitGUID": self._config.business_unit_guid, "includeInactive": include_inactive}
+        return await self._call(Ops.GET_ALL_USERS, params, _many(user_from_severa))
+
+    async def get_case_by_number(self, number: int) -> Case | None:
+        return await self._call(Ops.GET_CASE_BY_NUMBER, {"caseNumber": number}, _single(case_from_severa))
+
+    async def get_phases_by_code(self, phase_code: str, case_guid: str) -> list[Phase]:
+        params = {"phaseCode": phase_code, "caseGUID": case_guid}
+        return await self._call(Ops.GET_PHASES_BY_CODE, params, _many(phase_from_severa))
+
+    async def get_all_work_types(self) -> list[WorkType]:
+        return await self._call(Ops.GET_ALL_WORK_TYPES, {}, _many(work_type_from_severa))
+
+    async def get_hour_entry(self, guid: str) -> HourEntry | None:
+        params = {"hourEntryGUID": guid}
+        return await self._call(Ops.GET_HOUR_ENTRY_BY_GUID, params, _single(hour_entry_from_severa))
+
+    async def get_hour_entries_by_user_and_date(
+        self, user_guid: str, start: dt.date, end: dt.date
+    ) -> list[HourEntry]:
+        """Entries of one user with EventDate from ``start`` to ``end``, both included."""
+        params = {
+            "businessUnitGUID": self._config.business_unit_guid,
+            "startdate": _midnight(start),
+            "enddate": _midnight(end),
+            "userGUID": user_guid,
+        }
+        return await self._call(Ops.GET_HOUR_ENTRIES_BY_DATE_AND_USER, params, _many(hour_entry_from_severa))
+
+    async def add_hour_entry(self, entry: NewHourEntry) -> HourEntry:
+        params = {"hourEntryInfo": new_hour_entry_to_severa(entry)}
+        return await self._call(Ops.ADD_HOUR_ENTRY, params, _required(hour_entry_from_severa))
+
+    async def update_hour_entry(self, entry: HourEntry) -> HourEntry:
+        """Replace the entry's members the record holds (others, e.g. StartTime, are not sent)."""
+        params = {"hourEntryInfo": hour_entry_to_severa(entry)}
+        return await self._call(Ops.UPDATE_HOUR_ENTRY, params, _required(hour_entry_from_severa))
+
+    async def delete_hour_entry(self, guid: str) -> bool:
+        return await self._call(Ops.DELETE_HOUR_ENTRY, {"hourEntryGUID": guid}, _boolean)
+
+    async def call(self, ref: OperationRef, /, **params: Any) -> Any:
+        """Any operation of the contract, returning zeep's objects (``None`` for NotFound).
+
+        For adapter tools such as :mod:`adapters.severa.check`; the core uses the typed methods.
+        Failures are classified exactly as for those.
+        """
+        return await self._call(ref, params, _raw)
+
+    # -- one call ---------------------------------------------------------------------------------
+
+    async def _call(self, ref: OperationRef, params: Mapping[str, Any], convert: Callable[[Any], T]) -> T:
+        timing = _Timing()
+        status: int | None = None
+        try:
+            if self._state is _State.CLOSED:
+                raise SeveraUnavailable(
+                    f"The Severa client is closed, so {ref} was not sent (the service is shutting down).",
+                    reason="severa_client_closed",
+                    outcome_unknown=False,
+                    operation=ref.label,
+                )
+            operation = self._contract.operation(ref)
+            key = self._keys.current().get_secret_value() if ref.authenticated else None
+            body = _build(operation, params, key)
+            status, content = await self._post(operation, body, timing)
+            raw = self._read(operation, status, content, key)
+            try:
+                result = convert(raw)
+            except EntityMismatch as exc:
+                raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+        except ConnectorError as error:
+            self._observe(ref, error.reason, status, timing, error)
+            if isinstance(error, SeveraAuthenticationFailed):
+                # The key may have been rotated a moment ago: make sure the next call reads it afresh.
+                self._keys.refresh()
+            raise
+        self._observe(ref, "not_found" if raw is NOT_FOUND_ANSWER else "ok", status, timing, None)
+        return result
+
+    async def _post(self, operation: Operation, body: bytes, timing: _Timing) -> tuple[int, bytes]:
+        """Send within the concurrency and rate limits; the answer's status and body."""
+        ref = operation.ref
+        session = self._session or self._open()
+        async with self._semaphore:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            timing.sent = time.perf_counter()
+            try:
+                async with session.post(self._url, data=body, headers=operation.http_headers) as response:
+                    status = response.status
+                    try:
+                        content = await self._receive(response)
+                    except _ReplyTooLarge as exc:
+                        limit_mib = self._config.max_response_bytes / 2**20
+                        raise classify_http(
+                            status, ref, url=self._url, problem=f"larger than the {limit_mib:g} MiB limit"
+                        ) from exc
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise classify_transport(
+                    exc, ref, url=self._url, timeout=self._config.timeout_seconds
+                ) from exc
+            except RuntimeError as exc:
+                if self._state is not _State.CLOSED:
+                    raise
+                # aclose() ran while this call was waiting for its turn.
+                raise SeveraUnavailable(
+                    f"The Severa client was closed before {ref} was sent.",
+                    reason="severa_client_closed",
+                    outcome_unknown=False,
+                    operation=ref.label,
+                ) from exc
+        return status, content
+
+    async def _receive(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._config.max_response_bytes
+        length = response.content_length
+        if length is not None and length > limit:
+            raise _ReplyTooLarge
+        if length is not None and "Content-Encoding" not in response.headers:
+            return await response.read()
+        # Unknown or compressed length: count what we actually hold.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _ReplyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _read(self, operation: Operation, status: int, content: bytes, key: str | None) -> Any:
+        """The body as zeep objects, :data:`NOT_FOUND_ANSWER`, or a classified error."""
+        ref = operation.ref
+        try:
+            reply = parse_reply(content)
+        except MalformedReply as exc:
+            raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+        self._note_quota(reply)
+        if reply.fault is not None:
+            outcome = classify_fault(
+                reply.fault,
+                ref,
+                key_origin=self._keys.origin,
+                secret=key,
+                used_quota=reply.used_quota,
+                quota=reply.quota,
+            )
+            if outcome is NOT_FOUND_ANSWER:
+                return NOT_FOUND_ANSWER
+            assert isinstance(outcome, ConnectorError)
+            raise outcome
+        if status != 200:
+            raise classify_http(status, ref, url=self._url, problem="an envelope without a fault")
+        try:
+            return operation.read_body(reply)
+        except MalformedReply as exc:
+            raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+
+    def _note_quota(self, reply: Reply) -> None:
+        if reply.quota is None or reply.used_quota is None:
+            return
+        self._quota = QuotaReading(quota=reply.quota, used=reply.used_quota)
+        if self._metrics is not None:
+            self._metrics.set_quota(self._quota)
+
+    def _observe(
+        self,
+        ref: OperationRef,
+        outcome: str,
+        status: int | None,
+        timing: _Timing,
+        error: ConnectorError | None,
+    ) -> None:
+        seconds = time.perf_counter() - timing.sent if timing.sent is not None else None
+        if self._metrics is not None:
+            self._metrics.observe(ref.label, outcome, seconds)
+        # Operation, status, timing and outcome only: envelopes carry the key and are never logged.
+        log.debug(
+            "severa.call",
+            operation=ref.label,
+            outcome=outcome,
+            http_status=status,
+            duration_ms=round(seconds * 1000, 1) if seconds is not None else None,
+            outcome_unknown=getattr(error, "outcome_unknown", None),
+        )
+
+    def __repr__(self) -> str:
+        return f"SeveraClient(url={self._url!r}, key={self._keys!r}, state={self._state.value})"
+
+
+def _build(operation: Operation, params: Mapping[str, Any], key: str | None) -> bytes:
+    try:
+        return operation.build(params, key)
+    except RequestNotSerializable as exc:
+        raise PermanentError(
+            f"Could not build the {operation.ref} request from the given values: {exc}",
+            reason="severa_request_invalid",
+            operation=operation.ref.label,
+        ) from exc
+
+
+def _limiter(rate: float | None) -> AsyncLimiter | None:
+    if rate is None:
+        return None
+    # A leaky bucket holding one second of calls (at least one call, so rates below 1/s work).
+    burst = max(1.0, rate)
+    return AsyncLimiter(burst, burst / rate)
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
+
+
+# -- result converters: what a raw zeep result (or NotFound) becomes for each kind of call -------
+
+
+def _raw(value: Any) -> Any:
+    return None if value is NOT_FOUND_ANSWER else value
+
+
+def _ignore(value: Any) -> None:
+    return None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise EntityMismatch("expected a string result")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise EntityMismatch("expected a boolean result")
+    return value
+
+
+def _single(convert: Callable[[Any], R]) -> Callable[[Any], R | None]:
+    """A look-up: NotFound and nil both mean "no such record"."""
+
+    def single(value: Any) -> R | None:
+        if value is NOT_FOUND_ANSWER or value is None:
+            return None
+        return convert(value)
+
+    return single
+
+
+def _many(convert: Callable[[Any], R]) -> Callable[[Any], list[R]]:
+    """A list: NotFound, nil and an empty array all mean "none"."""
+
+    def many(value: Any) -> list[R]:
+        if value is NOT_FOUND_ANSWER:
+            return []
+        return [convert(item) for item in as_list(value) if item is not None]
+
+    return many
+
+
+def _required(convert: Callable[[Any], R]) -> Callable[[Any], R]:
+    """A write's answer: the stored entity must come back."""
+
+    def required(value: Any) -> R:
+        if value is None or value is NOT_FOUND_ANSWER:
+            raise EntityMismatch("Severa returned no entity")
+        return convert(value)
+
+    return required

@@ -1,0 +1,246 @@
+"""Seed data for the fake: a YAML/JSON document (or a mapping) loaded into a :class:`SeveraStore`.
+
+The document uses Severa's own member names, so a seed reads like the wire::
+
+    service: {version: "fake-severa 1.0", entity_schema_version: "1"}   # optional
+    business_units: [{GUID: ..., Code: HEL, Name: Helsinki, ...}]
+    users:          [{GUID: ..., Code: AIVI, Email: ..., FirstName: ..., IsActive: true}]
+    work_types:     [...]
+    accounts:       [...]      # Customer-shaped (alias: customers)
+    cases:          [...]
+    phases:         [...]
+    invoice_statuses: [...]    # keyed by Name
+    invoices:       [...]
+    hour_entries:   [...]
+
+Each record may also carry ``_created_at`` / ``_changed_at`` (ISO timestamps, UTC when naive) to
+place it in time for the ``*ChangedSince`` operations; otherwise both are the load time.
+
+Values are coerced to the member's type (YAML dates become ``datetime``, numbers for ``decimal``
+become ``Decimal``, …) and checked: an unknown section or member, a value of the wrong type or a
+reference to a record that does not exist (an hour entry's ``UserGUID`` …) is a :class:`SeedError`
+naming where it is, so a broken seed fails at start-up instead of as a puzzling fault in a test.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final, TypeAlias
+
+import yaml
+
+from adapters.severa.fake.store import Record, SeveraStore
+from adapters.severa.wsdl.spec import SPEC, Primitive, TypeKind, TypeRef
+
+SeedSource: TypeAlias = str | os.PathLike[str] | Mapping[str, Any] | None
+"""A path to a ``.yaml``/``.yml``/``.json`` file, an already-loaded mapping, or ``None`` (empty)."""
+
+DEMO_SEED_PATH: Final = Path(__file__).with_name("demo_seed.yaml")
+"""The demo organisation shipped with the fake (users, cases, phases, work types, invoices)."""
+
+_META: Final = ("_created_at", "_changed_at")
+_ALIASES: Final = {"customers": "accounts"}
+
+# (section, member) -> section whose keys the member must name. Checked after loading.
+_REFERENCES: Final[Mapping[tuple[str, str], str]] = {
+    ("users", "BusinessUnitGUID"): "business_units",
+    ("users", "WorktypeGUID"): "work_types",
+    ("cases", "AccountGUID"): "accounts",
+    ("cases", "BusinessUnitGUID"): "business_units",
+    ("cases", "CaseOwnerUserGUID"): "users",
+    ("phases", "CaseGUID"): "cases",
+    ("phases", "ParentPhaseGUID"): "phases",
+    ("phases", "WorkTypeGUID"): "work_types",
+    ("phases", "OwnerUserGUID"): "users",
+    ("invoices", "AccountGUID"): "accounts",
+    ("invoices", "MainCaseGUID"): "cases",
+    ("invoices", "BusinessUnitGUID"): "business_units",
+    ("invoices", "InvoiceStatus"): "invoice_statuses",
+    ("hour_entries", "UserGUID"): "users",
+    ("hour_entries", "CaseGUID"): "cases",
+    ("hour_entries", "PhaseGUID"): "phases",
+    ("hour_entries", "WorkTypeGUID"): "work_types",
+    ("hour_entries", "InvoiceGUID"): "invoices",
+}
+
+
+class SeedError(ValueError):
+    """The seed document is malformed; the message says where."""
+
+
+def read_seed(source: SeedSource) -> dict[str, Any]:
+    """Load a seed document from a path or mapping (``None`` is the empty document)."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SeedError(f"cannot read seed file {path}: {exc}") from exc
+    try:
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SeedError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SeedError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def apply_seed(store: SeveraStore, document: Mapping[str, Any], *, now: dt.datetime) -> None:
+    """Load *document* into *store* (on top of what is there; clear the store first to replace)."""
+    tables = store.tables()
+    sections: dict[str, list[Any]] = {}
+    for raw_name, records in document.items():
+        if raw_name == "service":
+            _apply_service(store, records)
+            continue
+        name = _ALIASES.get(raw_name, raw_name)
+        if name not in tables:
+            raise SeedError(f"unknown seed section {raw_name!r} (known: {sorted(tables)}, service)")
+        if not isinstance(records, list):
+            raise SeedError(f"{raw_name}: expected a list of records")
+        sections.setdefault(name, []).extend(records)
+
+    for name, table in tables.items():  # dependency order, so derived fields can look things up
+        for index, raw in enumerate(sections.get(name, [])):
+            where = f"{name}[{index}]"
+            if not isinstance(raw, Mapping):
+                raise SeedError(f"{where}: expected a mapping")
+            meta = {key: raw[key] for key in _META if key in raw}
+            values = {key: value for key, value in raw.items() if key not in _META}
+            record = coerce_record(table.entity.name, values, where)
+            _derive(store, name, record)
+            try:
+                table.put(record, at=now)
+            except (KeyError, ValueError) as exc:
+                raise SeedError(f"{where}: {exc}") from exc
+            key = record[table.key]
+            if "_created_at" in meta:
+                table.touch(key, at=_timestamp(meta["_created_at"], f"{where}._created_at"), created=True)
+            if "_changed_at" in meta:
+                table.touch(key, at=_timestamp(meta["_changed_at"], f"{where}._changed_at"))
+    _check_references(store)
+
+
+def load_seed(store: SeveraStore, source: SeedSource, *, now: dt.datetime) -> None:
+    """Read *source* and apply it to *store*."""
+    apply_seed(store, read_seed(source), now=now)
+
+
+def _apply_service(store: SeveraStore, service: Any) -> None:
+    if not isinstance(service, Mapping):
+        raise SeedError("service: expected a mapping")
+    for key, value in service.items():
+        if key == "version":
+            store.version = str(value)
+        elif key == "entity_schema_version":
+            store.entity_schema_version = str(value)
+        else:
+            raise SeedError(f"service: unknown key {key!r} (known: version, entity_schema_version)")
+
+
+def _derive(store: SeveraStore, section: str, record: Record) -> None:
+    """Fill what Severa fills itself when the seed leaves it out (denormalised names)."""
+    if section == "hour_entries" and not record.get("AccountGUID"):
+        case = store.cases.get(record.get("CaseGUID"))
+        if case is not None:
+            record["AccountGUID"] = case["AccountGUID"]
+    if section == "cases" and not record.get("AccountName"):
+        account = store.accounts.get(record.get("AccountGUID"))
+        if account is not None:
+            record["AccountName"] = account["Name"]
+            record.setdefault("AccountNumber", account["Number"])
+
+
+def _check_references(store: SeveraStore) -> None:
+    tables = store.tables()
+    for (section, member), target in _REFERENCES.items():
+        for record in tables[section]:
+            value = record.get(member)
+            if value is not None and value not in tables[target]:
+                key = record[tables[section].key]
+                raise SeedError(f"{section} {key}: {member} {value!r} is not in {target}")
+
+
+def _timestamp(value: Any, where: str) -> dt.datetime:
+    moment = coerce_value(TypeRef(Primitive.DATETIME), value, where)
+    assert isinstance(moment, dt.datetime)
+    return moment
+
+
+def coerce_record(entity: str, values: Mapping[str, Any], where: str) -> Record:
+    """Check and convert one record's values to store values of *entity*'s member types."""
+    complex_type = SPEC.complex_type(entity)
+    known = set(complex_type.member_names)
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise SeedError(f"{where}: {entity} has no member(s) {unknown}")
+    return {
+        member.name: coerce_value(member.type, values.get(member.name), f"{where}.{member.name}")
+        for member in complex_type.members
+    }
+
+
+def coerce_value(ref: TypeRef, value: Any, where: str) -> Any:
+    """Convert a YAML/JSON value to the store value of type *ref*."""
+    if value is None:
+        return None
+    if ref.array:
+        if not isinstance(value, list):
+            raise SeedError(f"{where}: expected a list for {ref}")
+        return [coerce_value(ref.item, item, f"{where}[{i}]") for i, item in enumerate(value)]
+    kind = SPEC.kind(ref)
+    if kind is TypeKind.COMPLEX:
+        if not isinstance(value, Mapping):
+            raise SeedError(f"{where}: expected a mapping for {ref.name}")
+        return coerce_record(ref.name, value, where)
+    if kind is TypeKind.ENUM:
+        flags = SPEC.enum(ref.name)
+        try:
+            return value if isinstance(value, int) else flags.to_int(value)
+        except ValueError as exc:
+            raise SeedError(f"{where}: {exc}") from exc
+    primitive = ref.primitive
+    assert primitive is not None
+    try:
+        return _coerce_primitive(primitive, value)
+    except (TypeError, ValueError, InvalidOperation) as exc:
+        raise SeedError(f"{where}: {value!r} is not a valid {ref}") from exc
+
+
+def _coerce_primitive(primitive: Primitive, value: Any) -> Any:
+    if primitive is Primitive.STRING:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise TypeError("not a string")
+        return str(value)  # YAML reads an unquoted code such as 1001 as an int
+    if primitive in (Primitive.INT, Primitive.LONG):
+        if isinstance(value, bool):
+            raise TypeError("bool is not an integer")
+        return int(value)
+    if primitive is Primitive.DECIMAL:
+        if isinstance(value, bool):
+            raise TypeError("bool is not a decimal")
+        return Decimal(str(value))
+    if primitive is Primitive.BOOL:
+        if not isinstance(value, bool):
+            raise TypeError("not a bool")
+        return value
+    if primitive is Primitive.DATETIME:
+        if isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, dt.date):
+            return dt.datetime.combine(value, dt.time())
+        return dt.datetime.fromisoformat(str(value))
+    if isinstance(value, bytes):
+        return value
+    return base64.b64decode(str(value), validate=True)

@@ -1,0 +1,70 @@
+"""Prometheus metrics of the Severa adapter, registered once per :class:`CollectorRegistry`.
+
+prometheus-client refuses to register a metric name twice on one registry, yet a process may build
+more than one client (the service, a ``check`` run, tests). :func:`severa_metrics` therefore hands
+out one :class:`SeveraMetrics` per registry; tests pass their own registry and never collide.
+Labels stay bounded: the operation label comes from a fixed catalogue, the outcome is ``ok``,
+``not_found`` or the error's ``reason``.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from connector.ports import QuotaReading
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class SeveraMetrics:
+    """Calls by operation and outcome, call latency, and Severa's quota as last reported."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "severa_calls",
+            "Severa SOAP calls by operation and outcome (ok, not_found or the error reason).",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "severa_call_duration_seconds",
+            "Time from sending a Severa call to having its answer (local queueing excluded).",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.quota_limit = Gauge(
+            "severa_quota_limit_calls",
+            "The organisation's daily call quota, from Severa's Quota response header.",
+            registry=registry,
+        )
+        self.quota_used = Gauge(
+            "severa_quota_used_calls",
+            "Calls used today, from Severa's UsedQuota response header.",
+            registry=registry,
+        )
+
+    def observe(self, operation: str, outcome: str, seconds: float | None) -> None:
+        self.calls.labels(operation, outcome).inc()
+        if seconds is not None:
+            self.latency.labels(operation).observe(seconds)
+
+    def set_quota(self, reading: QuotaReading) -> None:
+        self.quota_limit.set(reading.quota)
+        self.quota_used.set(reading.used)
+
+
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SeveraMetrics] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def severa_metrics(registry: CollectorRegistry = REGISTRY) -> SeveraMetrics:
+    """The adapter's metrics on ``registry``, created and registered on first use."""
+    with _lock:
+        metrics = _by_registry.get(registry)
+        if metrics is None:
+            metrics = _by_registry[registry] = SeveraMetrics(registry)
+        return metrics

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the whole test suite against real services on this machine (RabbitMQ, PostgreSQL).
+# Creates .venv and installs the project with its test/dev extras if needed; starts the local
+# RabbitMQ / PostgreSQL when they are installed but not running. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bootstrap.sh
+ensure_venv
+ensure_services
+echo "== lint: ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== types: mypy --strict" && .venv/bin/mypy
+echo "== tests: pytest" && .venv/bin/python -m pytest "$@"
