@@ -84,11 +84,14 @@ def run() -> None:
 def demo(
     events: Annotated[int, typer.Option(help="How many good events to publish.", min=1, max=10_000)] = 5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every event to settle.")] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the connector's log.")] = False,
 ) -> None:
     """Run the whole loop on this machine: fake Severa + connector + sample events (some bad)."""
     from connector.demo import run_demo
 
     settings: CommonSettings = _settings(CommonSettings)
+    if not verbose:  # the tables are the demo's output; the log would drown them
+        configure_logging("ERROR", settings.log.format)
     ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=out))
     if not ok:
         raise typer.Exit(EXIT_PROBLEM)

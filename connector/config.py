@@ -75,6 +75,18 @@ class RetrySettings(BaseModel):
     attempts: int = Field(default=4, ge=1, le=20)
     initial_seconds: float = Field(default=0.2, gt=0)
     max_seconds: float = Field(default=5.0, gt=0)
+    ladder_seconds: tuple[float, ...] = Field(
+        default=(10.0, 60.0, 600.0),
+        description="Delayed retries after the in-process ones (JSON list, e.g. [10, 60, 600]); "
+        "past the last rung a message is dead-lettered. Empty: dead-letter at once.",
+    )
+
+    @field_validator("ladder_seconds")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v <= 0 for v in value):
+            raise ValueError("every delay must be > 0 seconds")
+        return value
 
 
 class CircuitSettings(BaseModel):

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from connector import __version__
 from connector.bus import Bus, OutgoingMessage
+from connector.delayed_retry import ATTEMPTS_HEADER, header_int
 from connector.logging import redact_text
 from connector.processing import Failure
 from schemas.dead_letter import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, DeadLetterHeaders, truncate
@@ -41,7 +42,7 @@ class DeadLetterer:
             reason=failure.reason,
             message=truncate(redact_text(failure.message), MAX_MESSAGE_CHARS),
             traceback=truncate(redact_text(failure.short_traceback()), MAX_TRACEBACK_CHARS),
-            attempts=failure.attempts,
+            attempts=header_int(message.headers, ATTEMPTS_HEADER) + failure.attempts,
             first_failure_at=previous or failure.first_failure_at,
             last_failure_at=failure.last_failure_at,
             original_exchange=message.exchange or "",

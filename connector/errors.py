@@ -9,11 +9,14 @@ error, never from its concrete class, so flows never grow their own ``except`` l
     │   ├── UnknownReference            user, case, phase or work type not found in Severa
     │   └── SeveraRejected              Severa refused the write (Validation, NoPermission, NotFound)
     ├── TransientError                  retry with backoff, then dead-letter with the history
-    │   └── SeveraUnavailable           timeout, connection drop, HTTP 5xx, GeneralFailure
+    │   ├── SeveraUnavailable           timeout, connection drop, HTTP 5xx, GeneralFailure
+    │   ├── PublishFailed               the broker did not confirm a publish (connector.bus)
+    │   └── LedgerLockTimeout           another task/pod held the entry too long (connector.state)
     ├── SystemicError                   pause consumption, stay alive, report not-ready, probe, resume
     │   ├── SeveraAuthenticationFailed  wrong / regenerated key, API add-on or right missing
     │   ├── SeveraQuotaExceeded         the organisation's daily call quota is spent
-    │   └── SeveraOutage                Severa keeps failing: the circuit is open
+    │   ├── SeveraOutage                Severa keeps failing: the circuit is open
+    │   └── LedgerUnavailable           the idempotency store is unreachable (connector.state)
     └── ConfigError                     bad settings at start-up (exit code 2, no traceback)
 
 Third-party exceptions (zeep, aiohttp, aio-pika) are translated at the adapter edge and re-raised

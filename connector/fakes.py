@@ -114,9 +114,8 @@ class InMemorySevera:
 
     async def delete_hour_entry(self, guid: str) -> bool:
         self._call("delete_hour_entry")
-        if self.hour_entries.pop(guid, None) is None:
-            raise SeveraRejected("no such hour entry", fault="NotFoundException", operation="DeleteHourEntry")
-        return True
+        # Like Severa: deleting an unknown GUID answers false rather than faulting.
+        return self.hour_entries.pop(guid, None) is not None
 
     async def aclose(self) -> None:
         return None

@@ -96,6 +96,14 @@ class Failure:
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+class RetryScheduler(Protocol):
+    """Where a transiently failing message waits before its next try (:mod:`connector.delayed_retry`)."""
+
+    def next_delay(self, message: AbstractIncomingMessage) -> float | None: ...
+
+    async def schedule(self, message: AbstractIncomingMessage, failure: Failure) -> float: ...
+
+
 class DeadLetterSink(Protocol):
     """Where the processor parks a message it gives up on (see :class:`connector.dlq.DeadLetterer`)."""
 
@@ -118,6 +126,7 @@ class MessageProcessor:
         hold_seconds: float = 600.0,
         max_holds: int = 5,
         on_dead_letter: FailureHook | None = None,
+        retry_later: RetryScheduler | None = None,
     ) -> None:
         self.flow = flow
         self._handler = handler
@@ -130,6 +139,7 @@ class MessageProcessor:
         # of an outage but a poison message that Severa chokes on: dead-letter it after max_holds.
         self._max_holds = max_holds
         self._on_dead_letter = on_dead_letter
+        self._retry_later = retry_later
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         delivery = Delivery.from_message(message)
@@ -167,10 +177,30 @@ class MessageProcessor:
                     await _settle(message.nack(requeue=True), "nack")
                     return "requeued"
                 failure = Failure(exc, max(attempts, 1), first_failure, now)
+                if (
+                    failure.category is Category.TRANSIENT
+                    and self._retry_later is not None
+                    and self._retry_later.next_delay(message) is not None
+                ):
+                    return await self._retry_after_delay(message, failure)
                 return await self._give_up(message, delivery, failure)
             else:
                 await _settle(message.ack(), "ack")
                 return "acked"
+
+    async def _retry_after_delay(self, message: AbstractIncomingMessage, failure: Failure) -> str:
+        assert self._retry_later is not None
+        try:
+            delay = await self._retry_later.schedule(message, failure)
+        except Exception as exc:
+            log.error("retry_schedule_failed_requeueing", error=str(exc))
+            await _settle(message.nack(requeue=True), "nack")
+            return "requeued"
+        log.warning(
+            "message_retry_scheduled", delay_s=delay, attempts=failure.attempts, reason=failure.reason
+        )
+        await _settle(message.ack(), "ack")
+        return "retry_scheduled"
 
     async def _give_up(self, message: AbstractIncomingMessage, delivery: Delivery, failure: Failure) -> str:
         log_method = log.warning if failure.category is Category.PERMANENT else log.error

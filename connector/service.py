@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from connector.bus import Bus, Consumer
 from connector.circuit import Circuit
 from connector.config import Settings
+from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
 from connector.errors import ConnectorError, SystemicError, describe
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
@@ -45,8 +46,7 @@ SeveraFactory = Callable[[Settings, Metrics], SeveraGateway]
 def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGateway:
     from adapters.severa.client import SeveraClient
 
-    client = SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
-    return client
+    return SeveraClient(settings.severa, registry=metrics.registry)
 
 
 class ConnectorService:
@@ -103,9 +103,19 @@ class ConnectorService:
             publish_timeout=settings.rabbitmq.publish_timeout_seconds,
         )
         await self.bus.connect()
-        await self.bus.declare(build_topology(self.names, delivery_limit=settings.rabbitmq.delivery_limit))
+        await self.bus.declare(
+            build_topology(
+                self.names,
+                delivery_limit=settings.rabbitmq.delivery_limit,
+                retry_ladder=settings.retry.ladder_seconds,
+            )
+        )
 
-        self.ledger = self._given_ledger or await open_ledger(settings.state_url)
+        if self._given_ledger is not None:
+            self.ledger = self._given_ledger
+        else:
+            self.ledger = open_ledger(settings.state_url)
+            await self.ledger.setup()
         self.severa = self._severa_factory(settings, self.metrics)
         resolver = ReferenceResolver(
             self.severa,
@@ -138,6 +148,7 @@ class ConnectorService:
             metrics=self.metrics,
             hold_seconds=settings.work_hours.hold_seconds,
             on_dead_letter=self.flow.notify_failure,
+            retry_later=RetryLadder(self.bus, self.names, settings.retry.ladder_seconds),
         )
         self._consumer = await self.bus.consumer(
             self.names.workhours_queue, self._tracked(processor), prefetch=settings.rabbitmq.prefetch
@@ -246,6 +257,8 @@ class ConnectorService:
                 await asyncio.sleep(delay)  # backoff between probes, not synchronisation
                 try:
                     await self.severa.probe()
+                    if self.ledger is not None:
+                        await self.ledger.probe()
                 except SystemicError as exc:
                     log.warning("probe_failed_still_paused", **describe(exc), next_probe_s=delay)
                 except ConnectorError as exc:

@@ -9,6 +9,14 @@ no-op), so a fresh broker needs no manual set-up. Names and arguments live here 
     broker dead-lettering (delivery limit) ──┘
     results ──► [workhours.results] (topic): workhour.synced / workhour.failed
 
+    delayed retry (transient failures that outlived the in-process retries), one queue per rung:
+    processor ──(default exchange)──► q.workhours.retry.10s ──TTL──► (default exchange) ──► q.workhours
+                                       q.workhours.retry.60s, q.workhours.retry.600s … likewise
+
+A retry queue's name carries its TTL: changing the ladder declares new queues instead of failing
+on a redeclare with different arguments. Our own ``x-retry-step`` header counts the rungs climbed
+(client-set ``x-death`` is not trusted, and newer brokers ignore it on republish).
+
 Quorum queues because they replicate and survive node loss; ``x-delivery-limit`` is the safety net
 for a message that crashes the consumer over and over (it lands in the DLQ instead of looping);
 ``at-least-once`` dead-lettering so the broker never drops a message on its way to the DLQ.
@@ -107,8 +115,38 @@ class Names:
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}dlx"
 
+    def retry_queue(self, delay_seconds: float) -> str:
+        return f"{self.workhours_queue}.retry.{_seconds_label(delay_seconds)}"
 
-def build_topology(names: Names, *, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> Topology:
+
+def _seconds_label(delay_seconds: float) -> str:
+    return f"{delay_seconds:g}s"
+
+
+def retry_queue(name: str, *, delay_seconds: float, back_to: str) -> QueueSpec:
+    """A wait queue: messages expire after ``delay_seconds`` and go back to ``back_to``."""
+    return QueueSpec(
+        name=name,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": int(delay_seconds * 1000),
+            "x-dead-letter-exchange": "",  # the default exchange routes by queue name
+            "x-dead-letter-routing-key": back_to,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+DEFAULT_RETRY_LADDER: tuple[float, ...] = (10.0, 60.0, 600.0)
+
+
+def build_topology(
+    names: Names,
+    *,
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+    retry_ladder: tuple[float, ...] = DEFAULT_RETRY_LADDER,
+) -> Topology:
     """The connector's whole topology."""
     return Topology(
         exchanges=(
@@ -124,5 +162,9 @@ def build_topology(names: Names, *, delivery_limit: int = DEFAULT_DELIVERY_LIMIT
                 delivery_limit=delivery_limit,
             ),
             dead_letter_queue(names.workhours_queue, dead_letter_exchange=names.dead_letter_exchange),
+            *(
+                retry_queue(names.retry_queue(delay), delay_seconds=delay, back_to=names.workhours_queue)
+                for delay in retry_ladder
+            ),
         ),
     )

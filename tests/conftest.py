@@ -17,6 +17,7 @@ import aio_pika
 import pytest
 
 from connector.topology import Names, build_topology
+from tests.harness import TEST_RETRY_LADDER
 
 pytest_plugins = ["tests.fixtures.fake_severa"]
 
@@ -89,7 +90,7 @@ async def amqp_connection(
 @pytest.fixture
 async def topology(names: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Names]:
     """Declare this test's topology up front and delete every entity of it at teardown."""
-    spec = build_topology(names)
+    spec = build_topology(names, retry_ladder=TEST_RETRY_LADDER)
     channel = await amqp_connection.channel()
     for exchange in spec.exchanges:
         await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)

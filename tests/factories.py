@@ -55,3 +55,41 @@ def event_dict(**overrides: Any) -> dict[str, Any]:
 
 def event_json(**overrides: Any) -> bytes:
     return json.dumps(event_dict(**overrides)).encode()
+
+
+# The same organisation for the fake Severa *service* (Severa member names, as on the wire).
+SEED_USER_GUID = "7d3c1e52-0000-4000-8000-000000000001"
+SEED_CASE_GUID = "7d3c1e52-0000-4000-8000-000000000101"
+SEED_PHASE_GUID = "7d3c1e52-0000-4000-8000-000000000201"
+SEED_LOCKED_PHASE_GUID = "7d3c1e52-0000-4000-8000-000000000202"
+SEED_WORK_TYPE_GUID = "7d3c1e52-0000-4000-8000-000000000301"
+
+SEVERA_SEED: dict[str, Any] = {
+    "users": [
+        {
+            "GUID": SEED_USER_GUID,
+            "Code": "JDOE",
+            "Email": "jane.doe@example.com",
+            "FirstName": "Jane",
+            "LastName": "Doe",
+            "IsActive": True,
+        },
+        {
+            "GUID": "7d3c1e52-0000-4000-8000-000000000002",
+            "Code": "MMEI",
+            "Email": "matti.meikalainen@example.com",
+            "FirstName": "Matti",
+            "LastName": "Meikäläinen",
+            "IsActive": True,
+        },
+    ],
+    "work_types": [
+        {"GUID": SEED_WORK_TYPE_GUID, "Code": "DEV", "Name": "Development", "IsActive": True},
+    ],
+    "cases": [
+        {"GUID": SEED_CASE_GUID, "CaseNumber": 1001, "Name": "Website", "IsClosed": False},
+    ],
+    "phases": [
+        {"GUID": SEED_PHASE_GUID, "CaseGUID": SEED_CASE_GUID, "Code": "DES", "Name": "Design"},
+    ],
+}

@@ -22,6 +22,9 @@ from connector.config import Settings
 from connector.service import ConnectorService
 from connector.topology import Names
 
+#: Short rungs so that delayed-retry tests finish quickly (the topology fixture declares the same).
+TEST_RETRY_LADDER = (0.2, 0.5)
+
 
 async def wait_until(
     predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
@@ -41,7 +44,12 @@ def connector_settings(
         "severa": {"url": severa_url, "api_key": api_key, "timeout_seconds": 5, "connect_timeout_seconds": 2},
         "rabbitmq": {"url": amqp_url, "prefix": names.prefix, "prefetch": 16},
         "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
-        "retry": {"attempts": 3, "initial_seconds": 0.01, "max_seconds": 0.05},
+        "retry": {
+            "attempts": 3,
+            "initial_seconds": 0.01,
+            "max_seconds": 0.05,
+            "ladder_seconds": TEST_RETRY_LADDER,
+        },
         "circuit": {"probe_initial_seconds": 0.05, "probe_max_seconds": 0.2},
         "work_hours": {"hold_seconds": 30},
         "state_url": f"sqlite:///{state_dir / 'ledger.db'}",

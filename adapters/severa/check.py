@@ -193,7 +193,7 @@ async def run_checks(
 
         async def users() -> str:
             found = await client.get_all_users()
-            return f"{len(found)} active users visible to the key's user."
+            return f"Active users visible to the key's user: {len(found)}."
 
         async def cases() -> str:
             found = as_list(
@@ -201,11 +201,11 @@ async def run_checks(
                     Ops.GET_CASES_CHANGED_SINCE, businessUnitGUID=bu, startDateTime=since_week, options=0
                 )
             )
-            return f"{len(found)} cases changed in the last 7 days."
+            return f"Cases changed in the last 7 days: {len(found)}."
 
         async def hour_entries() -> str:
             found = as_list(await client.call(Ops.GET_HOUR_ENTRIES_CHANGED_SINCE, startDate=today))
-            return f"{len(found)} hour entries changed today (UTC)."
+            return f"Hour entries changed today (UTC): {len(found)}."
 
         async def invoices() -> str:
             statuses = as_list(await client.call(Ops.GET_ALL_INVOICE_STATUSES))
@@ -217,7 +217,7 @@ async def run_checks(
                     Ops.GET_INVOICES_BY_STATUS, businessUnitGUID=bu, status=status, options=0, maxInvoices=1
                 )
             )
-            return f"{len(statuses)} invoice statuses; read {len(found)} invoice with status {status!r}."
+            return f"Invoice statuses: {len(statuses)}; read {len(found)} of at most 1 invoice in {status!r}."
 
         for name, what, check in (
             ("Can read users", "users", users),

@@ -57,6 +57,7 @@ from adapters.severa.faults import (
     classify_fault,
     classify_http,
     classify_transport,
+    redact,
 )
 from adapters.severa.keys import ApiKeySource, api_key_source
 from adapters.severa.mapping import (
@@ -64,14 +65,20 @@ from adapters.severa.mapping import (
     as_list,
     case_from_severa,
     hour_entry_from_severa,
-    hour_entry_to_severa,
+    hour_entry_update,
     new_hour_entry_to_severa,
     phase_from_severa,
     user_from_severa,
     work_type_from_severa,
 )
 from adapters.severa.metrics import SeveraMetrics, severa_metrics
-from connector.errors import ConnectorError, PermanentError, SeveraAuthenticationFailed, SeveraUnavailable
+from connector.errors import (
+    ConnectorError,
+    PermanentError,
+    SeveraAuthenticationFailed,
+    SeveraRejected,
+    SeveraUnavailable,
+)
 from connector.ports import Case, HourEntry, NewHourEntry, Phase, QuotaReading, User, WorkType
 
 log = structlog.get_logger(__name__)
@@ -120,6 +127,8 @@ class SeveraClient:
 
     ``registry`` receives the adapter's Prometheus metrics (pass your own in tests, ``None`` for
     none). ``contract`` defaults to the WSDL shipped in the package, parsed once per process.
+    ``on_key_loaded`` is called with the key when the client is built and again whenever a
+    rotated key is first used, so that log redaction can learn it (``connector.logging.register_secret``).
     """
 
     def __init__(
@@ -129,6 +138,7 @@ class SeveraClient:
         key_source: ApiKeySource | None = None,
         contract: SeveraContract | None = None,
         registry: CollectorRegistry | None = REGISTRY,
+        on_key_loaded: Callable[[str], None] | None = None,
     ) -> None:
         self._config = config
         self._url = config.endpoint
@@ -140,6 +150,10 @@ class SeveraClient:
         self._session: aiohttp.ClientSession | None = None
         self._state = _State.IDLE
         self._quota: QuotaReading | None = None
+        self._on_key_loaded = on_key_loaded
+        self._last_key: str | None = None
+        if on_key_loaded is not None:
+            self._key_for_call()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -246,9 +260,23 @@ class SeveraClient:
         return await self._call(Ops.ADD_HOUR_ENTRY, params, _required(hour_entry_from_severa))
 
     async def update_hour_entry(self, entry: HourEntry) -> HourEntry:
-        """Replace the entry's members the record holds (others, e.g. StartTime, are not sent)."""
-        params = {"hourEntryInfo": hour_entry_to_severa(entry)}
-        return await self._call(Ops.UPDATE_HOUR_ENTRY, params, _required(hour_entry_from_severa))
+        """Change the entry to the record's values, keeping the members the record does not hold.
+
+        Severa's UpdateHourEntry replaces the whole entry, so this reads it first
+        (GetHourEntryByGUID) and sends it back with the record applied: two calls. An entry that
+        does not exist is :class:`~connector.errors.SeveraRejected` (``fault="NotFound"``), and a
+        failure of the read leaves nothing sent (``outcome_unknown`` False).
+        """
+        ref = Ops.UPDATE_HOUR_ENTRY
+        current = await self._call(Ops.GET_HOUR_ENTRY_BY_GUID, {"hourEntryGUID": entry.guid}, _raw)
+        if current is None:
+            raise SeveraRejected(
+                f"Severa rejected {ref}: there is no hour entry {entry.guid} to update (NotFound)",
+                fault="NotFound",
+                operation=ref.label,
+            )
+        params = {"hourEntryInfo": hour_entry_update(current, entry)}
+        return await self._call(ref, params, _required(hour_entry_from_severa))
 
     async def delete_hour_entry(self, guid: str) -> bool:
         return await self._call(Ops.DELETE_HOUR_ENTRY, {"hourEntryGUID": guid}, _boolean)
@@ -275,7 +303,7 @@ class SeveraClient:
                     operation=ref.label,
                 )
             operation = self._contract.operation(ref)
-            key = self._keys.current().get_secret_value() if ref.authenticated else None
+            key = self._key_for_call() if ref.authenticated else None
             body = _build(operation, params, key)
             status, content = await self._post(operation, body, timing)
             raw = self._read(operation, status, content, key)
@@ -291,6 +319,14 @@ class SeveraClient:
             raise
         self._observe(ref, "not_found" if raw is NOT_FOUND_ANSWER else "ok", status, timing, None)
         return result
+
+    def _key_for_call(self) -> str:
+        key = self._keys.current().get_secret_value()
+        if key != self._last_key:
+            self._last_key = key
+            if self._on_key_loaded is not None:
+                self._on_key_loaded(key)
+        return key
 
     async def _post(self, operation: Operation, body: bytes, timing: _Timing) -> tuple[int, bytes]:
         """Send within the concurrency and rate limits; the answer's status and body."""
@@ -349,7 +385,8 @@ class SeveraClient:
         try:
             reply = parse_reply(content)
         except MalformedReply as exc:
-            raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+            # lxml quotes bits of the document; a server echoing the key must not smuggle it out.
+            raise classify_http(status, ref, url=self._url, problem=redact(str(exc), key)) from exc
         self._note_quota(reply)
         if reply.fault is not None:
             outcome = classify_fault(
@@ -369,7 +406,7 @@ class SeveraClient:
         try:
             return operation.read_body(reply)
         except MalformedReply as exc:
-            raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+            raise classify_http(status, ref, url=self._url, problem=redact(str(exc), key)) from exc
 
     def _note_quota(self, reply: Reply) -> None:
         if reply.quota is None or reply.used_quota is None:

@@ -252,6 +252,11 @@ class Operation:
             found = etree.QName(wrapper).localname if wrapper is not None else "nothing"
             raise MalformedReply(f"expected {body_element.qname.localname} in the Body, found {found}")
         self._contract.prune(wrapper, body_element.type)
+        results = [child for child in wrapper if isinstance(child.tag, str)]
+        if len(results) == 1 and results[0].get(_XSI_NIL) == "true":
+            # zeep reads a nil complex result as an object whose members are all None; Severa's
+            # "no such record" must stay None.
+            return None
         try:
             return self._zeep_op.process_reply(reply.envelope)
         except (ValueError, TypeError, ArithmeticError, zeep.exceptions.Error) as exc:
@@ -259,11 +264,13 @@ class Operation:
             raise MalformedReply(f"the {self.ref.name} result does not fit the contract ({exc})") from exc
 
     def parse_request(self, envelope: bytes) -> Any:
-        """Read a request envelope back with the input message (used by contract tests)."""
+        """Read a request envelope back with the input message: the wrapper element's members by
+        name (contract tests use it to prove what we send is what the WSDL describes)."""
         root = etree.fromstring(envelope, _REPLY_PARSER)
-        body = root.find(_BODY)
-        assert body is not None
-        return self._zeep_op.input.deserialize(root)
+        wrapper = root.find(f"{_BODY}/{self._zeep_op.input.body.qname.text}")
+        if wrapper is None:
+            raise MalformedReply(f"no {self.ref.name} element in the Body")
+        return self._zeep_op.input.body.parse(wrapper, self._contract.zeep_client.wsdl.types)
 
 
 _Shape = dict[str, Any]
@@ -289,8 +296,9 @@ class SeveraContract:
     def load(cls, path: Path = WSDL_PATH) -> SeveraContract:
         """Parse the WSDL file; raises :class:`connector.errors.ConfigError` if it is unusable."""
         settings = zeep.Settings(
-            # Tolerate what the real, newer service adds; our pruning keeps that lossless.
-            strict=False,
+            # Strict while reading our own WSDL: in non-strict mode lxml "recovers" a damaged file
+            # into a silently partial contract. Relaxed below for replies.
+            strict=True,
             xml_huge_tree=True,
             # Never fetch anything while reading our own WSDL, and refuse DTDs/entities outright
             # (zeep's default forbids entities but allows a DTD).
@@ -305,7 +313,15 @@ class SeveraContract:
                 f"Cannot load the Severa WSDL {path} ({type(exc).__name__}: {exc}): the package is broken.",
                 reason="severa_wsdl_unusable",
             ) from exc
-        return cls(client, path)
+        # Tolerate what the real, newer service adds to replies (zeep reads this setting per parse;
+        # our pruning keeps it lossless, see the module doc).
+        settings.strict = False
+        contract = cls(client, path)
+        if not contract.contracts:
+            raise ConfigError(
+                f"The Severa WSDL {path} declares no SOAP bindings.", reason="severa_wsdl_unusable"
+            )
+        return contract
 
     @property
     def zeep_client(self) -> zeep.Client:

@@ -155,3 +155,17 @@ def hour_entry_to_severa(entry: HourEntry) -> dict[str, Any]:
     if entry.description is not None:
         fields["Description"] = entry.description
     return fields
+
+
+def hour_entry_update(current: Any, entry: HourEntry) -> dict[str, Any]:
+    """The ``hourEntryInfo`` of UpdateHourEntry: Severa's ``current`` entity with the record applied.
+
+    UpdateHourEntry replaces the whole entry (a member left out becomes null). Starting from the
+    stored entity keeps what the record does not hold (StartTime, EndTime, InvoiceDescription,
+    TaskGUID, OverTimeGUID …). The record's description is applied as is (None clears it); a
+    record without work type keeps the stored one.
+    """
+    members: dict[str, Any] = {name: current[name] for name in current}
+    members.update(hour_entry_to_severa(entry))
+    members["Description"] = entry.description
+    return members

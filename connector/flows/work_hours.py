@@ -182,7 +182,7 @@ class WorkHoursFlow:
     async def _upsert(self, event: WorkHourEvent, record: LedgerRecord | None) -> Applied:
         refs = await self._resolver.resolve(event)
         entry = to_new_hour_entry(event, refs)
-        guid = record.severa_guid if record is not None and record.state == "applied" else None
+        guid = record.active_guid if record is not None else None
         if record is not None and record.state == "pending":
             guid = await self._find_landed(event.external_id, record)
         if guid is not None:
@@ -195,14 +195,14 @@ class WorkHoursFlow:
         return Applied("created", added.guid)
 
     async def _delete(self, event: WorkHourEvent, record: LedgerRecord | None) -> Applied:
-        guid = record.severa_guid if record is not None else None
-        if record is not None and record.state == "pending" and guid is None:
+        guid = record.active_guid if record is not None else None
+        if record is not None and record.state == "pending":
             guid = await self._find_landed(event.external_id, record)
-        if guid is not None and (record is None or record.state != "deleted"):
+        if guid is not None:
             try:
                 await self._severa.delete_hour_entry(guid)
             except SeveraRejected as exc:
-                if exc.fault != "NotFoundException":
+                if exc.fault != "NotFound":
                     raise
                 log.info("hour_entry_already_gone", severa_guid=guid)
         await self._ledger.mark_deleted(event.external_id, event.version)

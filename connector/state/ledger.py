@@ -249,19 +249,29 @@ def resolve_owners(pairs: Collection[tuple[str, str]]) -> dict[str, str]:
 # Argument checks shared by the backends: a bad argument is a bug in the caller, not a store failure.
 
 
+def check_text(name: str, value: str) -> None:
+    """Non-empty text every backend can store: PostgreSQL refuses NUL and unpaired surrogates.
+
+    Checked here rather than left to the store so that such a value is one bad message
+    (``ValueError``: permanent) on every backend, not a store failure that pauses consumption.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not valid Unicode text: {value!r}") from exc
+
+
 def check_external_id(external_id: str) -> None:
-    if not isinstance(external_id, str) or not external_id:
-        raise ValueError(f"external_id must be a non-empty string, got {external_id!r}")
+    check_text("external_id", external_id)
 
 
 def check_version(version: int) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
         raise ValueError(f"version must be an int in [0, 2**63-1], got {version!r}")
-
-
-def check_text(name: str, value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
 def check_lock_timeout(lock_timeout: float) -> float:
@@ -301,6 +311,11 @@ class BaseLedger(abc.ABC):
         self._local_locks = KeyedLock()
         self._lifecycle = _Lifecycle.NEW
         self._lifecycle_lock = asyncio.Lock()
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds :meth:`lock` waits before raising :class:`LedgerLockTimeout`."""
+        return self._lock_timeout
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -378,6 +393,8 @@ class BaseLedger(abc.ABC):
         await self._mark_deleted(external_id, version)
 
     async def owners_of(self, guids: Collection[str]) -> dict[str, str]:
+        if isinstance(guids, str):  # a str is a Collection[str] too: one GUID, read as characters
+            raise TypeError("owners_of takes a collection of GUIDs, not a single string")
         wanted = set(guids)
         for guid in wanted:
             check_text("guid", guid)

@@ -304,7 +304,10 @@ class SqliteLedger(BaseLedger):
                 f"SQLite ledger at {self.path} failed to {action}: {exc}", backend=self.backend
             ) from exc
         except ValueError as exc:
-            # aiosqlite's way of saying its connection or worker thread is gone.
+            # aiosqlite's way of saying its connection or worker thread is gone; any other
+            # ValueError is a bug of ours and must stay one.
+            if self._conn is not None and "connection" not in str(exc).lower():
+                raise
             raise LedgerUnavailable(
                 f"SQLite ledger at {self.path} failed to {action}: {exc}",
                 reason="ledger_closed",

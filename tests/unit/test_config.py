@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from pathlib import Path
 
 import pytest
 
@@ -11,9 +12,12 @@ from connector.errors import ConfigError
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterator[pytest.MonkeyPatch]:
-    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]  # no stray .env
-    yield monkeypatch
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working copy
+    for name in list(os.environ):
+        if name.startswith("SEVERA_CONNECTOR_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
 
 
 def test_settings_come_from_prefixed_nested_environment_variables(env: pytest.MonkeyPatch) -> None:
@@ -26,9 +30,7 @@ def test_settings_come_from_prefixed_nested_environment_variables(env: pytest.Mo
     assert settings.severa.api_key.get_secret_value() == "k-123456"
 
 
-def test_a_dotenv_file_is_read(env: pytest.MonkeyPatch, tmp_path: object) -> None:
-    from pathlib import Path
-
+def test_a_dotenv_file_is_read(env: pytest.MonkeyPatch) -> None:
     Path(".env").write_text(
         "SEVERA_CONNECTOR_SEVERA__API_KEY=from-dotenv\nSEVERA_CONNECTOR_LOG__LEVEL=debug\n"
     )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
-from adapters.severa.contract import Ops, OperationRef, SoapFault
+from adapters.severa.contract import OperationRef, Ops, SoapFault
 from adapters.severa.faults import NOT_FOUND_ANSWER, classify_fault, classify_http, classify_transport, redact
 from connector.errors import (
     Category,
@@ -284,10 +282,8 @@ def _connector_error() -> aiohttp.ClientConnectorError:
             False,
             id="connect timeout: never sent",
         ),
-        pytest.param(
-            asyncio.TimeoutError(), WRITE, "severa_timeout", True, id="total timeout on a write: unknown"
-        ),
-        pytest.param(asyncio.TimeoutError(), READ, "severa_timeout", False, id="total timeout on a read"),
+        pytest.param(TimeoutError(), WRITE, "severa_timeout", True, id="total timeout on a write: unknown"),
+        pytest.param(TimeoutError(), READ, "severa_timeout", False, id="total timeout on a read"),
         pytest.param(
             aiohttp.SocketTimeoutError(), WRITE, "severa_timeout", True, id="read timeout on a write: unknown"
         ),

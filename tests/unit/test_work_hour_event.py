@@ -58,8 +58,11 @@ def test_schema_violations_name_the_field(overrides: dict[str, object], expected
 
 
 def test_a_delete_needs_only_its_identity() -> None:
-    body = b'{"event_id": "6f1c1f4e-8d53-4a8a-9d7e-0d1f2b3c4d5e", "event_type": "workhour.deleted",'
-    body += b' "occurred_at": "2026-11-20T10:00:00Z", "source": "tracker", "source_entry_id": "e-1", "version": 3}'
+    body = (
+        b'{"event_id": "6f1c1f4e-8d53-4a8a-9d7e-0d1f2b3c4d5e", "event_type": "workhour.deleted",'
+        b' "occurred_at": "2026-11-20T10:00:00Z", "source": "tracker", "source_entry_id": "e-1",'
+        b' "version": 3}'
+    )
     event = parse_event(body)
     assert (event.event_type, event.version, event.hours) == ("workhour.deleted", 3, None)
 

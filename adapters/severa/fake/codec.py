@@ -42,7 +42,6 @@ from zeep.xsd.context import XmlParserContext
 from adapters.severa.fake.soap import (
     NS_SOAP_ENV,
     NS_XSI,
-    ProtocolFault,
     deserialization_failed,
 )
 from adapters.severa.wsdl import WSDL_PATH
@@ -89,17 +88,20 @@ class SoapCodec:
         self.spec = spec
         self.wsdl_path = wsdl_path
         # strict=True: an element the contract does not allow in a request is an error, not noise.
-        self._client = zeep.Client(str(wsdl_path), settings=zeep.Settings(strict=True))
+        # zeep is only partly typed: its WSDL objects are handled as Any here.
+        self._client: Any = zeep.Client(  # type: ignore[no-untyped-call]
+            str(wsdl_path), settings=zeep.Settings(strict=True)
+        )
         self._operations: dict[str, Any] = {}
         for contract in spec.contracts:
-            binding = self._client.wsdl.bindings[f"{{{NS_SERVICE}}}{contract.binding_name}"]
+            binding: Any = self._client.wsdl.bindings[f"{{{NS_SERVICE}}}{contract.binding_name}"]
             for operation in contract.operations:
                 self._operations[operation.name] = binding.get(operation.name)
         self._context_settings = self._client.wsdl.settings
         self._types = self._client.wsdl.types
 
     @property
-    def client(self) -> zeep.Client:
+    def client(self) -> Any:
         """The zeep client the codec is built on (tests use it to build envelopes)."""
         return self._client
 
@@ -115,12 +117,15 @@ class SoapCodec:
         if len(children) != 1 or children[0].tag != expected:
             found = children[0].tag if children else "nothing"
             raise deserialization_failed(
-                operation, f"Expecting element '{operation.name}' from namespace '{NS_SERVICE}', found {found}."
+                operation,
+                f"Expecting element '{operation.name}' from namespace '{NS_SERVICE}', found {found}.",
             )
         zeep_operation = self._operations[operation.name]
         try:
             parsed = zeep_operation.input.body.parse(
-                children[0], self._types, context=XmlParserContext(settings=self._context_settings)
+                children[0],
+                self._types,
+                context=XmlParserContext(settings=self._context_settings),  # type: ignore[no-untyped-call]
             )
             return {
                 parameter.name: from_wire(self.spec, parameter.type, parsed[parameter.name])
@@ -161,7 +166,7 @@ class SoapCodec:
 
     def parse_fault_detail(self, detail_child: etree._Element) -> Any:
         """Parse a fault ``detail`` child with its WSDL element (proves the detail matches the schema)."""
-        element = self._types.get_element(detail_child.tag)
+        element: Any = self._types.get_element(detail_child.tag)
         return element.parse(detail_child, self._types)
 
 
@@ -181,7 +186,8 @@ def _default(spec: ServiceSpec, ref: TypeRef) -> Any:
     if kind is TypeKind.ENUM:
         return 0
     primitive = ref.primitive
-    assert primitive is not None and primitive.is_value_type, f"{ref} has no value-type default"
+    assert primitive is not None, f"{ref} is not a primitive"
+    assert primitive.is_value_type, f"{ref} has no value-type default"
     return _VALUE_DEFAULTS[primitive]
 
 

@@ -20,9 +20,10 @@ Kinds:
 
 On each call the rules are checked in the order they were added. Every matching latency rule that
 fires adds its delay; the first other rule that fires decides the outcome and later ones are not
-consulted (their ``times`` are not used up). A rule with ``probability`` 1.0 never draws a random
-number, and the random generator is seeded, so a run is reproducible; with ``times`` the rule
-fires on the next N matching calls (each still subject to its probability) and then removes itself.
+consulted (their ``times`` are not used up). With ``times=N`` a rule fires at most N times and then
+removes itself — with probability 1.0 that is exactly the next N matching calls. A rule with
+probability 1.0 never draws a random number, and the generator is seeded (``random_seed``;
+:meth:`FaultInjector.reseed` restarts it), so runs are reproducible.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ class FaultRuleError(ValueError):
     """A fault rule that cannot work (unknown operation, probability outside [0, 1], …)."""
 
 
+def parse_fault(value: Fault | str) -> Fault:
+    """Accept the document's name (``"Validation"``) or the detail element's (``"ValidationException"``)."""
+    if isinstance(value, Fault):
+        return value
+    name = value.removesuffix("Exception")
+    try:
+        return Fault(name)
+    except ValueError:
+        known = ", ".join(fault.value for fault in Fault)
+        raise FaultRuleError(
+            f"unknown fault {value!r} (known: {known}, with or without 'Exception')"
+        ) from None
+
+
 @dataclass(slots=True)
 class FaultRule:
     """One injected failure. Build it through :class:`FaultInjector`'s helpers or directly.
@@ -83,7 +98,7 @@ class FaultRule:
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
         self.phase = Phase(self.phase)
-        self.fault = Fault(self.fault)
+        self.fault = parse_fault(self.fault)
         if self.operation is not None:
             try:
                 SPEC.operation(self.operation)
@@ -251,7 +266,7 @@ class FaultInjector:
                 probability,
                 times,
                 phase,
-                fault=Fault(fault),
+                fault=parse_fault(fault),
                 message=message,
             )
         )

@@ -19,7 +19,7 @@ WSDL's element to prove it matches the contract.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from lxml import etree
 
@@ -28,7 +28,9 @@ from adapters.severa.wsdl.spec import NS_API, NS_SERVICE, Fault, Operation
 NS_SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 NS_XML: Final = "http://www.w3.org/XML/1998/namespace"
-NS_WCF_DISPATCHER: Final = "http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher"
+NS_WCF_DISPATCHER: Final = (
+    "http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher"
+)
 NS_WCF_ADDRESSING_NONE: Final = "http://schemas.microsoft.com/ws/2005/05/addressing/none"
 
 CONTENT_TYPE: Final = "text/xml; charset=utf-8"
@@ -119,7 +121,7 @@ def quota_headers(quota: int, used: int) -> list[etree._Element]:
     """Severa's ``Quota`` and ``UsedQuota`` response headers."""
     headers = []
     for name, value in (("Quota", quota), ("UsedQuota", used)):
-        element = etree.Element(f"{{{NS_SERVICE}}}{name}", nsmap={None: NS_SERVICE})
+        element = etree.Element(f"{{{NS_SERVICE}}}{name}", nsmap={None: NS_SERVICE})  # type: ignore[dict-item]
         element.text = str(value)
         headers.append(element)
     return headers
@@ -149,7 +151,9 @@ def service_fault_envelope(fault: ServiceFault, headers: list[etree._Element]) -
     node = _fault(body, fault.faultcode, fault.description)
     detail = etree.SubElement(node, "detail")
     exception = etree.SubElement(
-        detail, f"{{{NS_API}}}{fault.fault.exception_name}", nsmap={None: NS_API, "i": NS_XSI}
+        detail,
+        f"{{{NS_API}}}{fault.fault.exception_name}",
+        nsmap={None: NS_API, "i": NS_XSI},  # type: ignore[dict-item]  # lxml-stubs: no default ns key
     )
     etree.SubElement(exception, f"{{{NS_API}}}Description").text = fault.description
     etree.SubElement(exception, f"{{{NS_API}}}Source").text = fault.source
@@ -170,3 +174,76 @@ def protocol_fault_envelope(fault: ProtocolFault, headers: list[etree._Element] 
         replacement.text = code.text
         node.replace(code, replacement)
     return bytes(etree.tostring(envelope))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading requests
+
+WEB_SERVICE_PASSWORD: Final = f"{{{NS_SERVICE}}}WebServicePassword"
+_UNDERSTOOD_HEADERS: Final = frozenset({WEB_SERVICE_PASSWORD})
+
+# DTDs and entities are never loaded or resolved (billion laughs, XXE); huge_tree because Severa
+# accepts messages up to 64 MiB.
+_PARSER: Final = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, huge_tree=True
+)
+
+
+class MalformedMessage(Exception):
+    """The body is not a well-formed XML document without a DTD; WCF answers HTTP 400 with no body."""
+
+
+def parse_envelope(body: bytes) -> etree._Element:
+    """Parse a request body into its SOAP 1.1 ``Envelope`` element."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise MalformedMessage(f"not well-formed XML: {exc}") from exc
+    docinfo: Any = root.getroottree().docinfo  # lxml-stubs lacks DocInfo.doctype
+    if docinfo.doctype:
+        raise MalformedMessage("DTDs are prohibited")
+    if root.tag != f"{{{NS_SOAP_ENV}}}Envelope":
+        raise version_mismatch(str(root.tag))
+    return root
+
+
+def _header_entries(envelope: etree._Element) -> list[etree._Element]:
+    header = envelope.find(f"{{{NS_SOAP_ENV}}}Header")
+    if header is None:
+        return []
+    return [entry for entry in header if isinstance(entry.tag, str)]
+
+
+def check_must_understand(envelope: etree._Element) -> None:
+    """Fault on a header the sender marked ``mustUnderstand`` that Severa does not process.
+
+    Other headers (zeep's WS-Addressing ``Action``/``MessageID``/``To``, for one) are ignored, as
+    basicHttpBinding ignores them.
+    """
+    for entry in _header_entries(envelope):
+        if (
+            entry.get(f"{{{NS_SOAP_ENV}}}mustUnderstand") in ("1", "true")
+            and entry.tag not in _UNDERSTOOD_HEADERS
+        ):
+            raise must_understand(str(entry.tag))
+
+
+def web_service_password(envelope: etree._Element) -> str | None:
+    """The API key from the ``WebServicePassword`` header, or ``None`` if the header is absent."""
+    for entry in _header_entries(envelope):
+        if entry.tag == WEB_SERVICE_PASSWORD:
+            return entry.text or ""
+    return None
+
+
+def internal_error() -> ProtocolFault:
+    """WCF's answer when the service itself throws something that is not a declared fault."""
+    return ProtocolFault(
+        NS_WCF_DISPATCHER,
+        "InternalServiceFault",
+        "The server was unable to process the request due to an internal error.  For more information "
+        "about the error, either turn on IncludeExceptionDetailInFaults (either from "
+        "ServiceBehaviorAttribute or from the <serviceDebug> configuration behavior) on the server in "
+        "order to send the exception information back to the client, or turn on tracing as per the "
+        "Microsoft .NET Framework SDK documentation and inspect the server trace logs.",
+    )

@@ -15,6 +15,7 @@ go through :meth:`Table.put` / :meth:`Table.touch` so the change timestamp moves
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -119,6 +120,19 @@ class Table:
     def clear(self) -> None:
         self._rows.clear()
 
+    def copy(self) -> Table:
+        """An independent copy (records and timestamps), for staging changes."""
+        other = Table(self.entity.name, key=self.key)
+        other._rows = {
+            key: _Row(copy.deepcopy(row.record), row.created_at, row.changed_at)
+            for key, row in self._rows.items()
+        }
+        return other
+
+    def take_rows(self, other: Table) -> None:
+        """Make this table hold *other*'s rows (keeps this object, which tests may hold on to)."""
+        self._rows = other._rows
+
 
 class SeveraStore:
     """All entity sets of one fake Severa organisation.
@@ -168,3 +182,20 @@ class SeveraStore:
             table.clear()
         self.version = DEFAULT_VERSION
         self.entity_schema_version = DEFAULT_ENTITY_SCHEMA_VERSION
+
+    def copy(self) -> SeveraStore:
+        """An independent copy, to stage a change that must apply completely or not at all."""
+        other = SeveraStore()
+        for name, table in self.tables().items():
+            other.tables()[name].take_rows(table.copy())
+        other.version = self.version
+        other.entity_schema_version = self.entity_schema_version
+        return other
+
+    def take_contents(self, other: SeveraStore) -> None:
+        """Adopt *other*'s data while keeping this store's table objects."""
+        mine = self.tables()
+        for name, table in other.tables().items():
+            mine[name].take_rows(table)
+        self.version = other.version
+        self.entity_schema_version = other.entity_schema_version

@@ -36,7 +36,6 @@ from lxml import etree
 from adapters.severa.wsdl import WSDL_PATH
 from adapters.severa.wsdl.spec import (
     DEFAULT_ADDRESS,
-    FAULT_BASE,
     NS_API,
     NS_ARRAYS,
     NS_ENTITIES,
@@ -196,7 +195,9 @@ class _Renderer:
             appinfo = _sub(_sub(enumeration, NS_XS, "annotation"), NS_XS, "appinfo")
             # WCF writes the numeric value of every flag so clients can rebuild the [Flags] enum.
             annotation = etree.SubElement(
-                appinfo, f"{{{NS_SERIALIZATION}}}EnumerationValue", nsmap={None: NS_SERIALIZATION}
+                appinfo,
+                f"{{{NS_SERIALIZATION}}}EnumerationValue",
+                nsmap={None: NS_SERIALIZATION},  # type: ignore[dict-item]  # lxml-stubs: no default ns key
             )
             annotation.text = str(value)
         _sub(
@@ -220,7 +221,8 @@ class _Renderer:
                 for name in (operation.name, operation.response_element):
                     # Every contract's wrappers share this one schema: a clash would silently make
                     # two operations share a body element, and routing by body would break.
-                    assert name not in element_names, f"wrapper element {name!r} collides"
+                    if name in element_names:
+                        raise ValueError(f"wrapper element {name!r} collides across contracts")
                     element_names.add(name)
                 self.wrapper(service, operation)
 
@@ -266,7 +268,8 @@ class _Renderer:
         names: set[str] = set()
 
         def message(name: str, part: str, element: str) -> None:
-            assert name not in names, f"message {name!r} declared twice"
+            if name in names:
+                raise ValueError(f"message {name!r} declared twice")
             names.add(name)
             node = _sub(definitions, NS_WSDL, "message", name=name)
             _sub(node, NS_WSDL, "part", name=part, element=element)
@@ -347,7 +350,13 @@ class _Renderer:
                     _sub(_sub(node, NS_WSDL, direction), NS_SOAP_BINDING, "body", use="literal")
                 for fault in operation.faults:
                     name = f"{fault.exception_name}Fault"
-                    _sub(_sub(node, NS_WSDL, "fault", name=name), NS_SOAP_BINDING, "fault", name=name, use="literal")
+                    _sub(
+                        _sub(node, NS_WSDL, "fault", name=name),
+                        NS_SOAP_BINDING,
+                        "fault",
+                        name=name,
+                        use="literal",
+                    )
 
     def service(self, definitions: etree._Element) -> None:
         service = _sub(definitions, NS_WSDL, "service", name=SERVICE_NAME)
@@ -391,7 +400,9 @@ def write_wsdl(path: Path = WSDL_PATH) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--output", type=Path, default=WSDL_PATH, help="where to write (default: %(default)s)")
+    parser.add_argument(
+        "--output", type=Path, default=WSDL_PATH, help="where to write (default: %(default)s)"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is missing or stale")
     args = parser.parse_args(argv)
     if args.check:

@@ -1,11 +1,11 @@
 """The Severa SOAP contracts as Python data: the single source the WSDL and the fake are built from.
 
-Everything here is transcribed from ``/work/shared/severa-contracts.md`` (a WCF proxy generated from
-Severa's WSDL): operation names, parameter names, order and types, return types and the declared
-faults *in documented order*, and every documented entity with its members. Signatures are written
-in the document's own C#-like notation and parsed at import into frozen dataclasses, so a reviewer
-can hold this file line by line against the document; a typo fails the import, not a test run
-against the real service.
+Everything here is transcribed from the team's contract notes (``severa-contracts.md``, read from a
+WCF proxy generated from Severa's WSDL): operation names, parameter names, order and types, return
+types and the declared faults *in documented order*, and every documented entity with its members.
+Signatures are written in the document's own C#-like notation and parsed at import into frozen
+dataclasses, so a reviewer can hold this file line by line against the document; a typo fails the
+import, not a test run against the real service.
 
 Conventions carried over from WCF, because the real service is WCF:
 
@@ -26,7 +26,8 @@ Decision on undocumented nested types. The document names types whose members it
 ``AccountTiny``, ``Contact``, ``SeveraFinvoice``, ``Finvoice``, ``InvoiceInformation``,
 ``InvoiceFile`` and ``InvoiceOriginDetails`` (operation parameters / results). We do not invent
 members for them. Each is declared as a complexType with an *empty* sequence in the entities
-namespace (``documented=False`` here), so that
+namespace (an assumption: their real namespace is not documented either; ``documented=False``
+here), so that
 
 * every documented operation is present in the WSDL with its exact signature, and
 * a zeep client meets them as "no content": zeep parses an empty complexType as ``None`` whatever
@@ -342,9 +343,7 @@ class ServiceSpec:
         object.__setattr__(self, "_enums", MappingProxyType({e.name: e for e in self.enums}))
         operations = [op for contract in self.contracts for op in contract.operations]
         object.__setattr__(self, "_operations", MappingProxyType({op.name: op for op in operations}))
-        object.__setattr__(
-            self, "_actions", MappingProxyType({op.soap_action: op for op in operations})
-        )
+        object.__setattr__(self, "_actions", MappingProxyType({op.soap_action: op for op in operations}))
 
     def contract(self, name: str) -> Contract:
         return self._contracts[name]
@@ -512,8 +511,7 @@ CONTRACTS: Final[tuple[Contract, ...]] = (
             "GeneralFailure,NoPermission,AuthenticationFailure,Validation",
         ),
         _op(
-            "HourEntry[] GetHourEntriesByCaseGUID(string caseGuid, DateTime? startDate, "
-            "DateTime? endDate)",
+            "HourEntry[] GetHourEntriesByCaseGUID(string caseGuid, DateTime? startDate, DateTime? endDate)",
             "GeneralFailure,AuthenticationFailure",
         ),
         _op(
@@ -602,8 +600,8 @@ CONTRACTS: Final[tuple[Contract, ...]] = (
             "AuthenticationFailure,Validation,NotFound,NoPermission,GeneralFailure",
         ),
         _op(
-            ""
-            "BillingAndExpenseForecast UpdateBillingAndExpenseForecast(BillingAndExpenseForecast billingAndExpenseForecastInfo)",
+            "BillingAndExpenseForecast UpdateBillingAndExpenseForecast("
+            "BillingAndExpenseForecast billingAndExpenseForecastInfo)",
             "AuthenticationFailure,NoPermission,GeneralFailure",
         ),
     ),
@@ -779,8 +777,7 @@ CONTRACTS: Final[tuple[Contract, ...]] = (
             "NotFound,GeneralFailure,AuthenticationFailure",
         ),
         _op(
-            "byte[] GetInvoicePdfByInvoiceGUID(string invoiceGuid, "
-            "InvoicePdfGetOptions getAttachmentOnly)",
+            "byte[] GetInvoicePdfByInvoiceGUID(string invoiceGuid, InvoicePdfGetOptions getAttachmentOnly)",
             "GeneralFailure,AuthenticationFailure,NotFound",
         ),
         _op(
@@ -837,8 +834,6 @@ CONTRACTS: Final[tuple[Contract, ...]] = (
             "GeneralFailure,AuthenticationFailure",
         ),
     ),
-
-
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -994,7 +989,6 @@ ENTITIES: Final[tuple[ComplexType, ...]] = (
         "TimezoneGUID:string, UpdatedTS:DateTime?, VatNumber:string, Website:string, "
         "eInvoiceAddress:string, eInvoiceOperator:string",
     ),
-
 )
 
 PLACEHOLDERS: Final[tuple[ComplexType, ...]] = tuple(
@@ -1020,11 +1014,7 @@ PLACEHOLDERS: Final[tuple[ComplexType, ...]] = tuple(
 
 FAULT_TYPES: Final[tuple[ComplexType, ...]] = (
     _entity(FAULT_BASE, "Description:string, Source:string", namespace=NS_API),
-    *(
-        ComplexType(fault.exception_name, NS_API, (), base=FAULT_BASE)
-        for fault in Fault
-        if fault.in_wsdl
-    ),
+    *(ComplexType(fault.exception_name, NS_API, (), base=FAULT_BASE) for fault in Fault if fault.in_wsdl),
 )
 """``SeveraApiException`` and the five subtypes operations declare (they add no members)."""
 

@@ -1,0 +1,147 @@
+"""The fake's admin HTTP API: steer a running fake from another process (demos, e2e, k8s).
+
+Everything here is also reachable in-process through :class:`FakeSevera`; these routes exist for
+when the fake runs as its own process (``severa-connector fake-severa``). JSON in, JSON out; a bad
+request answers 400 with ``{"error": "..."}``. There is no authentication: bind the fake to
+loopback or a private network only.
+
+====================================  =============================================================
+``GET    /admin/state``               calls per operation, quota, active fault rules, store counts
+``GET    /admin/faults``              active fault rules
+``POST   /admin/faults``              add one rule (object) or several (list); 201 with the rules
+``DELETE /admin/faults``              remove every rule
+``DELETE /admin/faults/{id}``         remove one rule (404 if unknown)
+``POST   /admin/reset``               back to the seed; counters, quota and rules cleared
+``POST   /admin/seed``                load a seed document (JSON body); ``?replace=false`` merges
+``POST   /admin/api-key``             ``{"api_key": "..."}``: rotate the key
+``POST   /admin/quota``               ``{"limit": n, "used": m}`` and/or ``{"exhaust": true}``
+``DELETE /admin/calls``               zero the per-operation call counters
+====================================  =============================================================
+
+Fault rule JSON: ``{"kind": "latency|http_error|drop|soap_fault|wrong_key|quota_exhausted",
+"operation": "AddNewHourEntry" | null, "probability": 1.0, "times": 3 | null,
+"phase": "before|after", "seconds": 0.5, "status": 503, "body": "…",
+"fault": "Validation|NotFound|NoPermission|GeneralFailure|AuthenticationFailure|QuotaLimitExceeded",
+"message": "…"}`` (only ``kind`` is required).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from adapters.severa.fake.faults import FaultRule, FaultRuleError
+from adapters.severa.fake.seed import SeedError
+
+if TYPE_CHECKING:
+    from adapters.severa.fake.server import FakeSevera
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _BadRequest(f"body is not JSON: {exc}") from exc
+
+
+def _guarded(handler: _Handler) -> _Handler:
+    """Turn the admin API's own validation errors into 400 answers."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (_BadRequest, FaultRuleError, SeedError, ValueError, KeyError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    return wrapper
+
+
+def admin_routes(fake: FakeSevera) -> list[web.RouteDef]:
+    """The admin routes bound to *fake*."""
+
+    async def state(request: web.Request) -> web.StreamResponse:
+        return web.json_response(fake.state())
+
+    async def list_faults(request: web.Request) -> web.StreamResponse:
+        return web.json_response(fake.faults.to_json())
+
+    async def add_faults(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        items = body if isinstance(body, list) else [body]
+        if not all(isinstance(item, dict) for item in items):
+            raise _BadRequest("expected a rule object or a list of rule objects")
+        rules = [FaultRule.from_json(item) for item in items]  # all valid before any is added
+        added = fake.faults.extend(rules)
+        payload: Any = [rule.to_json() for rule in added]
+        return web.json_response(payload if isinstance(body, list) else payload[0], status=201)
+
+    async def clear_faults(request: web.Request) -> web.StreamResponse:
+        fake.faults.clear()
+        return web.Response(status=204)
+
+    async def remove_fault(request: web.Request) -> web.StreamResponse:
+        try:
+            rule_id = int(request.match_info["rule_id"])
+        except ValueError as exc:
+            raise _BadRequest("rule id must be an integer") from exc
+        if not fake.faults.remove(rule_id):
+            return web.json_response({"error": f"no fault rule {rule_id}"}, status=404)
+        return web.Response(status=204)
+
+    async def reset(request: web.Request) -> web.StreamResponse:
+        fake.reset()
+        return web.Response(status=204)
+
+    async def seed(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise _BadRequest("the seed must be a JSON object of sections")
+        replace = request.query.get("replace", "true").lower() not in ("false", "0", "no")
+        fake.load_seed(body, replace=replace)
+        return web.json_response(fake.store.counts())
+
+    async def api_key(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        key = body.get("api_key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            raise _BadRequest('expected {"api_key": "<non-empty string>"}')
+        fake.set_api_key(key)
+        return web.Response(status=204)
+
+    async def quota(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if not isinstance(body, dict) or set(body) - {"limit", "used", "exhaust"}:
+            raise _BadRequest('expected {"limit": int, "used": int, "exhaust": bool} (any of them)')
+        for key in ("limit", "used"):
+            if key in body and (not isinstance(body[key], int) or isinstance(body[key], bool)):
+                raise _BadRequest(f"{key} must be an integer")
+        fake.quota.set(limit=body.get("limit"), used=body.get("used"))
+        if body.get("exhaust"):
+            fake.quota.exhaust()
+        return web.json_response(fake.state()["quota"])
+
+    async def clear_calls(request: web.Request) -> web.StreamResponse:
+        fake.calls.clear()
+        return web.Response(status=204)
+
+    return [
+        web.get("/admin/state", _guarded(state)),
+        web.get("/admin/faults", _guarded(list_faults)),
+        web.post("/admin/faults", _guarded(add_faults)),
+        web.delete("/admin/faults", _guarded(clear_faults)),
+        web.delete("/admin/faults/{rule_id}", _guarded(remove_fault)),
+        web.post("/admin/reset", _guarded(reset)),
+        web.post("/admin/seed", _guarded(seed)),
+        web.post("/admin/api-key", _guarded(api_key)),
+        web.post("/admin/quota", _guarded(quota)),
+        web.delete("/admin/calls", _guarded(clear_calls)),
+    ]

@@ -1,0 +1,459 @@
+"""The fake Severa service over real HTTP: an aiohttp app and :class:`FakeSevera`, its owner.
+
+It answers at ``/webservice/S3/API.svc`` exactly where and how Severa's WCF endpoint does:
+
+* ``GET …/API.svc/WSDL`` or ``GET …/API.svc?wsdl`` — the shipped WSDL, every ``soap:address``
+  rewritten to the URL the request came in on;
+* ``POST …/API.svc`` — SOAP 1.1, routed on the ``SOAPAction`` header (quoted or not). An action no
+  contract declares gets WCF's ``ActionNotSupported`` fault (HTTP 500); a content type other than
+  ``text/xml`` gets HTTP 415; a body that is not well-formed XML (or carries a DTD) gets HTTP 400.
+
+Each call to a known operation goes through, in order:
+
+1. ``calls[operation] += 1`` (the call reached the service);
+2. injected faults for the ``before`` phase (latency, then 5xx / drop, or a SOAP-level fault);
+3. the daily quota (every answered call counts, faults included; over quota → quota fault);
+4. envelope checks (``mustUnderstand`` headers), then the ``WebServicePassword`` header —
+   required for everything except ``IAPI.GetVersion`` / ``GetEntitySchemaVersion``;
+5. zeep decodes the parameters, the handler runs, zeep encodes the answer;
+6. injected faults for the ``after`` phase (the operation ran; the answer is delayed, lost or
+   replaced).
+
+Every SOAP answer (success or fault) carries the ``Quota`` / ``UsedQuota`` headers. The API key is
+never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import enum
+import functools
+import hmac
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+from xml.sax.saxutils import quoteattr
+
+import structlog
+from aiohttp import web
+from lxml import etree
+
+from adapters.severa.fake.codec import SoapCodec, get_codec
+from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule
+from adapters.severa.fake.handlers import HANDLERS, NULL_WHEN_EMPTY, Context
+from adapters.severa.fake.quota import DEFAULT_DAILY_QUOTA, QuotaMeter
+from adapters.severa.fake.seed import DEMO_SEED_PATH, SeedSource, apply_seed, read_seed
+from adapters.severa.fake.soap import (
+    CONTENT_TYPE,
+    QUOTA_LIMIT_MESSAGE,
+    MalformedMessage,
+    ProtocolFault,
+    ServiceFault,
+    action_not_supported,
+    check_must_understand,
+    internal_error,
+    parse_envelope,
+    protocol_fault_envelope,
+    quota_headers,
+    service_fault_envelope,
+    web_service_password,
+)
+from adapters.severa.fake.store import SeveraStore
+from adapters.severa.wsdl import WSDL_PATH
+from adapters.severa.wsdl.spec import DEFAULT_ADDRESS, SPEC, Fault, Operation
+
+log = structlog.get_logger(__name__)
+
+ENDPOINT_PATH: Final = "/webservice/S3/API.svc"
+NO_AUTH_OPERATIONS: Final = frozenset({"GetVersion", "GetEntitySchemaVersion"})
+"""The only operations Severa answers without an API key."""
+MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
+"""Severa's advice for message size; requests up to this are accepted."""
+SHUTDOWN_TIMEOUT: Final = 1.0
+"""How long ``close()`` lets in-flight requests (e.g. injected latency) finish before cancelling them."""
+
+AUTH_MISSING: Final = "Access denied: no API key was sent (WebServicePassword SOAP header)."
+AUTH_INVALID: Final = "Access denied: the API key is not valid."
+_INJECTED_DESCRIPTIONS: Final = {
+    Fault.AUTHENTICATION_FAILURE: AUTH_INVALID,
+    Fault.NOT_FOUND: "The requested object was not found.",
+    Fault.NO_PERMISSION: "The user has no permission for this operation.",
+    Fault.VALIDATION: "The request did not pass validation.",
+    Fault.GENERAL_FAILURE: "An unexpected error occurred. Please try again later.",
+    Fault.QUOTA_LIMIT_EXCEEDED: QUOTA_LIMIT_MESSAGE,
+    Fault.TOS_NOT_APPROVED: "The terms of service have not been approved.",
+}
+
+_WSDL_CACHE_SIZE: Final = 16
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Lifecycle(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@functools.cache
+def _wsdl_template(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def soap_action(header: str | None) -> str:
+    """The action from a ``SOAPAction`` header: quotes and surrounding blanks removed."""
+    return (header or "").strip().strip('"').strip()
+
+
+class FakeSevera:
+    """An in-process fake Severa: store, quota, fault injection and an HTTP server around them.
+
+    ``async with FakeSevera(api_key="k", seed=DEMO_SEED_PATH) as fake:`` starts it on
+    ``host:port`` (port 0 picks a free one); ``fake.url`` is the SOAP endpoint, ``fake.wsdl_url``
+    the WSDL. ``seed`` is a YAML/JSON path or a mapping; ``None`` (the default) loads the demo
+    organisation (:data:`DEMO_SEED_PATH`) and ``{}`` starts empty. The seed is kept, so
+    :meth:`reset` returns to it. ``clock`` (aware UTC) drives change timestamps and the
+    quota day; ``random_seed`` makes probabilistic fault injection reproducible.
+
+    The object is the test's window into the service: ``store`` (entities), ``calls`` (requests
+    per operation), ``faults`` (:class:`FaultInjector`), ``quota`` (:class:`QuotaMeter`),
+    ``internal_errors`` (bugs of the fake itself, answered as WCF's InternalServiceFault).
+    A closed fake cannot be started again.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        seed: SeedSource = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        quota_limit: int = DEFAULT_DAILY_QUOTA,
+        random_seed: int = 0,
+        clock: Clock | None = None,
+        wsdl_path: Path = WSDL_PATH,
+    ) -> None:
+        if not api_key:
+            raise ValueError("the fake needs a non-empty API key")
+        self._api_key = api_key
+        self._host = host
+        self._port = port
+        self._wsdl_path = wsdl_path
+        self.clock: Clock = clock or utc_now
+        self.store = SeveraStore()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.faults = FaultInjector(random_seed=random_seed)
+        self.quota = QuotaMeter(quota_limit)
+        self._seed_document = read_seed(DEMO_SEED_PATH if seed is None else seed)
+        apply_seed(self.store, self._seed_document, now=self.clock())
+        self._codec: SoapCodec | None = None
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._lifecycle = _Lifecycle.NEW
+        self._wsdl_cache: dict[str, bytes] = {}
+        self.internal_errors: list[BaseException] = []
+        """Exceptions the fake itself raised while answering (a bug in the fake); tests assert none."""
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> Self:
+        """Start serving; refused when already started or closed."""
+        if self._lifecycle is not _Lifecycle.NEW:
+            raise RuntimeError(f"cannot start a fake Severa that is {self._lifecycle.value}")
+        self._lifecycle = _Lifecycle.RUNNING
+        # Building the codec parses the WSDL (once per process): keep it off the event loop.
+        self._codec = await asyncio.to_thread(get_codec, self._wsdl_path)
+        runner = web.AppRunner(self.create_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self._lifecycle = _Lifecycle.CLOSED
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        # A wildcard bind is reachable through loopback; that is the URL to hand out.
+        url_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        if ":" in url_host:
+            url_host = f"[{url_host}]"
+        self._base_url = f"http://{url_host}:{port}"
+        log.info("fake_severa.started", url=self.url)
+        return self
+
+    async def close(self) -> None:
+        """Stop serving (idempotent). In-flight requests get ``SHUTDOWN_TIMEOUT`` to finish."""
+        if self._lifecycle is _Lifecycle.CLOSED:
+            return
+        self._lifecycle = _Lifecycle.CLOSED
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("fake_severa.stopped", calls=sum(self.calls.values()))
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------ addresses
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        if self._base_url is None:
+            raise RuntimeError("the fake Severa is not running")
+        return self._base_url
+
+    @property
+    def url(self) -> str:
+        """The SOAP endpoint (what the connector is configured with)."""
+        return f"{self.base_url}{ENDPOINT_PATH}"
+
+    @property
+    def wsdl_url(self) -> str:
+        return f"{self.url}/WSDL"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.base_url}/admin"
+
+    @property
+    def codec(self) -> SoapCodec:
+        """The zeep codec (available once started)."""
+        if self._codec is None:
+            self._codec = get_codec(self._wsdl_path)
+        return self._codec
+
+    # -------------------------------------------------------------------------- control plane
+
+    def set_api_key(self, api_key: str) -> None:
+        """Replace the API key at once, as regenerating it in Severa does; the old key stops working."""
+        if not api_key:
+            raise ValueError("the API key must not be empty")
+        self._api_key = api_key
+        log.info("fake_severa.api_key_changed")
+
+    def api_key_matches(self, candidate: str | None) -> bool:
+        return candidate is not None and hmac.compare_digest(candidate.encode(), self._api_key.encode())
+
+    def load_seed(self, source: SeedSource, *, replace: bool = True) -> None:
+        """Load seed data, all or nothing (a broken seed raises :class:`SeedError`, store untouched).
+
+        ``replace`` (default) empties the store first and makes the seed the :meth:`reset` point;
+        ``replace=False`` adds to / overwrites what is there.
+        """
+        document = read_seed(source)
+        staged = SeveraStore() if replace else self.store.copy()
+        apply_seed(staged, document, now=self.clock())
+        self.store.take_contents(staged)
+        if replace:
+            self._seed_document = document
+
+    def reset(self) -> None:
+        """Back to the seed: store reloaded, call counters, quota and fault rules cleared, RNG reseeded."""
+        self.store.clear()
+        apply_seed(self.store, self._seed_document, now=self.clock())
+        self.calls.clear()
+        self.quota.reset()
+        self.faults.clear()
+        self.faults.reseed()
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot for humans and the admin endpoint (never the key)."""
+        quota = self.quota.peek(self.clock())
+        return {
+            "url": self.url if self._base_url else None,
+            "calls": dict(self.calls),
+            "quota": {"limit": quota.limit, "used": quota.used, "exceeded": quota.exceeded},
+            "faults": self.faults.to_json(),
+            "store": self.store.counts(),
+            "version": self.store.version,
+        }
+
+    # ----------------------------------------------------------------------------------- HTTP
+
+    def create_app(self) -> web.Application:
+        """The aiohttp application (SOAP endpoint, WSDL, admin API)."""
+        from adapters.severa.fake.admin import admin_routes  # admin needs FakeSevera: import late
+
+        app = web.Application(client_max_size=MAX_MESSAGE_SIZE)
+        app.router.add_post(ENDPOINT_PATH, self._handle_soap)
+        app.router.add_get(ENDPOINT_PATH, self._handle_get)
+        app.router.add_get(f"{ENDPOINT_PATH}/WSDL", self._handle_wsdl)
+        app.router.add_get(f"{ENDPOINT_PATH}/wsdl", self._handle_wsdl)
+        app.router.add_routes(admin_routes(self))
+        return app
+
+    def wsdl_for(self, address: str) -> bytes:
+        """The shipped WSDL with every port's ``soap:address`` set to *address*."""
+        cached = self._wsdl_cache.get(address)
+        if cached is None:
+            template = _wsdl_template(self._wsdl_path)
+            cached = template.replace(
+                f"location={quoteattr(DEFAULT_ADDRESS)}".encode(),
+                f"location={quoteattr(address)}".encode(),
+            )
+            if len(self._wsdl_cache) >= _WSDL_CACHE_SIZE:  # the Host header is the client's to choose
+                self._wsdl_cache.clear()
+            self._wsdl_cache[address] = cached
+        return cached
+
+    async def _handle_wsdl(self, request: web.Request) -> web.Response:
+        address = f"{request.scheme}://{request.host}{ENDPOINT_PATH}"
+        return web.Response(body=self.wsdl_for(address), content_type="text/xml", charset="utf-8")
+
+    async def _handle_get(self, request: web.Request) -> web.Response:
+        if {key.lower() for key in request.query} & {"wsdl", "singlewsdl"}:
+            return await self._handle_wsdl(request)
+        page = (
+            "<html><head><title>API Service</title></head><body><h1>API Service</h1>"
+            f"<p>Fake Severa. WSDL: <a href='{ENDPOINT_PATH}?wsdl'>{ENDPOINT_PATH}?wsdl</a></p></body></html>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def _handle_soap(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        content_type = request.headers.get("Content-Type", "")
+        if not content_type.lower().startswith("text/xml"):
+            return web.Response(
+                status=415,
+                text=f"Cannot process the message because the content type '{content_type}' was not the "
+                f"expected type '{CONTENT_TYPE}'.",
+            )
+        action = soap_action(request.headers.get("SOAPAction"))
+        body = await request.read()
+        operation = SPEC.operation_for_action(action)
+        if operation is None:
+            log.debug("fake_severa.action_not_supported", action=action)
+            return _xml(protocol_fault_envelope(action_not_supported(action)), status=500)
+
+        self.calls[operation.name] += 1
+        plan = self.faults.plan(operation.name)
+        if plan.latency_before:
+            await asyncio.sleep(plan.latency_before)
+        if plan.before is not None and plan.before.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+            return self._transport_failure(request, operation, plan.before, started)
+
+        status, payload, outcome = self._answer(operation, body, injected=plan.before)
+
+        if plan.latency_after:
+            await asyncio.sleep(plan.latency_after)
+        if plan.after is not None:
+            if plan.after.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+                return self._transport_failure(request, operation, plan.after, started)
+            quota = self.quota.peek(self.clock())
+            fault = self._injected_fault(plan.after)
+            status = 500
+            payload = service_fault_envelope(fault, quota_headers(quota.limit, quota.used))
+            outcome = f"injected:{fault.fault.value}"
+        log.debug(
+            "fake_severa.call",
+            operation=operation.name,
+            status=status,
+            outcome=outcome,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return _xml(payload, status=status)
+
+    def _answer(
+        self, operation: Operation, body: bytes, *, injected: FaultRule | None
+    ) -> tuple[int, bytes, str]:
+        """Steps 3-5 of the pipeline: (HTTP status, envelope, outcome label)."""
+        now = self.clock()
+        quota = self.quota.count(now)
+        headers = quota_headers(quota.limit, quota.used)
+        try:
+            if injected is not None:
+                raise self._injected_fault(injected)
+            if quota.exceeded:
+                raise ServiceFault(Fault.QUOTA_LIMIT_EXCEEDED, QUOTA_LIMIT_MESSAGE)
+            envelope = parse_envelope(body)
+            check_must_understand(envelope)
+            if operation.name not in NO_AUTH_OPERATIONS:
+                password = web_service_password(envelope)
+                if not self.api_key_matches(password):
+                    raise ServiceFault(
+                        Fault.AUTHENTICATION_FAILURE, AUTH_MISSING if password is None else AUTH_INVALID
+                    )
+            arguments = self.codec.decode_arguments(operation, envelope)
+            result = self._execute(operation, arguments, now)
+            response = self.codec.encode_result(operation, result, headers)
+            return 200, bytes(etree.tostring(response)), "ok"
+        except ServiceFault as fault:
+            return 500, service_fault_envelope(fault, headers), fault.fault.value
+        except ProtocolFault as fault:
+            return 500, protocol_fault_envelope(fault, headers), fault.code
+        except MalformedMessage as exc:
+            return 400, b"", f"bad_request: {exc}"
+        except Exception as exc:
+            # A bug in the fake (or an answer the WSDL rejects): answer as WCF does, keep the trace.
+            self.internal_errors.append(exc)
+            log.exception("fake_severa.internal_error", operation=operation.name)
+            return 500, protocol_fault_envelope(internal_error(), headers), "internal_error"
+
+    def _execute(self, operation: Operation, arguments: dict[str, Any], now: dt.datetime) -> Any:
+        handler = HANDLERS.get(operation.name)
+        if handler is None:
+            raise ServiceFault(
+                Fault.GENERAL_FAILURE,
+                f"{operation.contract}.{operation.name} is not implemented by the fake Severa service.",
+            )
+        result = handler(Context(self.store, now, operation), **arguments)
+        if operation.name in NULL_WHEN_EMPTY and result == []:
+            return None
+        return result
+
+    @staticmethod
+    def _injected_fault(rule: FaultRule) -> ServiceFault:
+        if rule.kind is FaultKind.WRONG_KEY:
+            return ServiceFault(Fault.AUTHENTICATION_FAILURE, AUTH_INVALID)
+        if rule.kind is FaultKind.QUOTA_EXHAUSTED:
+            return ServiceFault(Fault.QUOTA_LIMIT_EXCEEDED, QUOTA_LIMIT_MESSAGE)
+        return ServiceFault(rule.fault, rule.message or _INJECTED_DESCRIPTIONS[rule.fault])
+
+    @staticmethod
+    def _transport_failure(
+        request: web.Request, operation: Operation, rule: FaultRule, started: float
+    ) -> web.StreamResponse:
+        log.debug(
+            "fake_severa.call",
+            operation=operation.name,
+            outcome=f"injected:{rule.kind.value}",
+            phase=rule.phase.value,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        if rule.kind is FaultKind.HTTP_ERROR:
+            return web.Response(status=rule.status, text=rule.body, content_type="text/plain")
+        transport = request.transport
+        if transport is not None:
+            transport.abort()  # no FIN handshake, no answer: what a crashed proxy looks like
+        return web.Response()  # never reaches the client: the connection is gone
+
+
+def _xml(payload: bytes, *, status: int) -> web.Response:
+    if status == 400:
+        return web.Response(status=400)
+    return web.Response(body=payload, status=status, content_type="text/xml", charset="utf-8")
+
+
+async def serve(host: str, port: int, api_key: str, seed: SeedSource = None) -> None:
+    """Run a fake Severa until cancelled (``seed=None``: the demo organisation; ``{}``: empty).
+
+    Logs the endpoint, WSDL and admin URLs once listening; never the key.
+    """
+    async with FakeSevera(api_key=api_key, seed=seed, host=host, port=port) as fake:
+        log.info("fake_severa.serving", url=fake.url, wsdl=fake.wsdl_url, admin=fake.admin_url)
+        await asyncio.Event().wait()  # until the caller cancels us

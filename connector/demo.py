@@ -1,0 +1,281 @@
+"""``severa-connector demo``: the whole loop on one machine, in about ten seconds.
+
+Starts the fake Severa SOAP service in-process (seeded with a demo organisation), runs the real
+connector against it and the local RabbitMQ (names prefixed ``demo.``, queues purged first), then
+plays an external time tracker: publishes good events, a duplicate, an update, and deliberately bad
+events. It waits until every event has a result, and prints what landed in Severa and what went to
+the dead-letter queue and why. Exit code 0 only if everything settled as expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from rich.console import Console
+from rich.table import Table
+
+from adapters.severa.fake.server import FakeSevera
+from connector.config import CommonSettings, Settings
+from connector.logging import register_secret
+from connector.service import ConnectorService
+from connector.topology import Names
+from schemas.dead_letter import DeadLetterHeaders
+
+DEMO_PREFIX = "demo."
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    label: str
+    body: bytes
+    routing_key: str
+    message_id: str
+    expect: str  # "synced" | "dead-lettered"
+
+
+def _event(**fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "workhour.created",
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "source": "demo-tracker",
+        "source_entry_id": f"entry-{uuid.uuid4().hex[:8]}",
+        "version": 1,
+        "billable": True,
+        **fields,
+    }
+
+
+def _sample(label: str, event: dict[str, Any], expect: str) -> Sample:
+    return Sample(
+        label=label,
+        body=json.dumps(event).encode(),
+        routing_key=event.get("event_type", "workhour.created"),
+        message_id=event["event_id"],
+        expect=expect,
+    )
+
+
+def build_samples(fake: FakeSevera, good_events: int) -> list[Sample]:
+    """Events for the demo organisation: good ones first, then one of each kind of bad input."""
+    store = fake.store
+    users = [u for u in store.users if u.get("Code") and u.get("IsActive")]
+    work_types = [w for w in store.work_types if w.get("Code") and w.get("IsActive")]
+    bookable = [
+        (case, phase)
+        for case in store.cases
+        if case.get("CaseNumber") and not case.get("IsClosed")
+        for phase in store.phases
+        if phase.get("CaseGUID") == case["GUID"] and phase.get("Code") and not phase.get("IsLocked")
+    ]
+    if not (users and work_types and bookable):
+        raise RuntimeError("the demo seed lacks active users, work types or bookable phases")
+    today = dt.date.today()
+    samples: list[Sample] = []
+    first: dict[str, Any] | None = None
+    for i in range(good_events):
+        user = users[i % len(users)]
+        case, phase = bookable[i % len(bookable)]
+        event = _event(
+            user_code=user["Code"],
+            case_number=case["CaseNumber"],
+            phase_code=phase["Code"],
+            work_type_code=work_types[i % len(work_types)]["Code"],
+            date=(today - dt.timedelta(days=i % 5)).isoformat(),
+            hours=str([7.5, 4, 2.25, 8, 1.5][i % 5]),
+            description=f"Demo work #{i + 1} on {phase.get('Name') or phase['Code']}",
+        )
+        first = first or event
+        samples.append(
+            _sample(f"good: {user['Code']} {event['hours']} h on case {case['CaseNumber']}", event, "synced")
+        )
+    assert first is not None
+    samples.append(_sample("duplicate of the first event (redelivery)", first, "synced"))
+    samples.append(
+        _sample(
+            "update of the first entry (version 2, 6 h)",
+            {
+                **first,
+                "event_id": str(uuid.uuid4()),
+                "event_type": "workhour.updated",
+                "version": 2,
+                "hours": "6",
+            },
+            "synced",
+        )
+    )
+    base = {k: first[k] for k in ("user_code", "case_number", "phase_code", "work_type_code", "date")}
+    bad = [
+        ("bad: not JSON at all", None),
+        ("bad: hours is not a number", {**base, "hours": "lots"}),
+        ("bad: 1000 hours (Severa allows 999)", {**base, "hours": "1000"}),
+        ("bad: unknown user", {**base, "user_code": "NO-SUCH-USER", "hours": "1"}),
+        ("bad: unknown case", {**base, "case_number": 987654, "hours": "1"}),
+        ("bad: unknown work type", {**base, "work_type_code": "NOPE", "hours": "1"}),
+    ]
+    for label, fields in bad:
+        if fields is None:
+            samples.append(
+                Sample(label, b"{oops, not json", "workhour.created", str(uuid.uuid4()), "dead-lettered")
+            )
+        else:
+            samples.append(_sample(label, _event(**fields), "dead-lettered"))
+    return samples
+
+
+async def run_demo(
+    common: CommonSettings, *, good_events: int = 5, timeout: float = 60.0, console: Console | None = None
+) -> bool:
+    console = console or Console()
+    names = Names(prefix=DEMO_PREFIX)
+    key = secrets.token_urlsafe(24)
+    register_secret(key)
+    amqp_url = common.rabbitmq.url.get_secret_value()
+    started = time.perf_counter()
+
+    async with FakeSevera(api_key=key) as fake:
+        console.print(f"[bold]fake Severa[/] listening at {fake.url}  (WSDL: {fake.url}/WSDL)")
+        samples = build_samples(fake, good_events)
+        seeded_entries = len(fake.store.hour_entries)
+        with tempfile.TemporaryDirectory(prefix="severa-demo-") as state_dir:
+            settings = Settings.model_validate(
+                {
+                    "severa": {"url": fake.url, "api_key": key},
+                    "rabbitmq": common.rabbitmq.model_copy(update={"prefix": DEMO_PREFIX}),
+                    "log": common.log,
+                    "http": {"enabled": False},
+                    "retry": {"attempts": 3, "initial_seconds": 0.05, "max_seconds": 0.5},
+                    "state_url": f"sqlite:///{Path(state_dir) / 'ledger.db'}",
+                    "pod_name": "demo",
+                }
+            )
+            connection = await aio_pika.connect(
+                amqp_url, client_properties={"connection_name": "demo-tracker"}
+            )
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                async with ConnectorService(settings) as service:
+                    await _purge(channel, names)
+                    results = await _watch_results(channel, names)
+                    exchange = await channel.get_exchange(names.workhours_exchange)
+                    console.print(
+                        f"[bold]publishing[/] {len(samples)} events to exchange '{names.workhours_exchange}'"
+                    )
+                    for sample in samples:
+                        await exchange.publish(
+                            aio_pika.Message(
+                                sample.body,
+                                content_type="application/json",
+                                message_id=sample.message_id,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            ),
+                            routing_key=sample.routing_key,
+                            timeout=10,
+                        )
+                    settled = await _wait(results, len(samples), timeout)
+                    dead = await _take_dead_letters(channel, names)
+                    quota = service.severa.quota if service.severa else None
+            elapsed = time.perf_counter() - started
+
+        _print_severa(console, fake)
+        _print_dead_letters(console, dead)
+        expected_dead = sum(1 for s in samples if s.expect == "dead-lettered")
+        added = len(fake.store.hour_entries) - seeded_entries
+        ok = settled and len(dead) == expected_dead and added == good_events
+        summary = (
+            f"{len(samples)} events → {added} new hour entries in Severa, "
+            f"{len(dead)} dead-lettered (expected {good_events} and {expected_dead}); "
+            f"Severa calls: {sum(fake.calls.values())}"
+            + (f", quota used {quota.used}/{quota.quota}" if quota else "")
+            + f"; {elapsed:.1f} s"
+        )
+        console.print(("[bold green]OK[/] " if ok else "[bold red]UNEXPECTED[/] ") + summary)
+        return ok
+
+
+async def _purge(channel: aio_pika.abc.AbstractChannel, names: Names) -> None:
+    for queue_name in (names.workhours_queue, names.workhours_dlq):
+        queue = await channel.get_queue(queue_name)
+        await queue.purge()
+
+
+async def _watch_results(
+    channel: aio_pika.abc.AbstractChannel, names: Names
+) -> list[AbstractIncomingMessage]:
+    results: list[AbstractIncomingMessage] = []
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(names.results_exchange, "#")
+
+    async def collect(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        results.append(message)
+
+    await queue.consume(collect)
+    return results
+
+
+async def _wait(results: list[AbstractIncomingMessage], count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while len(results) < count:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def _take_dead_letters(
+    channel: aio_pika.abc.AbstractChannel, names: Names
+) -> list[AbstractIncomingMessage]:
+    """Read the demo's DLQ (and empty it: the demo owns it)."""
+    queue = await channel.get_queue(names.workhours_dlq)
+    taken: list[AbstractIncomingMessage] = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        taken.append(message)
+    return taken
+
+
+def _print_severa(console: Console, fake: FakeSevera) -> None:
+    users = {u["GUID"]: u.get("Code") for u in fake.store.users}
+    cases = {c["GUID"]: c.get("CaseNumber") for c in fake.store.cases}
+    phases = {p["GUID"]: p.get("Code") for p in fake.store.phases}
+    table = Table(title="Hour entries in (fake) Severa (the first rows were seeded)", title_justify="left")
+    for column in ("GUID", "user", "case", "phase", "date", "hours", "description"):
+        table.add_column(column)
+    for entry in fake.store.hour_entries:
+        event_date = entry.get("EventDate")
+        table.add_row(
+            str(entry["GUID"])[:8] + "…",
+            str(users.get(entry.get("UserGUID"), "?")),
+            str(cases.get(entry.get("CaseGUID"), "?")),
+            str(phases.get(entry.get("PhaseGUID"), "?")),
+            event_date.date().isoformat() if isinstance(event_date, dt.datetime) else str(event_date),
+            str(entry.get("Quantity")),
+            str(entry.get("Description") or ""),
+        )
+    console.print(table)
+
+
+def _print_dead_letters(console: Console, dead: list[AbstractIncomingMessage]) -> None:
+    table = Table(title="Dead-letter queue (demo.q.workhours.dlq)", title_justify="left")
+    for column in ("reason", "why", "body"):
+        table.add_column(column, overflow="fold")
+    for message in dead:
+        headers = DeadLetterHeaders.from_amqp(dict(message.headers or {}))
+        body = message.body.decode("utf-8", "replace")
+        table.add_row(
+            headers.reason if headers else "?",
+            headers.message if headers else "(no x-dl headers)",
+            body if len(body) <= 60 else body[:57] + "…",
+        )
+    console.print(table)

@@ -1,0 +1,733 @@
+"""The ledger contract, one test body per behaviour, run against every backend.
+
+The in-memory fake, SQLite and PostgreSQL must be indistinguishable to the work-hours flow, so
+each behaviour is written once and parametrised over the backends. Behaviours only a shared or
+persistent store can have (two pods, reopening, a killed process) run on the backends that have
+them. PostgreSQL is expected at ``LEDGER_TEST_POSTGRES_DSN`` (default: 127.0.0.1:5432, database
+``test``); if it is missing the PostgreSQL cases fail with a message saying so -- they never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from connector.state import InMemoryLedger, Ledger, LedgerLockTimeout, LedgerUnavailable
+from connector.state.ledger import BaseLedger
+from connector.state.postgres import PostgresLedger, advisory_key
+from connector.state.sqlite import SqliteLedger
+
+POSTGRES_DSN = os.environ.get("LEDGER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+MEMORY = pytest.param("memory", id="in-memory fake")
+SQLITE = pytest.param("sqlite", id="sqlite file")
+POSTGRES = pytest.param("postgres", id="postgresql", marks=pytest.mark.integration)
+ALL_BACKENDS = [MEMORY, SQLITE, POSTGRES]
+PERSISTENT = [SQLITE, POSTGRES]
+
+X = "tracker:entry-1"
+Y = "tracker:entry-2"
+FINGERPRINT = '{"user": "U1", "date": "2024-05-02", "quantity": "1.5"}'
+
+
+@dataclass
+class Backend:
+    """Opens ledgers over one store (one file, one set of tables) and closes them at teardown."""
+
+    name: str
+    make: Callable[..., BaseLedger]
+    dsn: str | None = None
+    table_prefix: str | None = None
+    path: Path | None = None
+    opened: list[BaseLedger] = field(default_factory=list)
+
+    def new(self, **options: Any) -> BaseLedger:
+        """A ledger over this store, not yet set up. For memory each one is a separate store."""
+        ledger = self.make(**options)
+        self.opened.append(ledger)
+        return ledger
+
+    async def open(self, **options: Any) -> BaseLedger:
+        ledger = self.new(**options)
+        await ledger.setup()
+        return ledger
+
+
+async def _require_postgres() -> None:
+    try:
+        conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.fail(
+            f"PostgreSQL is required for the postgresql ledger tests and is not reachable at "
+            f"{POSTGRES_DSN} ({type(exc).__name__}: {exc}). Start it, or point "
+            "LEDGER_TEST_POSTGRES_DSN at one; deselect with -m 'not integration' if you must.",
+            pytrace=False,
+        )
+    await conn.close()
+
+
+async def _drop_tables(prefix: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {prefix}ledger, {prefix}schema_version")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    name: str = request.param
+    made: Backend
+    if name == "memory":
+        made = Backend(name, lambda **kw: InMemoryLedger(**kw))
+    elif name == "sqlite":
+        path = tmp_path / "ledger.db"
+        made = Backend(name, lambda **kw: SqliteLedger(path, **kw), path=path)
+    else:
+        await _require_postgres()
+        # Unique per test: parallel runs and leftovers of a crashed run never meet.
+        prefix = f"t{uuid.uuid4().hex[:12]}_"
+        options = {"table_prefix": prefix, "max_size": 5}
+        made = Backend(
+            name,
+            lambda **kw: PostgresLedger(POSTGRES_DSN, **{**options, **kw}),
+            dsn=POSTGRES_DSN,
+            table_prefix=prefix,
+        )
+    try:
+        yield made
+    finally:
+        for ledger in reversed(made.opened):
+            await ledger.aclose()
+        if made.table_prefix is not None:
+            await _drop_tables(made.table_prefix)
+
+
+async def _wait_until(predicate: Callable[[], Awaitable[bool]], *, timeout: float = 10.0) -> None:
+    """Poll an observable state (not a timer standing in for one) until it holds."""
+    async with asyncio.timeout(timeout):
+        # The state lives in PostgreSQL, which cannot set an asyncio.Event for us.
+        while not await predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def _advisory_waiters(prefix: str, external_id: str, *, granted: bool) -> int:
+    unsigned = advisory_key(prefix, external_id) & 0xFFFF_FFFF_FFFF_FFFF
+    conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 "
+            "AND classid = $1 AND objid = $2 AND granted = $3",
+            unsigned >> 32,
+            unsigned & 0xFFFF_FFFF,
+            granted,
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
+async def _advisory_holder_pid(prefix: str, external_id: str) -> int:
+    unsigned = advisory_key(prefix, external_id) & 0xFFFF_FFFF_FFFF_FFFF
+    conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    try:
+        pid = await conn.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 "
+            "AND classid = $1 AND objid = $2 AND granted",
+            unsigned >> 32,
+            unsigned & 0xFFFF_FFFF,
+        )
+    finally:
+        await conn.close()
+    assert pid is not None, "nobody holds the advisory lock"
+    return int(pid)
+
+
+async def _start_child(script: str, *args: str, ready: str) -> asyncio.subprocess.Process:
+    """Run ``script`` in a fresh interpreter and wait until it prints the line ``ready``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        *args,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError(f"child exited before {ready!r}:\n{''.join(seen)}")
+                if line.strip() == ready:
+                    return proc
+                seen.append(line)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    proc.send_signal(signal.SIGKILL)  # no finally blocks, no atexit, no close(): a real crash
+    await proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS, indirect=True)
+class TestRecords:
+    async def test_an_unknown_id_has_no_record(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        assert await ledger.get(X) is None
+        assert await ledger.count() == 0
+
+    async def test_pending_then_applied_records_the_guid_and_version(self, backend: Backend) -> None:
+        ledger = await backend.open()
+
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.pending_version, rec.fingerprint, rec.severa_guid) == (
+            "pending",
+            0,
+            1,
+            FINGERPRINT,
+            None,
+        )
+
+        await ledger.mark_applied(X, 1, "G1")
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.pending_version, rec.fingerprint, rec.severa_guid) == (
+            "applied",
+            1,
+            None,
+            None,
+            "G1",
+        )
+        assert rec.active_guid == "G1"
+        assert await ledger.count() == 1
+
+    async def test_a_later_version_going_pending_keeps_the_applied_version_and_guid(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 1, "G1")
+
+        await ledger.mark_pending(X, 2, FINGERPRINT)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.pending_version, rec.severa_guid) == ("pending", 1, 2, "G1")
+        assert rec.active_guid is None, "a pending record's GUID must be looked up, not trusted"
+
+        await ledger.mark_applied(X, 2, "G2")
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid) == ("applied", 2, "G2")
+
+    async def test_a_stale_version_never_lowers_the_recorded_version(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 5, "G5")
+
+        await ledger.mark_applied(X, 3, "G5")
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version) == ("applied", 5)
+
+        await ledger.mark_deleted(X, 4)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version) == ("deleted", 5)
+
+    async def test_a_delete_leaves_a_tombstone_that_keeps_the_guid_for_audit(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 1, "G1")
+
+        await ledger.mark_deleted(X, 2)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid, rec.pending_version) == ("deleted", 2, "G1", None)
+        assert rec.active_guid is None
+        # The flow's rule: a late "created" of version 1 is stale against the tombstone.
+        assert rec.state != "pending"
+        assert rec.version >= 1
+
+    async def test_a_delete_that_overtakes_the_create_still_leaves_a_tombstone(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        await ledger.mark_deleted(X, 3)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid) == ("deleted", 3, None)
+
+    async def test_a_delete_clears_a_pending_mark(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        await ledger.mark_deleted(X, 1)
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.pending_version, rec.fingerprint) == ("deleted", 1, None, None)
+
+    async def test_owners_of_names_applied_and_pending_holders_only(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied("a:1", 1, "GA")
+        await ledger.mark_applied("b:1", 1, "GB")
+        await ledger.mark_pending("b:1", 2, FINGERPRINT)  # pending, still holding GB
+        await ledger.mark_applied("c:1", 1, "GC")
+        await ledger.mark_deleted("c:1", 2)  # tombstones own nothing
+
+        owners = await ledger.owners_of(["GA", "GB", "GC", "G-unknown"])
+        assert owners == {"GA": "a:1", "GB": "b:1"}
+        assert await ledger.owners_of([]) == {}
+        with pytest.raises(TypeError, match="not a single string"):
+            await ledger.owners_of("GA")
+
+    async def test_owners_of_takes_more_guids_than_one_statement_can_bind(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 1, "G-0001")
+        await ledger.mark_applied(Y, 1, "G-1199")
+        guids = [f"G-{i:04d}" for i in range(1200)]
+        assert await ledger.owners_of(guids) == {"G-0001": X, "G-1199": Y}
+
+    async def test_updated_at_is_aware_utc_and_moves_forward(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)  # server clock may lag a bit
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        first = await ledger.get(X)
+        await ledger.mark_applied(X, 1, "G1")
+        second = await ledger.get(X)
+        assert first is not None
+        assert second is not None
+        assert first.updated_at.utcoffset() == dt.timedelta(0)
+        assert before <= first.updated_at <= second.updated_at
+
+    @pytest.mark.parametrize(
+        ("call", "args"),
+        [
+            pytest.param("get", ("",), id="an empty external id is refused"),
+            pytest.param("mark_pending", (X, -1, FINGERPRINT), id="a negative version is refused"),
+            pytest.param("mark_pending", (X, 2**63, FINGERPRINT), id="a version beyond 64 bits is refused"),
+            pytest.param("mark_pending", (X, True, FINGERPRINT), id="a bool is not a version"),
+            pytest.param("mark_pending", (X, 1, ""), id="an empty fingerprint is refused"),
+            pytest.param("mark_applied", (X, 1, ""), id="an empty guid is refused"),
+            pytest.param("mark_deleted", ("a\x00b", 1), id="a NUL character in an id is refused"),
+            pytest.param("mark_pending", (X, 1, "\udc80"), id="unpaired surrogates are refused"),
+            pytest.param("owners_of", ([""],), id="an empty guid in a lookup is refused"),
+        ],
+    )
+    async def test_bad_arguments_are_value_errors_not_store_failures(
+        self, backend: Backend, call: str, args: tuple[Any, ...]
+    ) -> None:
+        ledger = await backend.open()
+        with pytest.raises(ValueError, match=r"."):
+            await getattr(ledger, call)(*args)
+        assert await ledger.count() == 0
+
+    async def test_fifty_tasks_apply_distinct_ids_concurrently(self, backend: Backend) -> None:
+        ledger = await backend.open()
+
+        async def apply(i: int) -> None:
+            external_id = f"tracker:{i}"
+            async with ledger.lock(external_id):
+                assert await ledger.get(external_id) is None
+                await ledger.mark_pending(external_id, 1, FINGERPRINT)
+                await ledger.mark_applied(external_id, 1, f"G{i}")
+
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(apply(i) for i in range(50)))
+
+        assert await ledger.count() == 50
+        owners = await ledger.owners_of([f"G{i}" for i in range(50)])
+        assert owners == {f"G{i}": f"tracker:{i}" for i in range(50)}
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS, indirect=True)
+class TestLock:
+    async def test_a_second_task_waits_until_the_first_releases(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        order: list[str] = []
+        a_holds = asyncio.Event()
+        b_is_waiting = asyncio.Event()
+
+        async def a() -> None:
+            async with ledger.lock(X):
+                order.append("a in")
+                a_holds.set()
+                await b_is_waiting.wait()
+                # B reached lock(X) before this line ran; give it every chance to get in anyway:
+                # plain yields plus a real round trip to the store.
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                await ledger.get(X)
+                order.append("a out")
+
+        async def b() -> None:
+            await a_holds.wait()
+            b_is_waiting.set()  # no await between this and the lock attempt below
+            async with ledger.lock(X):
+                order.append("b in")
+
+        async with asyncio.timeout(10):
+            await asyncio.gather(a(), b())
+        assert order == ["a in", "a out", "b in"]
+
+    async def test_locks_on_different_ids_do_not_block_each_other(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        release_x = asyncio.Event()
+        x_held = asyncio.Event()
+
+        async def hold_x() -> None:
+            async with ledger.lock(X):
+                x_held.set()
+                await release_x.wait()
+
+        holder = asyncio.create_task(hold_x())
+        try:
+            await x_held.wait()
+            # Would hang (and hit the timeout) if Y queued behind X.
+            async with asyncio.timeout(10), ledger.lock(Y):
+                await ledger.mark_applied(Y, 1, "GY")
+            assert not holder.done()
+        finally:
+            release_x.set()
+            await holder
+
+    async def test_the_lock_is_released_when_the_block_raises(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        with pytest.raises(ZeroDivisionError):
+            async with ledger.lock(X):
+                _ = 1 / 0
+        async with asyncio.timeout(10), ledger.lock(X):
+            await ledger.mark_deleted(X, 1)
+
+    async def test_the_lock_is_released_when_its_holder_is_cancelled(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        entered = asyncio.Event()
+
+        async def hold_forever() -> None:
+            async with ledger.lock(X):
+                entered.set()
+                await asyncio.Event().wait()
+
+        holder = asyncio.create_task(hold_forever())
+        await entered.wait()
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        async with asyncio.timeout(10), ledger.lock(X):
+            await ledger.mark_applied(X, 1, "G1")
+
+    async def test_a_waiter_gives_up_after_the_lock_timeout(self, backend: Backend) -> None:
+        ledger = await backend.open(lock_timeout=0.2)
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with ledger.lock(X):
+                entered.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        try:
+            await entered.wait()
+            with pytest.raises(LedgerLockTimeout) as caught:
+                async with ledger.lock(X):
+                    pytest.fail("entered a lock that another task holds")
+            assert caught.value.category.value == "transient"
+        finally:
+            release.set()
+            await holder
+        async with ledger.lock(X):  # still usable after a timed-out waiter
+            pass
+
+    async def test_an_error_inside_the_block_is_not_mistaken_for_a_lock_timeout(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        with pytest.raises(TimeoutError) as caught:
+            async with ledger.lock(X):
+                raise TimeoutError("Severa took too long")
+        assert not isinstance(caught.value, LedgerLockTimeout)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS, indirect=True)
+class TestLifecycle:
+    async def test_setup_and_close_are_idempotent(self, backend: Backend) -> None:
+        ledger = backend.new()
+        await ledger.setup()
+        await ledger.setup()
+        await ledger.probe()
+        await ledger.aclose()
+        await ledger.aclose()
+
+    async def test_a_ledger_is_an_async_context_manager(self, backend: Backend) -> None:
+        async with backend.new() as ledger:
+            await ledger.mark_applied(X, 1, "G1")
+        with pytest.raises(LedgerUnavailable):
+            await ledger.get(X)
+
+    async def test_use_before_setup_is_a_programming_error(self, backend: Backend) -> None:
+        ledger = backend.new()
+        with pytest.raises(RuntimeError, match="not set up"):
+            await ledger.get(X)
+
+    async def test_a_closed_ledger_refuses_work_and_reopening(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.aclose()
+        with pytest.raises(LedgerUnavailable) as caught:
+            await ledger.mark_applied(X, 1, "G1")
+        assert caught.value.reason == "ledger_closed"
+        assert caught.value.category.value == "systemic"
+        with pytest.raises(LedgerUnavailable):
+            async with ledger.lock(X):
+                pass
+        with pytest.raises(RuntimeError, match="cannot be reopened"):
+            await ledger.setup()
+
+    async def test_every_backend_satisfies_the_port(self, backend: Backend) -> None:
+        ledger: Ledger = backend.new()
+        assert isinstance(ledger, Ledger)
+
+
+@pytest.mark.parametrize("backend", PERSISTENT, indirect=True)
+class TestPersistence:
+    async def test_records_survive_reopening(self, backend: Backend) -> None:
+        first = await backend.open()
+        await first.mark_applied(X, 2, "G1")
+        await first.mark_pending(Y, 1, FINGERPRINT)
+        await first.aclose()
+
+        second = await backend.open()
+        x, y = await second.get(X), await second.get(Y)
+        assert x is not None
+        assert y is not None
+        assert (x.state, x.version, x.severa_guid) == ("applied", 2, "G1")
+        assert (y.state, y.pending_version, y.fingerprint) == ("pending", 1, FINGERPRINT)
+        assert await second.count() == 2
+
+    async def test_a_schema_newer_than_the_code_is_refused(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.aclose()
+        if backend.path is not None:
+            with sqlite3.connect(backend.path) as db:
+                db.execute("UPDATE schema_version SET version = 99 WHERE component = 'ledger'")
+            db.close()
+        else:
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            await conn.execute(
+                f"UPDATE {backend.table_prefix}schema_version SET version = 99 WHERE component = 'ledger'"
+            )
+            await conn.close()
+        with pytest.raises(LedgerUnavailable) as caught:
+            await backend.open()
+        assert caught.value.reason == "ledger_schema_too_new"
+
+
+@pytest.mark.parametrize("backend", [SQLITE], indirect=True)
+class TestSqlite:
+    async def test_wal_journal_and_full_sync_are_in_effect(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        assert isinstance(ledger, SqliteLedger)
+        await ledger.mark_applied(X, 1, "G1")
+        assert backend.path is not None
+        with sqlite3.connect(backend.path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+
+    async def test_a_second_process_on_the_same_file_is_refused(self, backend: Backend) -> None:
+        await backend.open()
+        with pytest.raises(LedgerUnavailable, match="in use by another process") as caught:
+            await backend.open()
+        assert caught.value.reason == "ledger_in_use"
+
+    async def test_writes_that_returned_survive_a_killed_process(self, backend: Backend) -> None:
+        assert backend.path is not None
+        script = (
+            "import asyncio, sys\n"
+            "from connector.state.sqlite import SqliteLedger\n"
+            "async def main():\n"
+            "    ledger = SqliteLedger(sys.argv[1])\n"
+            "    await ledger.setup()\n"
+            "    await ledger.mark_pending('a:1', 1, '{}')\n"
+            "    await ledger.mark_applied('b:1', 3, 'GB')\n"
+            "    await ledger.mark_deleted('c:1', 2)\n"
+            "    print('written', flush=True)\n"
+            "    await asyncio.Event().wait()\n"
+            "asyncio.run(main())\n"
+        )
+        child = await _start_child(script, str(backend.path), ready="written")
+        await _kill(child)
+
+        # The flock died with the process, so this open succeeds.
+        ledger = await backend.open()
+        a, b, c = await ledger.get("a:1"), await ledger.get("b:1"), await ledger.get("c:1")
+        assert a is not None
+        assert a.state == "pending"
+        assert b is not None
+        assert (b.state, b.version, b.severa_guid) == ("applied", 3, "GB")
+        assert c is not None
+        assert c.state == "deleted"
+
+
+@pytest.mark.parametrize("backend", [POSTGRES], indirect=True)
+class TestPostgres:
+    async def test_a_lock_held_by_one_pod_blocks_the_same_id_in_another(self, backend: Backend) -> None:
+        pod_a, pod_b = await backend.open(), await backend.open()
+        assert backend.table_prefix is not None
+        order: list[str] = []
+        a_holds = asyncio.Event()
+
+        async def a() -> None:
+            async with pod_a.lock(X):
+                order.append("a in")
+                a_holds.set()
+                # Proof that B is blocked on the server, not merely late: PostgreSQL itself
+                # reports its lock request as waiting.
+                await _wait_until(lambda: _has_waiter(backend.table_prefix or "", X))
+                await pod_a.mark_applied(X, 1, "GA")
+                order.append("a out")
+
+        async def b() -> None:
+            await a_holds.wait()
+            async with pod_b.lock(X):
+                order.append("b in")
+                rec = await pod_b.get(X)
+                assert rec is not None
+                assert rec.severa_guid == "GA", "B must see what A committed"
+
+        async with asyncio.timeout(20):
+            await asyncio.gather(a(), b())
+        assert order == ["a in", "a out", "b in"]
+
+    async def test_another_pod_times_out_while_the_lock_is_held(self, backend: Backend) -> None:
+        pod_a, pod_b = await backend.open(), await backend.open(lock_timeout=0.3)
+        async with pod_a.lock(X):
+            with pytest.raises(LedgerLockTimeout, match="another process or pod"):
+                async with pod_b.lock(X):
+                    pytest.fail("two pods held the same id")
+            # Different ids across pods stay independent.
+            async with asyncio.timeout(10), pod_b.lock(Y):
+                pass
+        async with asyncio.timeout(10), pod_b.lock(X):
+            pass
+
+    async def test_the_server_frees_the_lock_of_a_killed_pod(self, backend: Backend) -> None:
+        assert backend.table_prefix is not None
+        script = (
+            "import asyncio, sys\n"
+            "from connector.state.postgres import PostgresLedger\n"
+            "async def main():\n"
+            "    ledger = PostgresLedger(sys.argv[1], table_prefix=sys.argv[2], max_size=2)\n"
+            "    await ledger.setup()\n"
+            "    async with ledger.lock(sys.argv[3]):\n"
+            "        print('locked', flush=True)\n"
+            "        await asyncio.Event().wait()\n"
+            "asyncio.run(main())\n"
+        )
+        child = await _start_child(script, POSTGRES_DSN, backend.table_prefix, X, ready="locked")
+        try:
+            pod = await backend.open(lock_timeout=0.3)
+            with pytest.raises(LedgerLockTimeout):
+                async with pod.lock(X):
+                    pytest.fail("the child process's lock did not exclude this pod")
+        finally:
+            await _kill(child)
+
+        survivor = await backend.open(lock_timeout=15)
+        async with survivor.lock(X):
+            await survivor.mark_applied(X, 1, "G1")
+
+    async def test_calls_inside_a_lock_use_its_connection_so_a_full_pool_cannot_deadlock(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open(min_size=1, max_size=1, lock_timeout=5)
+        async with asyncio.timeout(10), ledger.lock(X):
+            assert await ledger.get(X) is None
+            await ledger.mark_pending(X, 1, FINGERPRINT)
+            assert await ledger.owners_of(["G1"]) == {}
+            await ledger.mark_applied(X, 1, "G1")
+            assert await ledger.count() == 1
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(_apply(ledger, f"t:{i}", f"G{i}") for i in range(10)))
+        assert await ledger.count() == 11
+
+    async def test_a_lock_whose_connection_dies_is_dropped_by_the_server(self, backend: Backend) -> None:
+        assert backend.table_prefix is not None
+        pod, observer = await backend.open(), await backend.open()
+        async with pod.lock(X):
+            pid = await _advisory_holder_pid(backend.table_prefix, X)
+            killer = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await killer.close()
+            with pytest.raises(LedgerUnavailable):
+                await pod.get(X)
+        # Leaving the block did not raise; the lock is gone and the pool recovers.
+        async with asyncio.timeout(10), observer.lock(X):
+            pass
+        async with asyncio.timeout(10), pod.lock(X):
+            await pod.mark_applied(X, 1, "G1")
+
+    async def test_pods_starting_together_create_the_schema_once(self, backend: Backend) -> None:
+        pods = [backend.new() for _ in range(5)]
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(pod.setup() for pod in pods))
+        await pods[0].mark_applied(X, 1, "G1")
+        assert await pods[4].owners_of(["G1"]) == {"G1": X}
+
+
+# Backend-specific cases that need no shared store.
+
+
+async def test_a_missing_directory_is_reported_not_created(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "absent" / "ledger.db")
+    with pytest.raises(LedgerUnavailable, match="does not exist"):
+        await ledger.setup()
+    await ledger.aclose()
+
+
+async def test_an_in_memory_database_works_without_a_file() -> None:
+    async with SqliteLedger(":memory:") as ledger:
+        await ledger.mark_applied(X, 1, "G1")
+        assert await ledger.owners_of(["G1"]) == {"G1": X}
+
+
+@pytest.mark.integration
+async def test_an_unreachable_server_is_a_systemic_error_without_the_password() -> None:
+    ledger = PostgresLedger("postgresql://app:s3cr3t-pw@127.0.0.1:1/db", command_timeout=2)
+    with pytest.raises(LedgerUnavailable) as caught:
+        await ledger.setup()
+    assert caught.value.category.value == "systemic"
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert "127.0.0.1:1/db" in str(caught.value)
+    await ledger.aclose()
+
+
+async def _has_waiter(prefix: str, external_id: str) -> bool:
+    return await _advisory_waiters(prefix, external_id, granted=False) > 0
+
+
+async def _apply(ledger: BaseLedger, external_id: str, guid: str) -> None:
+    async with ledger.lock(external_id):
+        await ledger.mark_pending(external_id, 1, FINGERPRINT)
+        await ledger.mark_applied(external_id, 1, guid)

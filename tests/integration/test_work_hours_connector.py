@@ -1,0 +1,209 @@
+"""The connector end to end: real RabbitMQ, the fake Severa over real SOAP/HTTP, the real service.
+
+Each test publishes events the way an external system would and watches what comes out: hour
+entries in Severa, result events, dead letters with their reasons, readiness.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+import pytest
+
+from adapters.severa.fake.server import FakeSevera
+from connector.service import ConnectorService
+from connector.topology import Names
+from schemas.dead_letter import DeadLetterHeaders
+from tests.factories import SEED_USER_GUID, SEVERA_SEED, event_dict
+from tests.harness import Broker, connector_settings, running_connector, wait_until
+
+pytestmark = pytest.mark.integration
+
+KEY = "integration-key-5f2b9c"
+
+
+@pytest.fixture
+async def severa() -> AsyncIterator[FakeSevera]:
+    async with FakeSevera(api_key=KEY, seed=SEVERA_SEED) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Broker]:
+    channel = await amqp_connection.channel(publisher_confirms=True)
+    broker = Broker(channel, topology)
+    await broker.watch_results()
+    yield broker
+    await channel.close()
+
+
+@pytest.fixture
+async def connector(
+    amqp_url: str, topology: Names, severa: FakeSevera, tmp_path: Path
+) -> AsyncIterator[ConnectorService]:
+    settings = connector_settings(
+        amqp_url=amqp_url, names=topology, severa_url=severa.url, api_key=KEY, state_dir=tmp_path
+    )
+    async with running_connector(settings) as service:
+        yield service
+
+
+def hour_entries(severa: FakeSevera) -> list[dict[str, object]]:
+    return list(severa.store.hour_entries)
+
+
+async def dead_letters(broker: Broker, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    await wait_until(
+        lambda: len(broker.results.failed) >= count, what=f"{count} workhour.failed results", timeout=15
+    )
+    taken = await broker.drain_dlq()
+    assert len(taken) == count, f"expected {count} dead letters, found {len(taken)}"
+    return taken
+
+
+async def test_a_good_event_lands_in_severa_and_is_reported_synced(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    event = event_dict(hours="7.5", description="Wireframes")
+    await broker.publish_event(event, correlation_id="corr-42")
+    await broker.results.wait_for(1)
+
+    (entry,) = hour_entries(severa)
+    assert entry["UserGUID"] == SEED_USER_GUID
+    assert str(entry["Quantity"]) in {"7.5", "7.50"}
+    assert entry["Description"] == "Wireframes"
+    (synced,) = broker.results.synced
+    assert synced["event_id"] == event["event_id"]
+    assert synced["severa_guid"] == entry["GUID"]
+    assert synced["outcome"] == "created"
+    assert synced["_correlation_id"] == "corr-42"
+
+
+async def test_redelivered_and_replayed_events_do_not_duplicate(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    event = event_dict()
+    for _ in range(3):
+        await broker.publish_event(event)
+    await broker.results.wait_for(3)
+    assert len(hour_entries(severa)) == 1
+    assert sorted(r["outcome"] for r in broker.results.synced) == ["created", "unchanged", "unchanged"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "says"),
+    [
+        pytest.param(b"{this is not json", "invalid_json", "not valid JSON", id="bad JSON"),
+        pytest.param(
+            json.dumps(event_dict(hours="lots")).encode(), "schema_violation", "hours", id="schema violation"
+        ),
+        pytest.param(
+            json.dumps(event_dict(user_code="NOBODY")).encode(),
+            "unknown_user",
+            "no user with code 'NOBODY'",
+            id="unknown user",
+        ),
+        pytest.param(
+            json.dumps(event_dict(phase_code="NOPE")).encode(), "unknown_phase", "'NOPE'", id="unknown phase"
+        ),
+    ],
+)
+async def test_bad_events_are_dead_lettered_with_a_readable_reason(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera, body: bytes, reason: str, says: str
+) -> None:
+    message_id = str(uuid.uuid4())
+    await broker.publish(body, message_id=message_id, correlation_id="corr-bad")
+    (dead,) = await dead_letters(broker, 1)
+
+    assert dead.body == body  # the original, untouched
+    assert dead.message_id == message_id
+    assert dead.correlation_id == "corr-bad"
+    headers = DeadLetterHeaders.from_amqp(dict(dead.headers))
+    assert headers is not None
+    assert headers.category == "permanent"
+    assert headers.reason == reason
+    assert says in headers.message
+    assert headers.original_queue == connector.names.workhours_queue
+    assert headers.original_routing_key == "workhour.created"
+    assert headers.attempts == 1
+    assert hour_entries(severa) == []
+    assert broker.results.failed[0]["reason"] == reason
+
+
+async def test_the_queue_keeps_flowing_past_bad_events(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    await broker.publish(b"garbage")
+    await broker.publish_event(event_dict(user_code="NOBODY"))
+    good = [event_dict() for _ in range(5)]
+    for event in good:
+        await broker.publish_event(event)
+    await broker.results.wait_for(7)
+    assert len(hour_entries(severa)) == 5
+    assert len(broker.results.failed) == 2
+
+
+async def test_a_severa_validation_fault_is_dead_lettered_at_once(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    severa.faults.soap_fault(
+        "ValidationException", "Quantity must not exceed 999", operation="AddNewHourEntry", times=1
+    )
+    await broker.publish_event(event_dict())
+    (dead,) = await dead_letters(broker, 1)
+    headers = DeadLetterHeaders.from_amqp(dict(dead.headers))
+    assert headers is not None
+    assert headers.category == "permanent"
+    assert headers.reason == "severa_validation"
+    assert "Quantity must not exceed 999" in headers.message
+    assert severa.calls["AddNewHourEntry"] == 1  # not retried
+
+
+async def test_a_wrong_key_pauses_the_connector_without_dead_lettering_and_resumes(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    severa.set_api_key("a-regenerated-key")  # Severa no longer accepts the connector's key
+    event = event_dict()
+    await broker.publish_event(event)
+    await wait_until(lambda: connector.circuit.is_open, what="the circuit to open")
+    port = connector._health.bound_port if connector._health else None
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as response:
+        assert response.status == 503
+        body = await response.json()
+    assert any("key" in reason.lower() for reason in body["reasons"]), body
+    assert hour_entries(severa) == []
+    assert await broker.depth(connector.names.workhours_dlq) == 0
+
+    severa.set_api_key(KEY)  # the key works again (e.g. the old key was restored)
+    await broker.results.wait_for(1, timeout=20)
+    assert broker.results.synced[0]["event_id"] == event["event_id"]
+    assert len(hour_entries(severa)) == 1
+    assert broker.results.failed == []
+    await wait_until(lambda: connector.readiness().ready, what="readiness")
+
+
+async def test_a_transient_severa_failure_is_retried_in_process(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    severa.faults.http_error(503, operation="AddNewHourEntry", times=2)
+    await broker.publish_event(event_dict())
+    await broker.results.wait_for(1)
+    assert broker.results.synced[0]["outcome"] == "created"
+    assert len(hour_entries(severa)) == 1
+
+
+async def test_an_add_whose_answer_is_lost_is_not_duplicated(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    from adapters.severa.fake.faults import Phase
+
+    severa.faults.drop(operation="AddNewHourEntry", times=1, phase=Phase.AFTER)  # landed, answer lost
+    await broker.publish_event(event_dict())
+    await broker.results.wait_for(1)
+    assert len(hour_entries(severa)) == 1
+    assert severa.calls["AddNewHourEntry"] == 1

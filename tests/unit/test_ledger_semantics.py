@@ -1,0 +1,114 @@
+"""Pure pieces of the ledger: reference transitions, owner resolution, lock keys, DSN redaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from connector.state.ledger import LedgerRecord, applied, deleted, pending, resolve_owners
+from connector.state.postgres import PostgresLedger, advisory_key, describe_dsn
+
+NOW = dt.datetime(2024, 5, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def _record(**changes: object) -> LedgerRecord:
+    base: dict[str, object] = {
+        "external_id": "x",
+        "version": 3,
+        "state": "applied",
+        "severa_guid": "G3",
+        "pending_version": None,
+        "fingerprint": None,
+        "updated_at": NOW,
+    }
+    base.update(changes)
+    return LedgerRecord(**base)  # type: ignore[arg-type]
+
+
+def test_pending_keeps_the_applied_version_and_guid() -> None:
+    rec = pending(_record(), "x", 4, "{}", NOW)
+    assert (rec.state, rec.version, rec.severa_guid, rec.pending_version, rec.fingerprint) == (
+        "pending",
+        3,
+        "G3",
+        4,
+        "{}",
+    )
+
+
+def test_pending_of_a_new_id_starts_at_version_zero() -> None:
+    rec = pending(None, "x", 1, "{}", NOW)
+    assert (rec.version, rec.severa_guid) == (0, None)
+
+
+def test_applied_never_lowers_the_version() -> None:
+    assert applied(_record(version=7), "x", 5, "G", NOW).version == 7
+    assert applied(_record(version=7), "x", 9, "G", NOW).version == 9
+
+
+def test_deleted_keeps_the_guid_and_clears_pending() -> None:
+    rec = deleted(_record(state="pending", pending_version=4, fingerprint="{}"), "x", 4, NOW)
+    assert (rec.state, rec.version, rec.severa_guid, rec.pending_version, rec.fingerprint) == (
+        "deleted",
+        4,
+        "G3",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "active"),
+    [
+        pytest.param("applied", "G3", id="an applied record's guid is live"),
+        pytest.param("pending", None, id="a pending record's guid must be looked up"),
+        pytest.param("deleted", None, id="a tombstone's guid is gone from Severa"),
+    ],
+)
+def test_active_guid(state: str, active: str | None) -> None:
+    assert _record(state=state).active_guid == active
+
+
+def test_a_guid_claimed_twice_goes_to_the_smallest_external_id() -> None:
+    assert resolve_owners([("G", "b:1"), ("G", "a:1"), ("H", "c:1")]) == {"G": "a:1", "H": "c:1"}
+
+
+def test_advisory_keys_never_change_between_releases() -> None:
+    # Pods of two connector versions run side by side during a rolling update: if the key of an
+    # id changed, they would not exclude each other. Update these values only with a migration.
+    assert advisory_key("severa_connector_", "tracker:42") == -1941431369306896541
+    assert -(2**63) <= advisory_key("", "x") < 2**63
+
+
+def test_advisory_keys_differ_by_prefix_and_id() -> None:
+    keys = {advisory_key(p, i) for p in ("a_", "b_") for i in ("x", "y")}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        pytest.param(
+            "postgresql://u:secret@db.internal:6543/ledger", "db.internal:6543/ledger", id="full URL"
+        ),
+        pytest.param("postgres://u@db/ledger", "db:5432/ledger", id="the default port is filled in"),
+        pytest.param("postgresql://h1:5432,h2:5432/db", "postgresql", id="multi-host DSNs stay opaque"),
+    ],
+)
+def test_dsns_are_described_without_credentials(dsn: str, shown: str) -> None:
+    assert describe_dsn(dsn) == shown
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param("Bad", id="upper case"),
+        pytest.param("a-b_", id="a dash"),
+        pytest.param("x; DROP TABLE y; --", id="an injection attempt"),
+        pytest.param("p" * 41, id="too long for PostgreSQL identifiers"),
+    ],
+)
+def test_unsafe_table_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="table_prefix"):
+        PostgresLedger("postgresql://db/x", table_prefix=prefix)

@@ -1,0 +1,201 @@
+"""Severa entities ↔ port records, from tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from adapters.severa.mapping import (
+    EntityMismatch,
+    as_list,
+    case_from_severa,
+    hour_entry_from_severa,
+    hour_entry_to_severa,
+    new_hour_entry_to_severa,
+    phase_from_severa,
+    user_from_severa,
+    work_type_from_severa,
+)
+from connector.ports import Case, HourEntry, NewHourEntry, Phase, User, WorkType
+
+
+def entity(**members: Any) -> SimpleNamespace:
+    return SimpleNamespace(**members)
+
+
+@pytest.mark.parametrize(
+    ("convert", "severa", "record"),
+    [
+        pytest.param(
+            user_from_severa,
+            entity(GUID="u1", Code="AIVI", Email="a@x.fi", FirstName="Aino", LastName="Virta", IsActive=True),
+            User("u1", "AIVI", "a@x.fi", "Aino", "Virta", True),
+            id="a user with every member",
+        ),
+        pytest.param(
+            user_from_severa,
+            entity(GUID="u2", Code=None, Email="", FirstName=None, LastName=None, IsActive=None),
+            User("u2", None, None, None, None, False),
+            id="a user with nils and empty strings",
+        ),
+        pytest.param(
+            case_from_severa,
+            entity(GUID="c1", CaseNumber=1042, Name="Website", IsClosed=False),
+            Case("c1", 1042, "Website", False),
+            id="a case",
+        ),
+        pytest.param(
+            case_from_severa,
+            entity(GUID="c2", CaseNumber=None, Name=None, IsClosed=True),
+            Case("c2", None, None, True),
+            id="a closed case without number",
+        ),
+        pytest.param(
+            phase_from_severa,
+            entity(GUID="p1", CaseGUID="c1", Code="DEV", Name="Build", IsCompleted=False, IsLocked=True),
+            Phase("p1", "c1", "DEV", "Build", False, True),
+            id="a locked phase",
+        ),
+        pytest.param(
+            work_type_from_severa,
+            entity(GUID="w1", Code="DES", Name="Design", IsActive=True),
+            WorkType("w1", "DES", "Design", True),
+            id="a work type",
+        ),
+        pytest.param(
+            hour_entry_from_severa,
+            entity(
+                GUID="h1",
+                UserGUID="u1",
+                CaseGUID="c1",
+                PhaseGUID="p1",
+                WorkTypeGUID="w1",
+                EventDate=dt.datetime(2025, 3, 4),
+                Quantity=Decimal("7.5"),
+                Description="Sprint review",
+                IsBillable=True,
+            ),
+            HourEntry(
+                "h1", "u1", "c1", "p1", "w1", dt.date(2025, 3, 4), Decimal("7.5"), "Sprint review", True
+            ),
+            id="an hour entry: EventDate midnight becomes the date",
+        ),
+    ],
+)
+def test_from_severa(convert: Any, severa: SimpleNamespace, record: object) -> None:
+    assert convert(severa) == record
+
+
+@pytest.mark.parametrize(
+    ("convert", "severa", "missing"),
+    [
+        pytest.param(user_from_severa, entity(GUID=None), "GUID", id="a user without GUID"),
+        pytest.param(phase_from_severa, entity(GUID="p", CaseGUID=""), "CaseGUID", id="a phase without case"),
+        pytest.param(
+            hour_entry_from_severa,
+            entity(GUID="h", EventDate=None, Quantity=Decimal(1)),
+            "EventDate",
+            id="an hour entry without date",
+        ),
+        pytest.param(
+            hour_entry_from_severa,
+            entity(GUID="h", EventDate=dt.datetime(2025, 1, 1), Quantity=None),
+            "Quantity",
+            id="an hour entry without quantity",
+        ),
+    ],
+)
+def test_entities_without_identity_are_refused(convert: Any, severa: SimpleNamespace, missing: str) -> None:
+    with pytest.raises(EntityMismatch, match=missing):
+        convert(severa)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, [], id="nil is an empty list"),
+        pytest.param([], [], id="an empty array is an empty list"),
+        pytest.param([1, 2], [1, 2], id="a list stays a list"),
+    ],
+)
+def test_as_list(value: Any, expected: list[Any]) -> None:
+    assert as_list(value) == expected
+
+
+def test_as_list_refuses_a_single_entity() -> None:
+    with pytest.raises(EntityMismatch):
+        as_list(entity(GUID="x"))
+
+
+NEW = NewHourEntry(
+    user_guid="u1",
+    case_guid="c1",
+    phase_guid="p1",
+    work_type_guid="w1",
+    event_date=dt.date(2025, 3, 4),
+    quantity=Decimal("1.25"),
+    description=None,
+    is_billable=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param(
+            NEW,
+            {
+                "CaseGUID": "c1",
+                "EventDate": dt.datetime(2025, 3, 4, 0, 0),
+                "IsBillable": False,
+                "PhaseGUID": "p1",
+                "Quantity": Decimal("1.25"),
+                "UserGUID": "u1",
+                "WorkTypeGUID": "w1",
+            },
+            id="the minimum: EventDate as midnight, no description, no times",
+        ),
+        pytest.param(
+            replace(
+                NEW,
+                description="Pairing",
+                start_time=dt.datetime(2025, 3, 4, 9, 0),
+                end_time=dt.datetime(2025, 3, 4, 10, 15),
+            ),
+            {
+                "CaseGUID": "c1",
+                "Description": "Pairing",
+                "EndTime": dt.datetime(2025, 3, 4, 10, 15),
+                "EventDate": dt.datetime(2025, 3, 4, 0, 0),
+                "IsBillable": False,
+                "PhaseGUID": "p1",
+                "Quantity": Decimal("1.25"),
+                "StartTime": dt.datetime(2025, 3, 4, 9, 0),
+                "UserGUID": "u1",
+                "WorkTypeGUID": "w1",
+            },
+            id="description and start/end times are sent when given",
+        ),
+    ],
+)
+def test_new_hour_entry_to_severa(entry: NewHourEntry, expected: dict[str, Any]) -> None:
+    assert new_hour_entry_to_severa(entry) == expected
+
+
+def test_hour_entry_to_severa_carries_the_guid() -> None:
+    entry = HourEntry("h1", "u1", "c1", "p1", None, dt.date(2025, 3, 4), Decimal(2), "x", True)
+    assert hour_entry_to_severa(entry) == {
+        "CaseGUID": "c1",
+        "Description": "x",
+        "EventDate": dt.datetime(2025, 3, 4),
+        "GUID": "h1",
+        "IsBillable": True,
+        "PhaseGUID": "p1",
+        "Quantity": Decimal(2),
+        "UserGUID": "u1",
+    }
