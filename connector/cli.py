@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from connector import __version__
 from connector.config import CommonSettings, Settings, load_settings
@@ -119,13 +120,22 @@ def fake_severa(
 @app.command()
 def check() -> None:
     """Check the Severa endpoint, WSDL, API key, access rights and quota; exit 1 on any failure."""
-    from connector.checks import render_checks, run_checks
+    from adapters.severa.check import run_checks
 
     settings: Settings = _settings(Settings)
-    results = _run(run_checks(settings))
-    render_checks(results, out)
-    if not all(r.ok for r in results):
+    results = _run(run_checks(settings.severa))
+    table = Table(title=f"Severa at {settings.severa.endpoint}", title_justify="left")
+    for column in ("", "check", "result", "fix"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        mark = "[green]✓[/]" if result.ok else ("[yellow]-[/]" if result.skipped else "[red]✗[/]")
+        table.add_row(mark, result.name, result.detail, result.fix or "")
+    out.print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        out.print(f"[bold red]{len(failed)} of {len(results)} checks failed[/]")
         raise typer.Exit(EXIT_PROBLEM)
+    out.print(f"[bold green]all {len(results)} checks passed[/]")
 
 
 schemas_app = typer.Typer(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)

@@ -46,7 +46,7 @@ SeveraFactory = Callable[[Settings, Metrics], SeveraGateway]
 def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGateway:
     from adapters.severa.client import SeveraClient
 
-    return SeveraClient(settings.severa, registry=metrics.registry)
+    return SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
 
 
 class ConnectorService:

@@ -207,3 +207,53 @@ async def test_an_add_whose_answer_is_lost_is_not_duplicated(
     await broker.results.wait_for(1)
     assert len(hour_entries(severa)) == 1
     assert severa.calls["AddNewHourEntry"] == 1
+
+
+async def test_a_rotated_key_file_is_picked_up_without_restart(
+    amqp_url: str, topology: Names, severa: FakeSevera, broker: Broker, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "severa-api-key"
+    key_file.write_text(KEY + "\n")
+    settings = connector_settings(
+        amqp_url=amqp_url,
+        names=topology,
+        severa_url=severa.url,
+        api_key=KEY,
+        state_dir=tmp_path,
+        severa={"api_key": None, "api_key_file": str(key_file)},
+    )
+    async with running_connector(settings) as connector:
+        severa.set_api_key("regenerated-in-severa-ui")  # the old key dies at once
+        first = event_dict()
+        await broker.publish_event(first)
+        await wait_until(lambda: connector.circuit.is_open, what="the circuit to open on the dead key")
+        assert await broker.depth(topology.workhours_dlq) == 0
+
+        new_file = tmp_path / "severa-api-key.new"  # as Kubernetes does: write aside, swap in
+        new_file.write_text("regenerated-in-severa-ui")
+        new_file.replace(key_file)
+        await broker.results.wait_for(1, timeout=20)
+        await broker.publish_event(event_dict())
+        await broker.results.wait_for(2)
+    assert [r["outcome"] for r in broker.results.synced] == ["created", "created"]
+    assert broker.results.failed == []
+    assert len(hour_entries(severa)) == 2
+
+
+async def test_an_exhausted_quota_pauses_without_losing_or_dead_lettering(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    severa.quota.exhaust()
+    events = [event_dict() for _ in range(10)]
+    for event in events:
+        await broker.publish_event(event)
+    await wait_until(lambda: connector.circuit.is_open, what="the circuit to open on quota")
+    assert not connector.readiness().ready
+    assert hour_entries(severa) == []
+
+    severa.quota.reset()  # the UTC day turned
+    await broker.results.wait_for(10, timeout=30)
+    assert sorted(r["event_id"] for r in broker.results.synced) == sorted(e["event_id"] for e in events)
+    assert broker.results.failed == []
+    assert await broker.depth(connector.names.workhours_dlq) == 0
+    assert len(hour_entries(severa)) == 10

@@ -1,0 +1,191 @@
+"""The message processor on the real broker: what happens to a message for each kind of failure.
+
+A scripted handler stands in for a flow, so each rule of ``connector/processing.py`` is shown on its
+own: ack after success, in-process retry, the delayed-retry ladder, dead-lettering with headers,
+holding messages while the circuit is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+import pytest
+
+from connector.bus import Bus, OutgoingMessage
+from connector.circuit import Circuit
+from connector.delayed_retry import ATTEMPTS_HEADER, RETRY_STEP_HEADER, RetryLadder
+from connector.dlq import DeadLetterer
+from connector.errors import SeveraQuotaExceeded, TransientError, UnknownReference
+from connector.observability import Metrics
+from connector.processing import Delivery, MessageProcessor
+from connector.retry import RetryPolicy
+from connector.topology import Names
+from schemas.dead_letter import DeadLetterHeaders
+from tests.harness import TEST_RETRY_LADDER, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class ScriptedHandler:
+    """Raises the scripted errors in order, then succeeds; records every call."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls: list[Delivery] = []
+        self.succeeded: list[Delivery] = []
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.calls.append(delivery)
+        if self.errors:
+            raise self.errors.pop(0)
+        self.succeeded.append(delivery)
+
+
+class Rig:
+    def __init__(self, bus: Bus, names: Names, circuit: Circuit, metrics: Metrics) -> None:
+        self.bus = bus
+        self.names = names
+        self.circuit = circuit
+        self.metrics = metrics
+
+    async def run(self, handler: ScriptedHandler, *, attempts: int = 2) -> MessageProcessor:
+        processor = MessageProcessor(
+            flow="test",
+            handler=handler,
+            dead_letters=DeadLetterer(
+                self.bus,
+                exchange=self.names.dead_letter_exchange,
+                queue=self.names.workhours_queue,
+                flow="test",
+                pod="pod-1",
+            ),
+            circuit=self.circuit,
+            retry=RetryPolicy(attempts=attempts, initial_seconds=0.001, max_seconds=0.01),
+            metrics=self.metrics,
+            hold_seconds=10,
+            retry_later=RetryLadder(self.bus, self.names, TEST_RETRY_LADDER),
+        )
+        consumer = await self.bus.consumer(self.names.workhours_queue, processor, prefetch=4)
+        await consumer.start()
+        return processor
+
+    async def send(self, body: bytes = b'{"x": 1}', **headers: object) -> None:
+        await self.bus.publish(
+            self.names.workhours_exchange,
+            OutgoingMessage(body=body, routing_key="workhour.created", message_id="m-1", headers=headers),
+        )
+
+    def outcome_count(self, outcome: str) -> float:
+        return self.metrics.messages.labels(flow="test", outcome=outcome)._value.get()
+
+
+@pytest.fixture
+async def rig(amqp_url: str, topology: Names) -> AsyncIterator[Rig]:
+    async with Bus(amqp_url, name="processing-test") as bus:
+        yield Rig(bus, topology, Circuit("test"), Metrics())
+
+
+@pytest.fixture
+async def dlq(
+    topology: Names, amqp_connection: aio_pika.abc.AbstractConnection
+) -> AsyncIterator[Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]]:
+    channel = await amqp_connection.channel()
+
+    async def take() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        queue = await channel.get_queue(topology.workhours_dlq)
+        out = []
+        while (m := await queue.get(fail=False, no_ack=True)) is not None:
+            out.append(m)
+        return out
+
+    yield take  # type: ignore[misc]
+    await channel.close()
+
+
+async def test_success_acks_once(rig: Rig) -> None:
+    handler = ScriptedHandler()
+    await rig.run(handler)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="ack")
+    assert len(handler.calls) == 1
+
+
+async def test_a_transient_blip_is_absorbed_in_process(rig: Rig) -> None:
+    handler = ScriptedHandler(TransientError("blip"))
+    await rig.run(handler, attempts=2)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="ack")
+    assert len(handler.calls) == 2
+    assert rig.outcome_count("retry_scheduled") == 0
+
+
+async def test_a_longer_transient_failure_climbs_the_delay_ladder_then_succeeds(rig: Rig) -> None:
+    # Two attempts per delivery: fails twice, twice more after the first rung, then succeeds.
+    handler = ScriptedHandler(*[TransientError("still down") for _ in range(5)])
+    await rig.run(handler, attempts=2)
+    await rig.send()
+    await wait_until(lambda: bool(handler.succeeded), what="success after a delayed retry", timeout=10)
+    final = handler.succeeded[0]
+    assert final.headers[RETRY_STEP_HEADER] == 2
+    assert final.headers[ATTEMPTS_HEADER] == 4  # attempts before this delivery
+    assert len(handler.calls) == 6
+    assert final.body == b'{"x": 1}'
+    assert final.message_id == "m-1"
+
+
+async def test_past_the_last_rung_the_message_is_dead_lettered_with_all_attempts(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    handler = ScriptedHandler(*[TransientError("never recovers") for _ in range(50)])
+    await rig.run(handler, attempts=2)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("dead_lettered") == 1, what="dead letter", timeout=10)
+    (dead,) = await dlq()
+    headers = DeadLetterHeaders.from_amqp(dict(dead.headers))
+    assert headers is not None
+    assert headers.category == "transient"
+    assert headers.attempts == 2 * (len(TEST_RETRY_LADDER) + 1)
+    assert headers.first_failure_at <= headers.last_failure_at
+
+
+async def test_a_permanent_error_is_dead_lettered_at_first_sight(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    handler = ScriptedHandler(UnknownReference("no user 'X'", kind="user", value="X"))
+    await rig.run(handler)
+    await rig.send(b'{"original": true}', producer_header="kept")
+    await wait_until(lambda: rig.outcome_count("dead_lettered") == 1, what="dead letter")
+    (dead,) = await dlq()
+    assert dead.body == b'{"original": true}'
+    assert dead.headers["producer_header"] == "kept"
+    headers = DeadLetterHeaders.from_amqp(dict(dead.headers))
+    assert headers is not None
+    assert (headers.reason, headers.attempts, headers.pod) == ("unknown_user", 1, "pod-1")
+    assert len(handler.calls) == 1
+
+
+async def test_a_bug_is_parked_with_its_traceback_not_retried(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    handler = ScriptedHandler(KeyError("oops"))
+    await rig.run(handler)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("dead_lettered") == 1, what="dead letter")
+    (dead,) = await dlq()
+    headers = DeadLetterHeaders.from_amqp(dict(dead.headers))
+    assert headers is not None
+    assert headers.reason == "unexpected_KeyError"
+    assert "KeyError" in headers.traceback
+
+
+async def test_a_systemic_error_holds_the_message_until_the_circuit_closes(rig: Rig) -> None:
+    handler = ScriptedHandler(SeveraQuotaExceeded("Quota limit reached"))
+    await rig.run(handler)
+    await rig.send()
+    await wait_until(lambda: rig.circuit.is_open, what="the circuit to open")
+    assert rig.outcome_count("dead_lettered") == 0
+    rig.circuit.close()  # the supervisor's probe succeeded
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="ack after resume")
+    assert len(handler.calls) == 2
