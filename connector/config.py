@@ -143,6 +143,9 @@ class Settings(CommonSettings):
     mapping_file: Path | None = Field(
         default=None, description="YAML/JSON table of codes that differ between systems."
     )
+    mapping_reload_seconds: float = Field(
+        default=10.0, ge=0, description="How often the mapping file is checked for changes."
+    )
     drain_seconds: float = Field(default=20.0, ge=0, description="Grace period for in-flight work.")
 
 

@@ -28,7 +28,7 @@ from connector.errors import ConnectorError, SystemicError, describe
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
-from connector.mapping.table import load_mapping_table
+from connector.mapping.table import MappingTableFile
 from connector.observability import HealthServer, Metrics, Readiness
 from connector.ports import SeveraGateway
 from connector.processing import MessageProcessor
@@ -119,7 +119,7 @@ class ConnectorService:
         self.severa = self._severa_factory(settings, self.metrics)
         resolver = ReferenceResolver(
             self.severa,
-            load_mapping_table(settings.mapping_file),
+            MappingTableFile(settings.mapping_file, reload_seconds=settings.mapping_reload_seconds),
             ttl_seconds=settings.work_hours.cache_ttl_seconds,
         )
         self.flow = WorkHoursFlow(

@@ -15,7 +15,7 @@ from async_lru import alru_cache
 
 from connector.errors import UnknownReference
 from connector.mapping.hour_entries import ResolvedReferences
-from connector.mapping.table import MappingTable
+from connector.mapping.table import MappingTable, MappingTableFile
 from connector.ports import Case, Phase, SeveraGateway, User, WorkType
 from schemas.work_hours import WorkHourEvent
 
@@ -38,13 +38,15 @@ class ReferenceResolver:
     def __init__(
         self,
         severa: SeveraGateway,
-        table: MappingTable | None = None,
+        table: MappingTable | MappingTableFile | None = None,
         *,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         maxsize: int = 4096,
     ) -> None:
         self._severa = severa
-        self.table = table or MappingTable()
+        self._tables = table if isinstance(table, MappingTableFile) else None
+        self._static_table = table if isinstance(table, MappingTable) else MappingTable()
+        self._generation = 0
         cache = alru_cache(maxsize=maxsize, ttl=ttl_seconds)
         self._user_by_code = cache(self._fetch_user_by_code)
         self._users_by_email = alru_cache(maxsize=1, ttl=ttl_seconds)(self._fetch_users_by_email)
@@ -62,6 +64,17 @@ class ReferenceResolver:
             self._work_types,
         ):
             cached.cache_clear()
+
+    @property
+    def table(self) -> MappingTable:
+        """The table in force; a reloaded table drops every cached look-up."""
+        if self._tables is None:
+            return self._static_table
+        table = self._tables.current()
+        if self._tables.generation != self._generation:
+            self._generation = self._tables.generation
+            self.clear()
+        return table
 
     async def resolve(self, event: WorkHourEvent) -> ResolvedReferences:
         if event.case_number is None or event.phase_code is None or event.work_type_code is None:
