@@ -142,13 +142,14 @@ async def test_a_connector_killed_mid_stream_and_restarted_leaves_severa_exact(
     }
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "connector", "run"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "connector.log", "ab"),
-        )
+        with open(tmp_path / "connector.log", "ab") as log_file:  # the child keeps its own copy
+            return subprocess.Popen(
+                [sys.executable, "-m", "connector", "run"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
 
     process = start()
     try:
