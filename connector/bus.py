@@ -206,6 +206,9 @@ class Consumer:
         self._callback = callback
         self._tag: str | None = None
         self._lock = asyncio.Lock()
+        #: Set when the broker cancelled us (queue deleted, node lost): aio-pika does not restore
+        #: such a consumer, so the owner must notice, report not-ready and start it again.
+        self.cancelled_by_broker = asyncio.Event()
 
     @property
     def queue_name(self) -> str:
@@ -218,8 +221,17 @@ class Consumer:
     async def start(self) -> None:
         async with self._lock:
             if self._tag is None:
+                self.cancelled_by_broker.clear()
                 self._tag = await self._queue.consume(self._callback, no_ack=False)
+                underlay = await self._channel.get_underlay_channel()
+                underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
                 log.info("consumer_started", queue=self._queue.name)
+
+    async def _on_broker_cancel(self, frame: Any) -> None:
+        if getattr(frame, "consumer_tag", None) == self._tag:
+            self._tag = None
+            self.cancelled_by_broker.set()
+            log.error("consumer_cancelled_by_broker", queue=self._queue.name)
 
     async def stop(self) -> None:
         async with self._lock:

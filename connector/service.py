@@ -73,6 +73,7 @@ class ConnectorService:
         self._consumer: Consumer | None = None
         self._health: HealthServer | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._started = False
@@ -103,13 +104,12 @@ class ConnectorService:
             publish_timeout=settings.rabbitmq.publish_timeout_seconds,
         )
         await self.bus.connect()
-        await self.bus.declare(
-            build_topology(
-                self.names,
-                delivery_limit=settings.rabbitmq.delivery_limit,
-                retry_ladder=settings.retry.ladder_seconds,
-            )
+        self._topology = build_topology(
+            self.names,
+            delivery_limit=settings.rabbitmq.delivery_limit,
+            retry_ladder=settings.retry.ladder_seconds,
         )
+        await self.bus.declare(self._topology)
 
         if self._given_ledger is not None:
             self.ledger = self._given_ledger
@@ -160,6 +160,7 @@ class ConnectorService:
             await self._health.start()
         await self._consumer.start()
         self._supervisor = asyncio.create_task(self._supervise_circuit(), name="circuit-supervisor")
+        self._watchdog = asyncio.create_task(self._restore_cancelled_consumer(), name="consumer-watchdog")
         log.info("connector_started", queue=self.names.workhours_queue, prefetch=settings.rabbitmq.prefetch)
 
     async def run_until_stopped(self) -> None:
@@ -187,10 +188,11 @@ class ConnectorService:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
         drained, cancelled = await self._drain(self.settings.drain_seconds)
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._supervisor, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._health is not None:
             await self._health.close()
         if self.severa is not None:
@@ -207,7 +209,9 @@ class ConnectorService:
         reasons: list[str] = []
         if self.bus is None or not self.bus.is_connected:
             reasons.append("not connected to RabbitMQ")
-        if self._consumer is None or not self._consumer.active:
+        if self._consumer is not None and self._consumer.cancelled_by_broker.is_set():
+            reasons.append("the broker cancelled the consumer (queue deleted or node lost); restoring")
+        elif self._consumer is None or not self._consumer.active:
             reasons.append("not consuming")
         if self.circuit.is_open:
             error = self.circuit.last_error
@@ -242,6 +246,23 @@ class ConnectorService:
         if still:
             await asyncio.wait(still, timeout=5)
         return len(done), len(still)
+
+    async def _restore_cancelled_consumer(self) -> None:
+        """The broker cancelled our consumer (queue deleted, node lost): re-declare and consume again."""
+        assert self._consumer is not None
+        assert self.bus is not None
+        delay = 1.0
+        while True:
+            await self._consumer.cancelled_by_broker.wait()
+            await asyncio.sleep(delay)  # backoff before touching the broker again
+            try:
+                await self.bus.declare(self._topology)
+                if not self.circuit.is_open:
+                    await self._consumer.start()
+                delay = 1.0
+            except Exception as exc:
+                log.error("consumer_restore_failed", error=str(exc), retry_in_s=delay)
+                delay = min(delay * 2, 30.0)
 
     async def _supervise_circuit(self) -> None:
         """Pause on trip, probe Severa with backoff, resume when it answers."""

@@ -257,3 +257,16 @@ async def test_an_exhausted_quota_pauses_without_losing_or_dead_lettering(
     assert broker.results.failed == []
     assert await broker.depth(connector.names.workhours_dlq) == 0
     assert len(hour_entries(severa)) == 10
+
+
+async def test_a_consumer_cancelled_by_the_broker_is_noticed_and_restored(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    await broker.channel.queue_delete(connector.names.workhours_queue)  # an operator's mistake
+    await wait_until(lambda: not connector.readiness().ready, what="not-ready after the cancel")
+    assert "cancelled the consumer" in " ".join(connector.readiness().reasons)
+
+    await wait_until(lambda: connector.readiness().ready, timeout=15, what="the consumer restored")
+    await broker.publish_event(event_dict())
+    await broker.results.wait_for(1)
+    assert len(hour_entries(severa)) == 1
