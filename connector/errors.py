@@ -16,8 +16,11 @@ error, never from its concrete class, so flows never grow their own ``except`` l
     │   ├── SeveraAuthenticationFailed  wrong / regenerated key, API add-on or right missing
     │   ├── SeveraQuotaExceeded         the organisation's daily call quota is spent
     │   ├── SeveraOutage                Severa keeps failing: the circuit is open
-    │   └── LedgerUnavailable           the idempotency store is unreachable (connector.state)
+    │   ├── LedgerUnavailable           the idempotency store is unreachable (connector.state)
+    │   └── StoreUnavailable            the dead-letter store is unreachable (connector.dlq.store)
     └── ConfigError                     bad settings at start-up (exit code 2, no traceback)
+        └── UsageError                  a command was asked for something it cannot do: an unknown
+                                        id, an edit that fails the schema (exit code 2)
 
 Third-party exceptions (zeep, aiohttp, aio-pika) are translated at the adapter edge and re-raised
 as one of these ``from`` the original; :func:`classify` maps anything else to a category so that a
@@ -140,6 +143,16 @@ class ConfigError(ConnectorError):
     """Invalid configuration; raised before anything starts."""
 
     reason = "config_error"
+
+
+class UsageError(ConfigError):
+    """An ops command was asked for something it cannot do (unknown id, invalid edit, bad filter).
+
+    A :class:`ConfigError` because the fix is the same -- change what you typed -- and so is the
+    exit code (2): nothing was changed.
+    """
+
+    reason = "usage_error"
 
 
 def classify(exc: BaseException) -> Category:

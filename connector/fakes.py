@@ -88,17 +88,7 @@ class InMemorySevera:
 
     async def add_hour_entry(self, entry: NewHourEntry) -> HourEntry:
         self._call("add_hour_entry")
-        stored = HourEntry(
-            guid=str(uuid.uuid4()),
-            user_guid=entry.user_guid,
-            case_guid=entry.case_guid,
-            phase_guid=entry.phase_guid,
-            work_type_guid=entry.work_type_guid,
-            event_date=entry.event_date,
-            quantity=entry.quantity,
-            description=entry.description,
-            is_billable=entry.is_billable,
-        )
+        stored = entry.with_guid(str(uuid.uuid4()))
         self.hour_entries[stored.guid] = stored
         if self.lose_answer_of_next_add is not None:
             error, self.lose_answer_of_next_add = self.lose_answer_of_next_add, None

@@ -44,12 +44,6 @@ class Metrics:
             ["circuit"],
             registry=self.registry,
         )
-        self.severa_quota_used = Gauge(
-            "connector_severa_quota_used", "Severa's UsedQuota header, last seen.", registry=self.registry
-        )
-        self.severa_quota_limit = Gauge(
-            "connector_severa_quota_limit", "Severa's Quota header, last seen.", registry=self.registry
-        )
         self.sync_results = Counter(
             "connector_workhours_results_total",
             "Work-hour events by what they did in Severa (created, updated, deleted, unchanged, stale).",

@@ -65,6 +65,20 @@ class NewHourEntry:
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
 
+    def with_guid(self, guid: str) -> HourEntry:
+        """The entry as Severa holds it under ``guid``."""
+        return HourEntry(
+            guid=guid,
+            user_guid=self.user_guid,
+            case_guid=self.case_guid,
+            phase_guid=self.phase_guid,
+            work_type_guid=self.work_type_guid,
+            event_date=self.event_date,
+            quantity=self.quantity,
+            description=self.description,
+            is_billable=self.is_billable,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HourEntry:

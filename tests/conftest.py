@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 
+from adapters.severa.fake.server import FakeSevera
 from connector.topology import Names, build_topology
-from tests.harness import TEST_RETRY_LADDER
+from tests.factories import SEVERA_SEED
+from tests.harness import SEVERA_KEY, TEST_RETRY_LADDER, Broker
 
 pytest_plugins = ["tests.fixtures.fake_severa"]
 
@@ -103,4 +105,21 @@ async def topology(names: Names, amqp_connection: aio_pika.abc.AbstractConnectio
         await channel.queue_delete(queue.name)
     for exchange in spec.exchanges:
         await channel.exchange_delete(exchange.name)
+    await channel.close()
+
+
+@pytest.fixture
+async def severa() -> AsyncIterator[FakeSevera]:
+    """The fake Severa over HTTP with the small test organisation (tests.factories.SEVERA_SEED)."""
+    async with FakeSevera(api_key=SEVERA_KEY, seed=SEVERA_SEED) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Broker]:
+    """Publishes like an external system; watches result events and the DLQ."""
+    channel = await amqp_connection.channel(publisher_confirms=True)
+    broker = Broker(channel, topology)
+    await broker.watch_results()
+    yield broker
     await channel.close()

@@ -22,6 +22,9 @@ from connector.config import Settings
 from connector.service import ConnectorService
 from connector.topology import Names
 
+#: The key the ``severa`` fixture's fake Severa accepts.
+SEVERA_KEY = "integration-key-5f2b9c"
+
 #: Short rungs so that delayed-retry tests finish quickly (the topology fixture declares the same).
 TEST_RETRY_LADDER = (0.2, 0.5)
 

@@ -186,7 +186,7 @@ class WorkHoursFlow:
         if record is not None and record.state == "pending":
             guid = await self._find_landed(event.external_id, record)
         if guid is not None:
-            updated = await self._severa.update_hour_entry(_with_guid(entry, guid))
+            updated = await self._severa.update_hour_entry(entry.with_guid(guid))
             await self._ledger.mark_applied(event.external_id, event.version, updated.guid)
             return Applied("updated", updated.guid)
         await self._ledger.mark_pending(event.external_id, event.version, fingerprint(entry))
@@ -250,16 +250,3 @@ class WorkHoursFlow:
             delivery.correlation_id or (str(event_id) if event_id else None),
         )
 
-
-def _with_guid(entry: NewHourEntry, guid: str) -> HourEntry:
-    return HourEntry(
-        guid=guid,
-        user_guid=entry.user_guid,
-        case_guid=entry.case_guid,
-        phase_guid=entry.phase_guid,
-        work_type_guid=entry.work_type_guid,
-        event_date=entry.event_date,
-        quantity=entry.quantity,
-        description=entry.description,
-        is_billable=entry.is_billable,
-    )

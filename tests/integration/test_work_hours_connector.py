@@ -19,27 +19,12 @@ from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
 from connector.topology import Names
 from schemas.dead_letter import DeadLetterHeaders
-from tests.factories import SEED_USER_GUID, SEVERA_SEED, event_dict
-from tests.harness import Broker, connector_settings, running_connector, wait_until
+from tests.factories import SEED_USER_GUID, event_dict
+from tests.harness import SEVERA_KEY, Broker, connector_settings, running_connector, wait_until
 
 pytestmark = pytest.mark.integration
 
-KEY = "integration-key-5f2b9c"
-
-
-@pytest.fixture
-async def severa() -> AsyncIterator[FakeSevera]:
-    async with FakeSevera(api_key=KEY, seed=SEVERA_SEED) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Broker]:
-    channel = await amqp_connection.channel(publisher_confirms=True)
-    broker = Broker(channel, topology)
-    await broker.watch_results()
-    yield broker
-    await channel.close()
+KEY = SEVERA_KEY
 
 
 @pytest.fixture

@@ -15,12 +15,10 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import asyncpg
 import pytest
 
@@ -29,30 +27,22 @@ from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
 from connector.state.postgres import PostgresLedger
 from connector.topology import Names
-from tests.factories import SEVERA_SEED, event_dict
-from tests.harness import TEST_RETRY_LADDER, Broker, connector_settings, running_connector, wait_until
+from tests.factories import event_dict
+from tests.harness import (
+    SEVERA_KEY,
+    TEST_RETRY_LADDER,
+    Broker,
+    connector_settings,
+    running_connector,
+    wait_until,
+)
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KEY = "reliability-key-77a1"
+KEY = SEVERA_KEY
 POSTGRES_DSN = os.environ.get("LEDGER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def severa() -> AsyncIterator[FakeSevera]:
-    async with FakeSevera(api_key=KEY, seed=SEVERA_SEED) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Broker]:
-    channel = await amqp_connection.channel(publisher_confirms=True)
-    broker = Broker(channel, topology)
-    await broker.watch_results()
-    yield broker
-    await channel.close()
 
 
 def bulk_events(count: int, tag: str) -> list[dict[str, Any]]:
