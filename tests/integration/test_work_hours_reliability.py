@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -113,34 +114,44 @@ async def test_2000_events_with_forced_redeliveries_land_exactly_once(
     assert severa.faults.rules[0].fired > 0, "no answer was lost: the test proved nothing"
 
 
+def connector_process(
+    amqp_url: str, names: Names, severa: FakeSevera, state_dir: Path
+) -> Callable[[], subprocess.Popen[bytes]]:
+    """A starter for ``severa-connector run`` as a real process (so that it can be killed)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")},
+        "SEVERA_CONNECTOR_SEVERA__URL": severa.url,
+        "SEVERA_CONNECTOR_SEVERA__API_KEY": KEY,
+        "SEVERA_CONNECTOR_RABBITMQ__URL": amqp_url,
+        "SEVERA_CONNECTOR_RABBITMQ__PREFIX": names.prefix,
+        "SEVERA_CONNECTOR_STATE_URL": f"sqlite:///{state_dir / 'ledger.db'}",
+        "SEVERA_CONNECTOR_HTTP__ENABLED": "false",
+        "SEVERA_CONNECTOR_LOG__LEVEL": "INFO",
+        "SEVERA_CONNECTOR_LOG__FORMAT": "json",
+        "SEVERA_CONNECTOR_RETRY__LADDER_SECONDS": json.dumps(TEST_RETRY_LADDER),
+        "SEVERA_CONNECTOR_DRAIN_SECONDS": "10",
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(state_dir / "connector.log", "ab") as log_file:  # the child keeps its own copy
+            return subprocess.Popen(
+                [sys.executable, "-m", "connector", "run"],
+                env=env,
+                cwd=state_dir,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+
+    return start
+
+
 async def test_a_connector_killed_mid_stream_and_restarted_leaves_severa_exact(
     amqp_url: str, topology: Names, severa: FakeSevera, broker: Broker, tmp_path: Path
 ) -> None:
     events = bulk_events(600, "kill")
     # Writes land, then the answer takes a while: a kill often falls between Severa and our ack.
     severa.faults.latency(0.01, operation="AddNewHourEntry", phase=Phase.AFTER)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")},
-        "SEVERA_CONNECTOR_SEVERA__URL": severa.url,
-        "SEVERA_CONNECTOR_SEVERA__API_KEY": KEY,
-        "SEVERA_CONNECTOR_RABBITMQ__URL": amqp_url,
-        "SEVERA_CONNECTOR_RABBITMQ__PREFIX": topology.prefix,
-        "SEVERA_CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "SEVERA_CONNECTOR_HTTP__ENABLED": "false",
-        "SEVERA_CONNECTOR_LOG__LEVEL": "WARNING",
-        "SEVERA_CONNECTOR_RETRY__LADDER_SECONDS": json.dumps(TEST_RETRY_LADDER),
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        with open(tmp_path / "connector.log", "ab") as log_file:  # the child keeps its own copy
-            return subprocess.Popen(
-                [sys.executable, "-m", "connector", "run"],
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-
+    start = connector_process(amqp_url, topology, severa, tmp_path)
     process = start()
     try:
         for event in events:
@@ -160,6 +171,35 @@ async def test_a_connector_killed_mid_stream_and_restarted_leaves_severa_exact(
     assert_exactly_once(severa, events, "kill")
     assert broker.results.failed == []
     assert await broker.depth(topology.workhours_dlq) == 0
+
+
+async def test_sigterm_drains_in_flight_work_and_exits_cleanly(
+    amqp_url: str, topology: Names, severa: FakeSevera, broker: Broker, tmp_path: Path
+) -> None:
+    events = bulk_events(300, "term")
+    severa.faults.latency(0.02, operation="AddNewHourEntry")  # keep work in flight
+    start = connector_process(amqp_url, topology, severa, tmp_path)
+    process = start()
+    try:
+        for event in events:
+            await broker.publish_event(event)
+        await wait_until(lambda: len(descriptions(severa, "term")) >= 50, timeout=60, what="50 entries")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+        log = (tmp_path / "connector.log").read_text()
+        assert '"connector_stopped"' in log
+        assert "Traceback" not in log
+        stopped_at = len(descriptions(severa, "term"))
+        assert stopped_at < len(events), "all work was done before SIGTERM: the test proved nothing"
+
+        process = start()  # the rest is still in the queue
+        want = {e["event_id"] for e in events}
+        await wait_until(lambda: want <= synced_ids(broker), timeout=120, what="every event synced")
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+    assert_exactly_once(severa, events, "term")
+    assert broker.results.failed == []
 
 
 OUTAGE_SECONDS = float(os.environ.get("SEVERA_OUTAGE_SECONDS", "60"))
