@@ -58,6 +58,11 @@ class OutgoingMessage:
     content_type: str = "application/json"
     headers: Mapping[str, Any] = field(default_factory=dict)
     timestamp: Any = None
+    # Rarely set by our own code; kept so that a replayed message keeps its producer's properties.
+    content_encoding: str | None = None
+    app_id: str | None = None
+    reply_to: str | None = None
+    priority: int | None = None
 
 
 class Bus:
@@ -146,6 +151,10 @@ class Bus:
             type=message.type,
             headers=dict(message.headers),
             timestamp=message.timestamp,
+            content_encoding=message.content_encoding,
+            app_id=message.app_id,
+            reply_to=message.reply_to,
+            priority=message.priority,
         )
         try:
             await target.publish(
@@ -175,8 +184,7 @@ class Bus:
 
     async def queue_depth(self, queue_name: str) -> int:
         """Messages ready in a queue (passive declare)."""
-        queue = await self._channel().declare_queue(queue_name, passive=True)
-        return queue.declaration_result.message_count or 0
+        return await ready_count(self._channel(), queue_name)
 
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:
@@ -240,3 +248,14 @@ class Consumer:
                 if not self._channel.is_closed:
                     await self._queue.cancel(tag)
                 log.info("consumer_stopped", queue=self._queue.name)
+
+
+async def ready_count(channel: AbstractChannel, queue_name: str) -> int:
+    """Messages ready in a queue, asked of the broker now.
+
+    Goes to the underlying channel because a robust channel answers a repeated passive declare
+    from its cache of declared queues, with the message count of the first answer.
+    """
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(queue_name, passive=True)
+    return declared.message_count or 0

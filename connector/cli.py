@@ -19,6 +19,7 @@ from rich.table import Table
 
 from connector import __version__
 from connector.config import CommonSettings, Settings, load_settings
+from connector.dlq.cli import dlq_app
 from connector.errors import ConfigError
 from connector.logging import configure_logging
 
@@ -140,6 +141,7 @@ def check() -> None:
 
 schemas_app = typer.Typer(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dlq_app, name="dlq")
 
 
 @schemas_app.command("export")

@@ -149,6 +149,85 @@ class Settings(CommonSettings):
     drain_seconds: float = Field(default=20.0, ge=0, description="Grace period for in-flight work.")
 
 
+DEFAULT_STATE_URL = "sqlite:///severa-connector-state.db"
+DEFAULT_DLQ_STORE_FILE = "severa-connector-dlq.db"
+DEFAULT_DLQ_AUDIT_FILE = "severa-connector-dlq-audit.jsonl"
+
+
+class DeadLetterSettings(BaseModel):
+    """The dead-letter tools (``severa-connector dlq``): where the store and the audit log live."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="Dead-letter store: sqlite:///<path> (one operator host) or postgresql://… (several "
+        "operators/pods). Default: next to the ledger -- the same PostgreSQL database as state_url, "
+        f"or {DEFAULT_DLQ_STORE_FILE} in the directory of a SQLite ledger.",
+    )
+    store_table_prefix: str = Field(
+        default="severa_connector_",
+        pattern=r"^[a-z_][a-z0-9_]{0,39}$",
+        description="PostgreSQL only: prefix of the store's tables (several connectors in one database).",
+    )
+    audit_log: str | None = Field(
+        default=None,
+        description="JSON-lines file every replay/edit/purge/import/export appends its audit records to; "
+        "'-' for stderr. Default: next to a SQLite store file; stderr with a PostgreSQL store (whose "
+        "dlq_audit table and the audit queue are then the durable, shared copies).",
+    )
+    replay_batch: int = Field(
+        default=100, ge=1, le=5000, description="Messages claimed, published and confirmed per step."
+    )
+    canary_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="How long `replay --canary` waits for the canaries' outcome."
+    )
+    ingest_max_seconds: float = Field(
+        default=300.0, gt=0, description="Cap on one ingest of the DLQ while producers keep adding to it."
+    )
+
+
+class DlqSettings(CommonSettings):
+    """What the ``dlq`` commands need: the broker, the ledger URL (to place the store next to it)."""
+
+    # Same variable as Settings.state_url (SEVERA_CONNECTOR_STATE_URL): the store's default follows it.
+    state_url: str = Field(default=DEFAULT_STATE_URL, description="The connector's ledger URL.")
+    dlq: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+
+    def dlq_store_url(self) -> str:
+        return self.dlq.store_url or default_dlq_store_url(self.state_url)
+
+    def dlq_audit_log(self) -> Path | None:
+        """Where audit lines go: a file, or ``None`` for stderr (see :class:`DeadLetterSettings`)."""
+        if self.dlq.audit_log is not None:
+            return None if self.dlq.audit_log == "-" else Path(self.dlq.audit_log)
+        parts = urlsplit(self.dlq_store_url())
+        path = parts.path[1:]
+        if parts.scheme.lower() != "sqlite" or path in ("", ":memory:"):
+            return None
+        return Path(path).parent / DEFAULT_DLQ_AUDIT_FILE
+
+
+def default_dlq_store_url(state_url: str) -> str:
+    """The dead-letter store's URL when none is set: beside the ledger ``state_url`` names.
+
+    A PostgreSQL ledger means several pods, so their operators share that database (the store's
+    tables have their own names); a SQLite ledger file gets a sibling file; an in-memory ledger
+    (tests, demos) an in-memory store.
+    """
+    parts = urlsplit(state_url.strip())
+    scheme = parts.scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        return state_url.strip()
+    if scheme == "sqlite":
+        path = parts.path[1:]
+        if path in ("", ":memory:"):
+            return "sqlite:///:memory:"
+        directory = path.rpartition("/")[0]
+        return f"sqlite:///{directory + '/' if directory else ''}{DEFAULT_DLQ_STORE_FILE}"
+    if scheme == "memory":
+        return "sqlite:///:memory:"
+    return f"sqlite:///{DEFAULT_DLQ_STORE_FILE}"
+
+
 def env_name(loc: tuple[int | str, ...]) -> str:
     """``("severa", "url")`` → ``SEVERA_CONNECTOR_SEVERA__URL``."""
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in loc)

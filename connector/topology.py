@@ -8,6 +8,7 @@ no-op), so a fresh broker needs no manual set-up. Names and arguments live here 
     our dead-lettering (publish + confirm) ─► [dlx] (direct) ──q.workhours──► q.workhours.dlq (quorum)
     broker dead-lettering (delivery limit) ──┘
     results ──► [workhours.results] (topic): workhour.synced / workhour.failed
+    `severa-connector dlq` audit records ──► [dlq.audit] (fanout) ──► q.dlq.audit (quorum)
 
     delayed retry (transient failures that outlived the in-process retries), one queue per rung:
     processor ──(default exchange)──► q.workhours.retry.10s ──TTL──► (default exchange) ──► q.workhours
@@ -118,6 +119,19 @@ class Names:
     def retry_queue(self, delay_seconds: float) -> str:
         return f"{self.workhours_queue}.retry.{_seconds_label(delay_seconds)}"
 
+    @property
+    def dead_letter_queues(self) -> tuple[str, ...]:
+        """Every DLQ the ``dlq`` tools ingest (one per flow that dead-letters)."""
+        return (self.workhours_dlq,)
+
+    @property
+    def dlq_audit_exchange(self) -> str:
+        return f"{self.prefix}dlq.audit"
+
+    @property
+    def dlq_audit_queue(self) -> str:
+        return f"{self.prefix}q.dlq.audit"
+
 
 def _seconds_label(delay_seconds: float) -> str:
     return f"{delay_seconds:g}s"
@@ -141,18 +155,35 @@ def retry_queue(name: str, *, delay_seconds: float, back_to: str) -> QueueSpec:
 DEFAULT_RETRY_LADDER: tuple[float, ...] = (10.0, 60.0, 600.0)
 
 
+def dlq_audit_topology(names: Names) -> Topology:
+    """Where the ``dlq`` tools publish their audit records: a fanout exchange (bind your own queue
+    to feed a SIEM) and one durable queue so that nothing is dropped while nobody listens yet."""
+    return Topology(
+        exchanges=(ExchangeSpec(names.dlq_audit_exchange, "fanout"),),
+        queues=(
+            QueueSpec(
+                names.dlq_audit_queue,
+                arguments={"x-queue-type": "quorum"},
+                bindings=((names.dlq_audit_exchange, ""),),
+            ),
+        ),
+    )
+
+
 def build_topology(
     names: Names,
     *,
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     retry_ladder: tuple[float, ...] = DEFAULT_RETRY_LADDER,
 ) -> Topology:
-    """The connector's whole topology."""
+    """The connector's whole topology (the ``dlq`` tools' audit exchange and queue included)."""
+    audit = dlq_audit_topology(names)
     return Topology(
         exchanges=(
             ExchangeSpec(names.workhours_exchange, "topic"),
             ExchangeSpec(names.results_exchange, "topic"),
             ExchangeSpec(names.dead_letter_exchange, "direct"),
+            *audit.exchanges,
         ),
         queues=(
             work_queue(
@@ -166,5 +197,6 @@ def build_topology(
                 retry_queue(names.retry_queue(delay), delay_seconds=delay, back_to=names.workhours_queue)
                 for delay in retry_ladder
             ),
+            *audit.queues,
         ),
     )

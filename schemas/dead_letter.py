@@ -116,15 +116,20 @@ class ReplayHeaders(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     replay_count: int = Field(
-        alias=REPLAY_COUNT_HEADER, ge=1, description="Times this message has been replayed, this one included."
+        alias=REPLAY_COUNT_HEADER,
+        ge=1,
+        description="Times this message has been replayed, this one included.",
     )
     replayed_at: dt.datetime = Field(alias=REPLAYED_AT_HEADER, description="When it was republished (UTC).")
     replay_id: str = Field(
-        alias=REPLAY_ID_HEADER, max_length=64, description="The replay run; `dlq list --replay-id` finds "
-        "the messages of a run that came back."
+        alias=REPLAY_ID_HEADER,
+        max_length=64,
+        description="The replay run; `dlq list --replay-id` finds the messages of a run that came back.",
     )
     replayed_from: str = Field(
-        alias=REPLAYED_FROM_HEADER, max_length=64, description="x-dl-id of the dead letter it was replayed from."
+        alias=REPLAYED_FROM_HEADER,
+        max_length=64,
+        description="x-dl-id of the dead letter it was replayed from.",
     )
 
     def to_amqp(self) -> dict[str, Any]:

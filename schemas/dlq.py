@@ -41,7 +41,12 @@ class DeadLetterExport(BaseModel):
     status: DeadLetterStatus = Field(description="Status in the exporting store; import parks every row.")
     dead_letter_queue: str = Field(description="The DLQ it was ingested from.")
     original_queue: str = Field(description="Where a replay sends it.")
+    original_exchange: str = ""
+    original_routing_key: str = ""
     flow: str | None = None
+    source: Literal["connector", "broker", "unknown"] = Field(
+        default="unknown", description="Who dead-lettered it: the connector (x-dl-*), the broker (x-death)."
+    )
     message_id: str | None = None
     correlation_id: str | None = None
     type: str | None = None
@@ -58,10 +63,18 @@ class DeadLetterExport(BaseModel):
     error_class: str
     reason: str
     error_message: str
+    traceback: str = ""
     attempts: int
     first_failure_at: dt.datetime
     last_failure_at: dt.datetime
+    connector_version: str | None = None
+    pod: str | None = None
+    trace_id: str | None = None
     group_id: str = Field(description="Failure group (same queue, error class, reason and message shape).")
+    ingested_at: dt.datetime
+    replayed_from: str | None = Field(default=None, description="The dead letter this one is a replay of.")
+    prior_replay_id: str | None = None
+    prior_replays: int = 0
     replay_count: int = 0
     replayed_at: dt.datetime | None = None
     replayed_to: str | None = None
@@ -100,5 +113,7 @@ class DlqAuditRecord(BaseModel):
     failed_ids: list[str] = Field(default_factory=list, max_length=MAX_AUDIT_IDS)
     replay_id: str | None = None
     target_queue: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict, description="Command specific (edit: before/after).")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Command specific (edit: before/after)."
+    )
     connector_version: str

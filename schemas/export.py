@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.dead_letter import DeadLetterHeaders
+from schemas.dead_letter import DeadLetterHeaders, ReplayHeaders
+from schemas.dlq import DeadLetterExport, DlqAuditRecord
 from schemas.results import WorkHourFailed, WorkHourSynced
 from schemas.work_hours import WorkHourEvent
 
@@ -21,6 +22,9 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "WorkHourSynced": WorkHourSynced,
     "WorkHourFailed": WorkHourFailed,
     "DeadLetterHeaders": DeadLetterHeaders,
+    "ReplayHeaders": ReplayHeaders,
+    "DeadLetterExport": DeadLetterExport,
+    "DlqAuditRecord": DlqAuditRecord,
 }
 
 
@@ -76,6 +80,32 @@ def asyncapi() -> dict[str, Any]:
                             message("WorkHourFailed", "workhour.failed", "The event was dead-lettered."),
                         ]
                     }
+                },
+            },
+            "dlx": {
+                "description": "Direct exchange of dead letters, routing key = the queue they came from "
+                "(q.workhours → q.workhours.dlq). Body and properties are the original message's.",
+                "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": "dlx", "type": "direct"}}},
+                "subscribe": {
+                    "summary": "The connector dead-letters; `severa-connector dlq` ingests q.workhours.dlq.",
+                    "message": {
+                        "name": "DeadLetter",
+                        "summary": "The original message with the x-dl-* envelope headers.",
+                        "headers": {"$ref": "./DeadLetterHeaders.schema.json"},
+                        "payload": {"$ref": "./WorkHourEvent.schema.json"},
+                    },
+                },
+            },
+            "dlq.audit": {
+                "description": "Fanout exchange of the dlq tools' audit records (queue q.dlq.audit); "
+                "one 'started' and one 'finished' record per replay, edit, purge, import, export.",
+                "bindings": {
+                    "amqp": {"is": "routingKey", "exchange": {"name": "dlq.audit", "type": "fanout"}}
+                },
+                "subscribe": {
+                    "message": message(
+                        "DlqAuditRecord", "replay | edit | purge | import | export", "Who did what."
+                    ),
                 },
             },
         },

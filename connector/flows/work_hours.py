@@ -249,4 +249,3 @@ class WorkHoursFlow:
             ),
             delivery.correlation_id or (str(event_id) if event_id else None),
         )
-

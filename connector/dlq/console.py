@@ -1,0 +1,423 @@
+"""How the ``dlq`` commands look: rich tables for people, plain JSON documents for scripts.
+
+JSON output goes to stdout with nothing else on it (progress bars, notes and warnings go to
+stderr), so ``severa-connector dlq list --json | jq …`` always works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group as RichGroup
+from rich.console import RenderableType
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from connector.dlq import codec
+from connector.dlq.grouping import GroupBy
+from connector.dlq.ingest import IngestReport
+from connector.dlq.operations import ReplayOutcome, Shown
+from connector.dlq.records import DeadLetterRecord, Group, StoreEvent
+from connector.dlq.transfer import encode_body
+from schemas.dlq import DlqAuditRecord
+
+SHORT_ID = 12
+_MESSAGE_WIDTH = 70
+_STATUS_STYLE = {"parked": "yellow", "replaying": "cyan", "replayed": "green", "purged": "dim"}
+
+
+def when(moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def clip(text: str, width: int = _MESSAGE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ingest_note(report: IngestReport, broker_error: str | None) -> str | None:
+    if broker_error:
+        return f"[yellow]warning:[/] {broker_error} -- showing the store as of its last ingest"
+    notes: list[str] = []
+    if report.received:
+        notes.append(
+            f"ingested {report.stored} new dead letter{'s' if report.stored != 1 else ''} "
+            f"from {', '.join(report.per_queue)}"
+            + (f" ({report.already_stored} already stored)" if report.already_stored else "")
+        )
+    if report.stopped_early:
+        notes.append("[yellow]the DLQ kept filling; ingest stopped at its time limit[/]")
+    for queue in report.missing_queues:
+        notes.append(f"[yellow]no queue {queue} on the broker (has the connector run with this prefix?)[/]")
+    return "; ".join(notes) or None
+
+
+# -- list ------------------------------------------------------------------------------------------
+
+
+def records_table(records: Sequence[DeadLetterRecord], total: int) -> RenderableType:
+    table = Table(title_justify="left", show_lines=False)
+    for column, justify in (
+        ("id", "left"),
+        ("status", "left"),
+        ("last failure", "left"),
+        ("queue", "left"),
+        ("reason", "left"),
+        ("message", "left"),
+        ("tries", "right"),
+        ("replays", "right"),
+        ("group", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column != "message")  # type: ignore[arg-type]
+    for r in records:
+        table.add_row(
+            r.id[:SHORT_ID],
+            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
+            when(r.last_failure_at),
+            r.original_queue,
+            r.reason,
+            clip(r.error_message),
+            str(r.attempts),
+            str(r.prior_replays + r.replay_count),
+            r.group_id,
+        )
+    shown = len(records)
+    table.caption = (
+        f"{total} dead letter{'s' if total != 1 else ''}"
+        + (f", showing the first {shown} (--limit)" if shown < total else "")
+        + "; details: dlq show <id>"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def groups_table(groups: Sequence[Group], by: GroupBy) -> RenderableType:
+    table = Table(title_justify="left")
+    key_title = "group" if by is GroupBy.ERROR else by.value
+    columns = [key_title, "count", "first failure", "last failure"]
+    if by is GroupBy.ERROR:
+        columns += ["queue", "error class", "reason", "example message"]
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column == "count" else "left", no_wrap=column != "example message"
+        )
+    for g in groups:
+        row = [g.key or "-", str(g.count), when(g.first_failure_at), when(g.last_failure_at)]
+        if by is GroupBy.ERROR:
+            row += [g.queue, g.error_class, g.reason, clip(g.example_message)]
+        table.add_row(*row)
+    total = sum(g.count for g in groups)
+    table.caption = f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {total} dead letters" + (
+        '; replay one: dlq replay --group <group> --reason "…" --dry-run' if by is GroupBy.ERROR else ""
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def record_summary(r: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "status": r.status,
+        "group": r.group_id,
+        "dead_letter_queue": r.dead_letter_queue,
+        "original_queue": r.original_queue,
+        "flow": r.flow,
+        "source": r.source,
+        "category": r.category,
+        "error_class": r.error_class,
+        "reason": r.reason,
+        "error_message": r.error_message,
+        "attempts": r.attempts,
+        "first_failure_at": r.first_failure_at.isoformat(),
+        "last_failure_at": r.last_failure_at.isoformat(),
+        "message_id": r.message_id,
+        "correlation_id": r.correlation_id,
+        "body_size": r.body_size,
+        "edit_count": r.edit_count,
+        "replayed_from": r.replayed_from,
+        "prior_replays": r.prior_replays,
+        "replay_count": r.replay_count,
+        "replay_id": r.replay_id,
+        "replayed_at": r.replayed_at.isoformat() if r.replayed_at else None,
+        "replayed_to": r.replayed_to,
+        "last_error": r.last_error,
+    }
+
+
+def group_summary(g: Group, by: GroupBy) -> dict[str, Any]:
+    return {
+        "by": by.value,
+        "key": g.key,
+        "count": g.count,
+        "first_failure_at": g.first_failure_at.isoformat(),
+        "last_failure_at": g.last_failure_at.isoformat(),
+        "queue": g.queue,
+        "error_class": g.error_class,
+        "reason": g.reason,
+        "example_id": g.example_id,
+        "example_message": g.example_message,
+    }
+
+
+# -- show ------------------------------------------------------------------------------------------
+
+
+def body_renderable(body: bytes | None, content_type: str | None) -> RenderableType:
+    if body is None:
+        return Text("(purged: the body is gone)", style="dim")
+    try:
+        pretty = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except (ValueError, UnicodeDecodeError):
+        text, encoding = encode_body(body)
+        return Text((text or "") if encoding == "utf-8" else f"(binary, base64) {text}")
+    return Syntax(pretty, "json", word_wrap=True, background_color="default")
+
+
+def show_renderables(shown: Shown) -> list[RenderableType]:
+    r = shown.record
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for label, value in (
+        ("id", r.id),
+        ("status", r.status + (f" (replay {r.replay_id})" if r.status == "replaying" else "")),
+        ("group", r.group_id),
+        ("queue", f"{r.original_queue}  (from {r.dead_letter_queue})"),
+        ("published to", f"{r.original_exchange or '(default)'} / {r.original_routing_key or '-'}"),
+        ("flow", r.flow or "-"),
+        ("dead-lettered by", r.source + (f", pod {r.pod}, version {r.connector_version}" if r.pod else "")),
+        ("failure", f"{r.category} · {r.error_class} · {r.reason}"),
+        ("message", r.error_message),
+        ("attempts", str(r.attempts)),
+        ("first / last failure", f"{when(r.first_failure_at)} / {when(r.last_failure_at)}"),
+        ("message_id", r.message_id or "-"),
+        ("correlation_id", r.correlation_id or "-"),
+        ("trace id", r.trace_id or "-"),
+        ("type / content type", f"{r.message_type or '-'} / {r.content_type or '-'}"),
+        ("replays", f"{r.prior_replays} before this failure, {r.replay_count} from this dead letter"),
+        ("edited", f"{r.edit_count} time(s), original body kept" if r.edit_count else "no"),
+    ):
+        facts.add_row(label, value)
+    if r.last_error:
+        facts.add_row("last replay error", Text(r.last_error, style="red"))
+    headers = Table(title="headers", title_justify="left")
+    headers.add_column("name", no_wrap=True)
+    headers.add_column("value", overflow="fold")
+    decoded = codec.decode_table(r.headers)
+    for name in sorted(decoded):
+        if name == "x-dl-traceback":
+            continue
+        value = decoded[name]
+        headers.add_row(
+            name, json.dumps(codec.encode(value), ensure_ascii=False) if not isinstance(value, str) else value
+        )
+    parts: list[RenderableType] = [
+        Panel(facts, title=f"dead letter {r.id[:SHORT_ID]}", title_align="left"),
+        headers,
+        Panel(body_renderable(r.body, r.content_type), title="body", title_align="left"),
+    ]
+    if r.traceback:
+        parts.append(Panel(Text(r.traceback.rstrip()), title="traceback", title_align="left"))
+    parts.append(history_table(r, shown.related, shown.events))
+    return parts
+
+
+def history_table(
+    r: DeadLetterRecord, related: Sequence[DeadLetterRecord], events: Sequence[StoreEvent]
+) -> Table:
+    """Every failure of this message (this one marked) and everything done to this dead letter."""
+    table = Table(title="history", title_justify="left")
+    for column in ("when", "what", "detail"):
+        table.add_column(column, overflow="fold")
+    rows: list[tuple[dt.datetime, str, str]] = []
+    for other in [*related, r]:
+        this = " (this one)" if other.id == r.id else ""
+        rows.append(
+            (
+                other.last_failure_at,
+                f"failed{this}",
+                f"{other.id[:SHORT_ID]} {other.reason}: {clip(other.error_message, 60)} [{other.status}]",
+            )
+        )
+    for e in events:
+        detail = ", ".join(f"{k}={v}" for k, v in e.detail.items() if k != "before_sha256")
+        who = f"by {e.operator}" if e.operator else ""
+        run = f"replay {e.replay_id[:SHORT_ID]}" if e.replay_id else ""
+        rows.append((e.at, e.kind, " ".join(x for x in (who, run, detail) if x)))
+    for moment, what, detail in sorted(rows, key=lambda row: row[0]):
+        table.add_row(when(moment), what, detail)
+    return table
+
+
+def shown_json(shown: Shown) -> dict[str, Any]:
+    r = shown.record
+    body, encoding = encode_body(r.body)
+    original, original_encoding = encode_body(r.original_body)
+    return {
+        **record_summary(r),
+        "original_exchange": r.original_exchange,
+        "original_routing_key": r.original_routing_key,
+        "traceback": r.traceback,
+        "connector_version": r.connector_version,
+        "pod": r.pod,
+        "trace_id": r.trace_id,
+        "type": r.message_type,
+        "content_type": r.content_type,
+        "properties": r.properties,
+        "headers": r.headers,
+        "body": body,
+        "body_encoding": encoding,
+        "original_body": original,
+        "original_body_encoding": original_encoding,
+        "history": {
+            "failures": [record_summary(o) for o in shown.related],
+            "events": [
+                {
+                    "at": e.at.isoformat(),
+                    "kind": e.kind,
+                    "operator": e.operator,
+                    "audit_id": e.audit_id,
+                    "replay_id": e.replay_id,
+                    "detail": e.detail,
+                }
+                for e in shown.events
+            ],
+        },
+    }
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+def plan_renderables(outcome: ReplayOutcome, *, stripped: Sequence[str]) -> list[RenderableType]:
+    plan = outcome.plan
+    target = outcome.target or "each dead letter's original queue"
+    heading = (
+        "[bold]replay plan[/] (dry run: nothing is sent, nothing changes)"
+        if outcome.dry_run
+        else "[bold]replay[/]"
+    )
+    lines = [
+        heading,
+        f"  selected: {len(plan.eligible)} dead letter(s) in {len(outcome.groups)} group(s), frozen now",
+        f"  target:   {target} (default exchange, publisher confirms)",
+    ]
+    if plan.resumed:
+        lines.append(f"  resuming: {len(plan.resumed)} left 'replaying' by a replay that died")
+    for why, count in sorted(plan.skipped_by_reason.items()):
+        lines.append(f"  skipped:  {count} {why}")
+    if outcome.dry_run:
+        lines.append(f"  removes:  {', '.join(stripped)}")
+        lines.append("  adds:     x-replay-count, x-replayed-at, x-replay-id, x-replayed-from")
+        if plan.eligible:
+            first = ", ".join(i[:SHORT_ID] for i in plan.eligible[:5])
+            lines.append(
+                f"  order:    ingest order (the DLQ's): {first}{' …' if len(plan.eligible) > 5 else ''}"
+            )
+    renderables: list[RenderableType] = [Text.from_markup("\n".join(lines))]
+    if outcome.groups:
+        renderables.append(groups_table(outcome.groups, GroupBy.ERROR))
+    return renderables
+
+
+def replay_json(outcome: ReplayOutcome) -> dict[str, Any]:
+    plan = outcome.plan
+    data: dict[str, Any] = {
+        "dry_run": outcome.dry_run,
+        "target": outcome.target,
+        "selected": len(plan.eligible),
+        "ids": list(plan.eligible),
+        "resumed": list(plan.resumed),
+        "skipped": plan.skipped,
+        "groups": [group_summary(g, GroupBy.ERROR) for g in outcome.groups],
+        "audit_id": outcome.audit_id,
+        "audit_error": outcome.audit_error,
+    }
+    report = outcome.report
+    if report is not None:
+        data.update(
+            {
+                "replay_id": report.replay_id,
+                "status": report.status,
+                "replayed": len(report.replayed),
+                "failed": report.failed,
+                "taken_by_others": report.taken_by_others,
+                "not_sent": report.not_sent,
+                "canary": None
+                if report.canary is None
+                else {
+                    "passed": report.canary.passed,
+                    "failed": report.canary.failed,
+                    "unresolved": report.canary.unresolved,
+                },
+            }
+        )
+    return data
+
+
+def replay_summary(outcome: ReplayOutcome) -> list[str]:
+    """Lines for stderr after a replay: counts, and every failed id by name."""
+    report = outcome.report
+    if report is None:
+        return ["nothing to replay"] if not outcome.dry_run else []
+    lines = [
+        f"replay {report.replay_id}: {len(report.replayed)} of {report.selected} replayed "
+        f"(published and confirmed), status {report.status}"
+    ]
+    if report.canary is not None:
+        c = report.canary
+        lines.append(
+            f"canary: {len(c.passed)} passed, {len(c.failed)} failed again, "
+            f"{len(c.unresolved)} without outcome"
+        )
+        for dead_letter_id, why in {**c.failed, **c.unresolved}.items():
+            lines.append(f"  {dead_letter_id}: {why}")
+        if not c.ok:
+            lines.append("stopped after the canary; nothing else was sent. Fix the cause, then replay again.")
+    if report.failed:
+        lines.append(f"{len(report.failed)} not replayed (they stay in the store; rerun to retry):")
+        for dead_letter_id, why in report.failed.items():
+            lines.append(f"  {dead_letter_id}: {why}")
+    if report.taken_by_others:
+        lines.append(f"{len(report.taken_by_others)} were taken by another replay meanwhile")
+    if report.interrupted:
+        lines.append(f"interrupted: {report.not_sent} not sent; rerun the same command to continue")
+    if outcome.audit_error:
+        lines.append(f"warning: {outcome.audit_error}")
+    return lines
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+def audit_table(records: Sequence[DlqAuditRecord]) -> Table:
+    table = Table(title_justify="left")
+    for column in ("when", "operator", "command", "phase", "outcome", "ids", "reason", "audit id"):
+        table.add_column(column, overflow="fold")
+    for a in records:
+        table.add_row(
+            when(a.at),
+            f"{a.operator}@{a.host}",
+            a.command + (" (dry run)" if a.dry_run else ""),
+            a.phase,
+            a.outcome,
+            str(a.selection.id_count),
+            a.reason or "-",
+            a.audit_id[:SHORT_ID],
+        )
+    return table
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def group_renderables(parts: Sequence[RenderableType]) -> RenderableType:
+    return RichGroup(*parts)

@@ -1,0 +1,539 @@
+"""The ``dlq`` commands as service functions: what the CLI calls, one ``asyncio.run`` each.
+
+Every command opens a :class:`DlqSession` -- the store, the broker, the auditor -- and first
+*ingests* the DLQs, so it sees every dead letter there is and works on the store only from then
+on. ``--no-ingest`` skips that (browsing the store while the broker is down, or a scripted query
+that must not move anything). Commands that change something (replay, edit, purge, import, export)
+need the broker for the audit exchange: no audit, no action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+
+from connector.bus import Bus
+from connector.config import DlqSettings
+from connector.dlq.audit import Auditor, audit_selection
+from connector.dlq.canary import CanaryWatcher
+from connector.dlq.contracts import contract_for, flows_by_queue
+from connector.dlq.editing import apply_assignments, for_editing, normalised, validation_errors
+from connector.dlq.grouping import GroupBy
+from connector.dlq.ingest import Ingestor, IngestReport
+from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
+from connector.dlq.replay import Progress, Replayer, ReplayReport, ReplayRequest
+from connector.dlq.selection import Filter, ReplayPlan, check_id_prefix, plan_replay
+from connector.dlq.store import DeadLetterStore, open_store
+from connector.dlq.transfer import export_lines, read_lines
+from connector.errors import ConfigError, UsageError
+from connector.logging import get_logger
+from connector.topology import Names, dlq_audit_topology
+from schemas.dlq import MAX_AUDIT_BODY_CHARS, AuditOutcome
+
+log = get_logger(__name__)
+
+CONNECT_TIMEOUT = 15.0
+
+
+class BrokerUnreachable(ConfigError):
+    """The broker did not answer: nothing was done (exit code 2, like any set-up problem)."""
+
+    reason = "broker_unreachable"
+
+
+class InvalidEdit(UsageError):
+    """The edited body fails the flow's schema; ``errors`` say where, ``text`` is what was proposed."""
+
+    reason = "invalid_edit"
+
+    def __init__(self, errors: list[str], text: str) -> None:
+        super().__init__("the edited body fails validation:\n  " + "\n  ".join(errors))
+        self.errors = errors
+        self.text = text
+
+
+@dataclass(slots=True)
+class DlqSession:
+    """What one ``dlq`` command works with."""
+
+    settings: DlqSettings
+    names: Names
+    store: DeadLetterStore
+    operator: str
+    bus: Bus | None = None
+    ingestor: Ingestor | None = None
+    auditor: Auditor | None = None
+    ingested: IngestReport = field(default_factory=IngestReport)
+    broker_error: str | None = None
+
+    def require_broker(self) -> tuple[Bus, Ingestor, Auditor]:
+        if self.bus is None or self.ingestor is None or self.auditor is None:
+            raise BrokerUnreachable(f"this command needs RabbitMQ: {self.broker_error or 'not connected'}")
+        return self.bus, self.ingestor, self.auditor
+
+
+@asynccontextmanager
+async def open_session(
+    settings: DlqSettings, *, operator: str, ingest: bool = True, need_broker: bool = False
+) -> AsyncIterator[DlqSession]:
+    names = Names(prefix=settings.rabbitmq.prefix)
+    store = open_store(settings.dlq_store_url(), table_prefix=settings.dlq.store_table_prefix)
+    await store.setup()
+    session = DlqSession(settings=settings, names=names, store=store, operator=operator)
+    try:
+        if ingest or need_broker:
+            await _connect(session)
+            if session.bus is None and need_broker:
+                session.require_broker()
+        if ingest and session.ingestor is not None:
+            session.ingested = await session.ingestor.ingest(names.dead_letter_queues)
+        yield session
+    finally:
+        if session.bus is not None:
+            await session.bus.close()
+        await store.aclose()
+
+
+async def _connect(session: DlqSession) -> None:
+    settings = session.settings
+    bus = Bus(
+        settings.rabbitmq.url.get_secret_value(),
+        name=f"severa-connector-dlq:{session.operator}@{socket.gethostname()}",
+        publish_timeout=settings.rabbitmq.publish_timeout_seconds,
+    )
+    try:
+        await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT)
+        await bus.declare(dlq_audit_topology(session.names))
+    except (OSError, TimeoutError, AMQPError) as exc:
+        await bus.close()
+        session.broker_error = (
+            f"cannot reach RabbitMQ at {settings.rabbitmq.safe_url()}: {type(exc).__name__}"
+        )
+        log.warning("dlq.broker_unreachable", error=session.broker_error)
+        return
+    session.bus = bus
+    session.ingestor = Ingestor(
+        bus,
+        session.store,
+        flows_by_queue=flows_by_queue(session.names),
+        max_seconds=settings.dlq.ingest_max_seconds,
+    )
+    session.auditor = Auditor(
+        publish=bus.publish,
+        exchange=session.names.dlq_audit_exchange,
+        log_path=settings.dlq_audit_log(),
+        store=session.store,
+        operator=session.operator,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Queries
+
+
+async def resolve_ids(store: DeadLetterStore, texts: Iterable[str]) -> list[str]:
+    """Full ids for what the operator typed (ids or unique prefixes), in the order given."""
+    resolved: list[str] = []
+    for text in texts:
+        prefix = check_id_prefix(text)
+        matches = await store.resolve(prefix, limit=3)
+        if prefix in matches:
+            resolved.append(prefix)
+        elif len(matches) == 1:
+            resolved.append(matches[0])
+        elif not matches:
+            raise UsageError(f"no dead letter {text!r} in the store")
+        else:
+            raise UsageError(f"{text!r} is ambiguous ({', '.join(matches)}, …): give more characters")
+    return list(dict.fromkeys(resolved))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: list[DeadLetterRecord]
+    total: int
+
+
+async def list_page(session: DlqSession, selection: Filter, *, limit: int | None) -> Page:
+    return Page(await session.store.find(selection, limit=limit), await session.store.count(selection))
+
+
+async def list_groups(session: DlqSession, selection: Filter, by: GroupBy) -> list[Group]:
+    return await session.store.groups(selection, by)
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    record: DeadLetterRecord
+    related: list[DeadLetterRecord]
+    events: list[StoreEvent]
+
+
+async def show(session: DlqSession, text: str) -> Shown:
+    (dead_letter_id,) = await resolve_ids(session.store, [text])
+    record = await session.store.get(dead_letter_id)
+    if record is None:  # resolved a moment ago: only a concurrent import race could do this
+        raise UsageError(f"no dead letter {dead_letter_id}")
+    return Shown(record, await session.store.related(record), await session.store.events(dead_letter_id))
+
+
+# --------------------------------------------------------------------------------------------------
+# Replay
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    reason: str
+    target: str | None = None
+    again: bool = False
+    canary: int = 0
+    canary_only: bool = False
+    rate: float | None = None
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class ReplayOutcome:
+    plan: ReplayPlan
+    groups: list[Group]
+    target: str | None
+    dry_run: bool
+    report: ReplayReport | None = None
+    audit_id: str | None = None
+    audit_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        if self.report is None:
+            return self.audit_error is None
+        return self.report.status == "completed" and self.audit_error is None
+
+
+def replay_selection(ids: Sequence[str], selection: Filter, *, everything: bool) -> Filter:
+    """What a replay looks at: explicit ids whatever their status (to say why one is skipped), or
+    the filter -- which must narrow something unless ``--all`` says "every dead letter" on purpose."""
+    if ids:
+        return Filter(ids=tuple(ids), statuses=frozenset())
+    if not selection.narrows and not everything:
+        raise UsageError("replay needs ids, --group or a filter (or --all for every dead letter)")
+    return selection
+
+
+async def replay(
+    session: DlqSession,
+    selection: Filter,
+    options: ReplayOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> ReplayOutcome:
+    """Plan (frozen selection), then dry-run or replay it; see :mod:`connector.dlq.replay`."""
+    bus, ingestor, auditor = session.require_broker()
+    store = session.store
+    live = await store.live_runs()  # also marks runs that died as interrupted
+    plan = plan_replay(await store.candidates(selection), again=options.again, live_runs=live)
+    groups = (
+        await store.groups(Filter(ids=plan.eligible, statuses=frozenset()), GroupBy.ERROR)
+        if plan.eligible
+        else []
+    )
+    if options.target:
+        await _require_queue(bus, options.target)
+    outcome = ReplayOutcome(plan=plan, groups=groups, target=options.target, dry_run=options.dry_run)
+    if options.dry_run:
+        async with auditor.action(
+            "replay",
+            reason=options.reason,
+            selection=audit_selection(selection, plan.eligible),
+            dry_run=True,
+            target_queue=options.target,
+            details={"canary": options.canary, "rate": options.rate, "again": options.again},
+        ) as action:
+            action.outcome = "dry_run"
+            action.counts = {"selected": len(plan.eligible), "skipped": len(plan.skipped)}
+        outcome.audit_id, outcome.audit_error = action.audit_id, action.finish_error
+        return outcome
+    if not plan.eligible:
+        return outcome
+    replay_id = uuid.uuid4().hex
+    settings = session.settings.dlq
+    async with auditor.action(
+        "replay",
+        reason=options.reason,
+        selection=audit_selection(selection, plan.eligible),
+        replay_id=replay_id,
+        target_queue=options.target,
+        details={
+            "canary": options.canary,
+            "canary_only": options.canary_only,
+            "rate": options.rate,
+            "again": options.again,
+            "resumed": len(plan.resumed),
+        },
+    ) as action:
+        async with store.run_lock(replay_id):
+            now = dt.datetime.now(dt.UTC)
+            await store.start_run(
+                ReplayRun(
+                    replay_id=replay_id,
+                    operator=session.operator,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=now,
+                    status="running",
+                    selected=len(plan.eligible),
+                    target=options.target,
+                    audit_id=action.audit_id,
+                )
+            )
+            replayer = Replayer(
+                store,
+                bus.publish,
+                operator=session.operator,
+                audit_id=action.audit_id,
+                canaries=CanaryWatcher(
+                    bus, store, ingestor, session.names, dead_letter_queues=session.names.dead_letter_queues
+                ),
+                on_progress=progress(len(plan.eligible)) if progress is not None else None,
+            )
+            request = ReplayRequest(
+                replay_id=replay_id,
+                ids=plan.eligible,
+                target=options.target,
+                again=options.again,
+                canary=options.canary,
+                canary_only=options.canary_only,
+                canary_timeout=settings.canary_timeout_seconds,
+                rate=options.rate,
+                batch=settings.replay_batch,
+            )
+            try:
+                report = await replayer.run(request, stop)
+            except BaseException:
+                await store.finish_run(
+                    replay_id, status="failed", replayed=0, failed=0, now=dt.datetime.now(dt.UTC)
+                )
+                raise
+            await store.finish_run(
+                replay_id,
+                status=report.status,
+                replayed=len(report.replayed),
+                failed=len(report.failed),
+                now=dt.datetime.now(dt.UTC),
+            )
+        action.outcome = _AUDIT_OUTCOME.get(report.status, "failed")
+        action.counts = {
+            "selected": report.selected,
+            "replayed": len(report.replayed),
+            "failed": len(report.failed),
+            "taken_by_others": len(report.taken_by_others),
+            "not_sent": report.not_sent,
+            "resumed": len(plan.resumed),
+        }
+        action.failed_ids = list(report.failed)
+        if report.canary is not None:
+            action.details["canary_verdict"] = {
+                "passed": len(report.canary.passed),
+                "failed": report.canary.failed,
+                "unresolved": report.canary.unresolved,
+            }
+    outcome.report = report
+    outcome.audit_id, outcome.audit_error = action.audit_id, action.finish_error
+    return outcome
+
+
+_AUDIT_OUTCOME: dict[RunStatus, AuditOutcome] = {
+    "completed": "ok",
+    "partial": "partial",
+    "canary_failed": "canary_failed",
+    "interrupted": "interrupted",
+}
+
+
+async def _require_queue(bus: Bus, queue: str) -> None:
+    channel = await bus.connection.channel()
+    try:
+        await channel.declare_queue(queue, passive=True)
+    except ChannelNotFoundEntity:
+        raise UsageError(f"--to {queue}: no such queue") from None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Edit
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    record: DeadLetterRecord
+    changes: dict[str, object]
+    audit_id: str
+    audit_error: str | None
+
+
+Propose = Callable[[str, list[str]], str | None]
+"""Editor callback: (text to edit, errors of the last attempt) → edited text, or None to give up."""
+
+
+async def edit(
+    session: DlqSession,
+    text: str,
+    *,
+    reason: str,
+    assignments: Sequence[str] = (),
+    propose: Propose | None = None,
+) -> Edited:
+    _, _, auditor = session.require_broker()
+    (dead_letter_id,) = await resolve_ids(session.store, [text])
+    record = await session.store.get(dead_letter_id)
+    if record is None or record.body is None:
+        raise UsageError(f"dead letter {dead_letter_id} has no body (purged): nothing to edit")
+    if record.status not in ("parked", "replayed"):
+        raise UsageError(
+            f"dead letter {dead_letter_id} is {record.status}: only parked or replayed ones can be edited"
+        )
+    contract = contract_for(record, session.names)
+    changes: dict[str, object] = {}
+    if assignments:
+        body, changes = apply_assignments(record.body, assignments)
+        errors = validation_errors(body, contract)
+        if errors:
+            raise InvalidEdit(errors, body.decode("utf-8", "replace"))
+    elif propose is not None:
+        proposal = for_editing(record.body)
+        errors = []
+        while True:
+            # The editor blocks; in a thread, so the broker connection's heartbeats keep going.
+            edited = await asyncio.to_thread(propose, proposal, errors)
+            if edited is None:
+                raise UsageError("edit abandoned: nothing changed")
+            body = normalised(edited)
+            errors = validation_errors(body, contract)
+            if not errors:
+                break
+            proposal = edited
+    else:
+        raise UsageError("say what to change: --set field=value, or run it with $EDITOR set")
+    if body == record.body:
+        raise UsageError("the body is unchanged: nothing to do")
+    details = {
+        "changes": changes,
+        "before": _clip(record.body),
+        "after": _clip(body),
+        "before_sha256": hashlib.sha256(record.body).hexdigest(),
+        "after_sha256": hashlib.sha256(body).hexdigest(),
+        "schema": contract.schema.__name__ if contract and contract.schema else None,
+    }
+    async with auditor.action(
+        "edit", reason=reason, selection=audit_selection(None, [dead_letter_id]), details=details
+    ) as action:
+        updated = await session.store.edit(
+            dead_letter_id,
+            body,
+            operator=session.operator,
+            audit_id=action.audit_id,
+            detail={"changes": changes, "before_sha256": details["before_sha256"]},
+            now=dt.datetime.now(dt.UTC),
+        )
+        action.counts = {"edited": 1}
+    return Edited(updated, changes, action.audit_id, action.finish_error)
+
+
+def _clip(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    return text if len(text) <= MAX_AUDIT_BODY_CHARS else text[:MAX_AUDIT_BODY_CHARS] + " …[truncated]"
+
+
+# --------------------------------------------------------------------------------------------------
+# Purge, export, import
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    selected: int
+    purged: list[str]
+    confirmed: bool
+    audit_error: str | None = None
+
+
+Confirm = Callable[[int, list[Group]], bool]
+
+
+async def purge(
+    session: DlqSession, selection: Filter, *, reason: str, everything: bool, confirm: Confirm
+) -> Purged:
+    _, _, auditor = session.require_broker()
+    if not selection.narrows and not everything:
+        raise UsageError("purge needs ids or a filter (or --all to purge every matching dead letter)")
+    store = session.store
+    ids = [
+        c.id for c in await store.candidates(selection) if c.status in ("parked", "replayed") and c.has_body
+    ]
+    if not ids:
+        return Purged(0, [], confirmed=True)
+    groups = await store.groups(Filter(ids=tuple(ids), statuses=frozenset()), GroupBy.ERROR)
+    if not await asyncio.to_thread(confirm, len(ids), groups):
+        return Purged(len(ids), [], confirmed=False)
+    async with auditor.action("purge", reason=reason, selection=audit_selection(selection, ids)) as action:
+        purged = await store.purge(
+            ids, operator=session.operator, audit_id=action.audit_id, now=dt.datetime.now(dt.UTC)
+        )
+        action.counts = {"selected": len(ids), "purged": len(purged)}
+        action.failed_ids = [i for i in ids if i not in set(purged)]
+        if action.failed_ids:
+            action.outcome = "partial"
+    return Purged(len(ids), purged, confirmed=True, audit_error=action.finish_error)
+
+
+EXPORT_PAGE = 1000
+
+
+async def export(
+    session: DlqSession, selection: Filter, out: TextIO, *, reason: str | None
+) -> tuple[int, str | None]:
+    _, _, auditor = session.require_broker()
+    ids = [c.id for c in await session.store.candidates(selection)]
+    async with auditor.action("export", reason=reason, selection=audit_selection(selection, ids)) as action:
+        written = 0
+        for start in range(0, len(ids), EXPORT_PAGE):
+            for line in export_lines(await session.store.load(ids[start : start + EXPORT_PAGE])):
+                out.write(line + "\n")
+                written += 1
+        out.flush()
+        action.counts = {"exported": written}
+    return written, action.finish_error
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    read: int
+    imported: list[str]
+    audit_error: str | None
+
+
+async def import_lines(session: DlqSession, lines: Iterable[str], *, reason: str | None) -> Imported:
+    _, _, auditor = session.require_broker()
+    records = read_lines(lines, now=dt.datetime.now(dt.UTC))
+    ids = [r.id for r in records]
+    async with auditor.action("import", reason=reason, selection=audit_selection(None, ids)) as action:
+        added = await session.store.add(
+            records, kind="imported", operator=session.operator, audit_id=action.audit_id
+        )
+        action.counts = {
+            "read": len(records),
+            "imported": len(added),
+            "already_stored": len(records) - len(added),
+        }
+    return Imported(len(records), added, action.finish_error)
