@@ -122,4 +122,4 @@ async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnecti
     broker = Broker(channel, topology)
     await broker.watch_results()
     yield broker
-    await channel.close()
+    await broker.close()

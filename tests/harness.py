@@ -94,6 +94,7 @@ class Broker:
         self.names = names
         self.results = Results()
         self._results_queue: AbstractQueue | None = None
+        self._results_tag = ""
 
     async def watch_results(self) -> None:
         queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
@@ -106,8 +107,15 @@ class Broker:
                     self.results.synced if message.routing_key == "workhour.synced" else self.results.failed
                 ).append({**body, "_correlation_id": message.correlation_id})
 
-        await queue.consume(on_result)
+        self._results_tag = await queue.consume(on_result)
         self._results_queue = queue
+
+    async def close(self) -> None:
+        """Stop watching before the channel closes, so no ack races a closed channel."""
+        if self._results_queue is not None:
+            await self._results_queue.cancel(self._results_tag)
+            self._results_queue = None
+        await self.channel.close()
 
     async def publish(
         self,

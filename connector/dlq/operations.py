@@ -10,6 +10,7 @@ need the broker for the audit exchange: no audit, no action.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -33,7 +34,7 @@ from connector.dlq.ingest import Ingestor, IngestReport
 from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
 from connector.dlq.replay import Progress, Replayer, ReplayReport, ReplayRequest
 from connector.dlq.selection import Filter, ReplayPlan, check_id_prefix, plan_replay
-from connector.dlq.store import DeadLetterStore, open_store
+from connector.dlq.store import DeadLetterStore, StoreUnavailable, open_store
 from connector.dlq.transfer import export_lines, read_lines
 from connector.errors import ConfigError, UsageError
 from connector.logging import get_logger
@@ -49,6 +50,12 @@ class BrokerUnreachable(ConfigError):
     """The broker did not answer: nothing was done (exit code 2, like any set-up problem)."""
 
     reason = "broker_unreachable"
+
+
+class StoreUnreachable(ConfigError):
+    """The dead-letter store cannot be opened: nothing was done (exit code 2)."""
+
+    reason = "dlq_store_unreachable"
 
 
 class InvalidEdit(UsageError):
@@ -88,7 +95,10 @@ async def open_session(
 ) -> AsyncIterator[DlqSession]:
     names = Names(prefix=settings.rabbitmq.prefix)
     store = open_store(settings.dlq_store_url(), table_prefix=settings.dlq.store_table_prefix)
-    await store.setup()
+    try:
+        await store.setup()
+    except StoreUnavailable as exc:
+        raise StoreUnreachable(f"cannot open the dead-letter store: {exc.message}") from exc
     session = DlqSession(settings=settings, names=names, store=store, operator=operator)
     try:
         if ingest or need_broker:
@@ -320,9 +330,12 @@ async def replay(
             try:
                 report = await replayer.run(request, stop)
             except BaseException:
-                await store.finish_run(
-                    replay_id, status="failed", replayed=0, failed=0, now=dt.datetime.now(dt.UTC)
-                )
+                # Keep the original error; the run's lock goes with us either way, which is what
+                # tells the next replay to resume its rows.
+                with contextlib.suppress(Exception):
+                    await store.finish_run(
+                        replay_id, status="failed", replayed=0, failed=0, now=dt.datetime.now(dt.UTC)
+                    )
                 raise
             await store.finish_run(
                 replay_id,
