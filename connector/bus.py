@@ -182,10 +182,6 @@ class Bus:
         queue = await channel.get_queue(queue_name, ensure=True)
         return Consumer(channel, queue, callback)
 
-    async def queue_depth(self, queue_name: str) -> int:
-        """Messages ready in a queue (passive declare)."""
-        return await ready_count(self._channel(), queue_name)
-
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:
             raise RuntimeError("Bus is not connected")

@@ -12,7 +12,6 @@ setting by its environment variable, so the CLI can print it and exit with code 
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -257,7 +256,3 @@ def mask_url_password(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

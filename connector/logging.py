@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -131,8 +131,3 @@ def bind_message_context(**context: Any) -> Iterator[None]:
         yield
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
-
-
-def redact_mapping(data: MutableMapping[str, Any]) -> dict[str, Any]:
-    """Redact a mapping outside logging (DLQ headers, CLI output)."""
-    return {k: _redact_value(k, v) for k, v in data.items()}

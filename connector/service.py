@@ -24,7 +24,7 @@ from connector.circuit import Circuit
 from connector.config import Settings
 from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
-from connector.errors import ConnectorError, SystemicError, describe
+from connector.errors import Category, ConnectorError, describe
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
@@ -280,13 +280,10 @@ class ConnectorService:
                     await self.severa.probe()
                     if self.ledger is not None:
                         await self.ledger.probe()
-                except SystemicError as exc:
-                    log.warning("probe_failed_still_paused", **describe(exc), next_probe_s=delay)
                 except ConnectorError as exc:
-                    if exc.category.value == "transient":
-                        log.warning("probe_failed_still_paused", **describe(exc), next_probe_s=delay)
-                    else:
+                    if exc.category is Category.PERMANENT:
                         break  # Severa answers (even if it refuses something): usable again
+                    log.warning("probe_failed_still_paused", **describe(exc), next_probe_s=delay)
                 else:
                     break
                 delay = min(delay * 2, cfg.probe_max_seconds)

@@ -57,12 +57,6 @@ class Topology:
     exchanges: tuple[ExchangeSpec, ...]
     queues: tuple[QueueSpec, ...]
 
-    def queue(self, name: str) -> QueueSpec:
-        for spec in self.queues:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
 
 def work_queue(
     name: str, bindings: tuple[tuple[str, str], ...], *, dead_letter_exchange: str, delivery_limit: int
