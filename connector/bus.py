@@ -17,6 +17,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,16 @@ class PublishFailed(TransientError):
     """The broker did not confirm a publish (unroutable, nacked, timed out, connection lost)."""
 
     reason = "publish_failed"
+
+
+class Unroutable(PublishFailed):
+    """The broker returned a mandatory message: no queue is bound for its routing key.
+
+    For work that must arrive (a dead letter, a retry) that is a failure; for a notification
+    nobody listens to it is an expected outcome (:mod:`connector.results`).
+    """
+
+    reason = "unroutable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,7 @@ class Bus:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, AbstractQueue] = {}
         self._consumer_channels: list[AbstractChannel] = []
+        self._consumers: list[Consumer] = []
         self._closed = False
 
     async def __aenter__(self) -> Bus:
@@ -112,6 +124,10 @@ class Bus:
         if self._closed:
             return
         self._closed = True
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):
+                await consumer.close()
+        self._consumers.clear()
         for channel in self._consumer_channels:
             if not channel.is_closed:
                 await channel.close()
@@ -160,7 +176,13 @@ class Bus:
             await target.publish(
                 amqp_message, routing_key=message.routing_key, mandatory=True, timeout=self._publish_timeout
             )
-        except (DeliveryError, PublishError) as exc:
+        except PublishError as exc:
+            raise Unroutable(
+                f"no queue is bound to {exchange or '(default)'} for routing key {message.routing_key!r}",
+                exchange=exchange,
+                routing_key=message.routing_key,
+            ) from exc
+        except DeliveryError as exc:
             raise PublishFailed(
                 f"broker refused the message for {exchange or '(default)'}/{message.routing_key}: {exc}",
                 exchange=exchange,
@@ -174,13 +196,26 @@ class Bus:
                 routing_key=message.routing_key,
             ) from exc
 
-    async def consumer(self, queue_name: str, callback: MessageCallback, *, prefetch: int) -> Consumer:
-        """A consumer on its own channel; not started until :meth:`Consumer.start`."""
+    async def consumer(
+        self,
+        queue_name: str,
+        callback: MessageCallback,
+        *,
+        prefetch: int,
+        on_restore: Callable[[], Awaitable[None]] | None = None,
+    ) -> Consumer:
+        """A consumer on its own channel; not started until :meth:`Consumer.start`.
+
+        ``on_restore`` re-declares what the consumer needs after the broker cancelled it (its
+        queue was deleted): typically ``lambda: bus.declare(topology)``.
+        """
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         self._consumer_channels.append(channel)
         queue = await channel.get_queue(queue_name, ensure=True)
-        return Consumer(channel, queue, callback)
+        consumer = Consumer(channel, queue, callback, on_restore=on_restore)
+        self._consumers.append(consumer)
+        return consumer
 
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:
@@ -198,52 +233,183 @@ class Bus:
 
 
 class Consumer:
-    """A consumer that can be paused (basic.cancel) and resumed (basic.consume) while alive.
+    """The one owner of a queue consumer's lifecycle: desired state in, broker state reconciled.
 
-    Pausing is how a systemic failure stops the flow without losing anything: unacked messages
-    were already handed back, and nothing new is delivered until :meth:`start` is called again.
+    Why not aio-pika's robust consumer: a robust queue remembers its consumer tags and restores
+    them after a reconnect on its own, and asks for a whole-connection recovery when the broker
+    cancels one. Combined with a pause (``basic.cancel``) that could not reach the broker because
+    the link was down, that restored a consumer we had stopped -- a message delivered while paused,
+    two consumers after resume, and held messages burning the quorum delivery limit. So we consume
+    with ``robust=False`` and keep the only record here: callers say what they *want*
+    (:meth:`start` / :meth:`stop`), and a keeper task makes the broker match it -- after a
+    reconnect (the channel's reopen callback), after a broker-side cancel (queue deleted, node
+    lost: re-declare through ``on_restore`` first), and on a periodic check. A tag counts as live
+    only while it sits in the consumers of the channel incarnation it was issued on, so a tag that
+    died with an old channel is never mistaken for a running consumer.
+
+    :meth:`start` and :meth:`stop` never raise for broker trouble: what could not be done now the
+    keeper retries with backoff (the readiness probe shows "not consuming" meanwhile).
     """
 
-    def __init__(self, channel: AbstractChannel, queue: AbstractQueue, callback: MessageCallback) -> None:
+    #: How often the keeper checks that reality still matches the desired state.
+    CHECK_SECONDS = 5.0
+    #: Broker round trips of the keeper are bounded: a hung channel must not hang the keeper.
+    RPC_TIMEOUT = 10.0
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+        callback: MessageCallback,
+        *,
+        on_restore: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._channel = channel
         self._queue = queue
         self._callback = callback
+        self._on_restore = on_restore
+        self._want = False
         self._tag: str | None = None
+        self._tag_channel: Any = None  # the aiormq channel incarnation the tag was issued on
         self._lock = asyncio.Lock()
-        #: Set when the broker cancelled us (queue deleted, node lost): aio-pika does not restore
-        #: such a consumer, so the owner must notice, report not-ready and start it again.
+        self._wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._closed = False
+        #: Set when the broker cancelled us (queue deleted, node lost) until consuming again.
         self.cancelled_by_broker = asyncio.Event()
+        self.last_error: str | None = None
+        reopen = getattr(channel, "reopen_callbacks", None)
+        if reopen is not None:
+            reopen.add(self._on_channel_reopened)
+        self._ensure_keeper()  # built inside the running loop (Bus.consumer is async)
 
     @property
     def queue_name(self) -> str:
         return self._queue.name
 
     @property
+    def wanted(self) -> bool:
+        return self._want
+
+    @property
     def active(self) -> bool:
-        return self._tag is not None
+        """True while a consumer of ours is registered on the channel's current incarnation."""
+        return self._is_live(self._current_underlay())
+
+    @property
+    def keeper(self) -> asyncio.Task[None] | None:
+        """The background task that reconciles; supervised by the owner (dead → not alive)."""
+        return self._keeper
 
     async def start(self) -> None:
+        """Want consuming; try at once, leave the rest to the keeper."""
+        self._want = True
+        self._ensure_keeper()
+        await self._try_reconcile()
+
+    async def stop(self) -> None:
+        """Want no consuming; cancel now if the channel is up (else the consumer died with it)."""
+        self._want = False
+        await self._try_reconcile()
+
+    async def close(self) -> None:
+        """Stop and end the keeper. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.stop()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
+    # -- reconciliation -------------------------------------------------------------------------
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is None and not self._closed:
+            self._keeper = asyncio.create_task(self._keep(), name=f"consumer-keeper:{self._queue.name}")
+
+    def _current_underlay(self) -> Any:
+        if self._channel.is_closed:
+            return None
+        inner = getattr(self._channel, "_channel", None)
+        return getattr(inner, "channel", None)
+
+    def _is_live(self, underlay: Any) -> bool:
+        return (
+            self._tag is not None
+            and underlay is not None
+            and underlay is self._tag_channel
+            and not underlay.is_closed
+            and self._tag in underlay.consumers
+        )
+
+    async def _try_reconcile(self) -> None:
+        try:
+            await self._reconcile()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("consumer_reconcile_deferred", queue=self._queue.name, error=self.last_error)
+            self._wake.set()
+
+    async def _reconcile(self) -> None:
         async with self._lock:
-            if self._tag is None:
+            underlay = self._current_underlay()
+            live = self._is_live(underlay)
+            if self._want and not live:
+                if self.cancelled_by_broker.is_set() and self._on_restore is not None:
+                    await asyncio.wait_for(self._on_restore(), self.RPC_TIMEOUT)
+                self._tag = None
+                underlay = await asyncio.wait_for(self._channel.get_underlay_channel(), self.RPC_TIMEOUT)
+                tag = await self._queue.consume(
+                    self._callback, no_ack=False, robust=False, timeout=self.RPC_TIMEOUT
+                )  # type: ignore[call-arg]
+                self._tag, self._tag_channel = tag, underlay
+                if self._on_broker_cancel not in underlay.on_consumer_cancel_callbacks:
+                    underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
                 self.cancelled_by_broker.clear()
-                self._tag = await self._queue.consume(self._callback, no_ack=False)
-                underlay = await self._channel.get_underlay_channel()
-                underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+                self.last_error = None
                 log.info("consumer_started", queue=self._queue.name)
+            elif not self._want and self._tag is not None:
+                tag, self._tag = self._tag, None
+                if live:
+                    await underlay.basic_cancel(tag, timeout=self.RPC_TIMEOUT)
+                # else: the consumer died with its channel and robust=False keeps it dead.
+                log.info("consumer_stopped", queue=self._queue.name, cancelled=live)
+
+    async def _keep(self) -> None:
+        delay = 0.5
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.CHECK_SECONDS)
+            self._wake.clear()
+            if self._want == self._is_live(self._current_underlay()):
+                continue
+            try:
+                await self._reconcile()
+                delay = 0.5
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "consumer_reconcile_failed",
+                    queue=self._queue.name,
+                    error=self.last_error,
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)  # backoff before touching the broker again
+                delay = min(delay * 2, 30.0)
+                self._wake.set()
+
+    def _on_channel_reopened(self, *_: Any) -> None:
+        self._wake.set()
 
     async def _on_broker_cancel(self, frame: Any) -> None:
         if getattr(frame, "consumer_tag", None) == self._tag:
             self._tag = None
             self.cancelled_by_broker.set()
             log.error("consumer_cancelled_by_broker", queue=self._queue.name)
-
-    async def stop(self) -> None:
-        async with self._lock:
-            if self._tag is not None:
-                tag, self._tag = self._tag, None
-                if not self._channel.is_closed:
-                    await self._queue.cancel(tag)
-                log.info("consumer_stopped", queue=self._queue.name)
+            self._wake.set()
 
 
 async def ready_count(channel: AbstractChannel, queue_name: str) -> int:

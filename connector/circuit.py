@@ -1,16 +1,29 @@
 """The circuit breaker for systemic failures (auth refused, quota spent, Severa down).
 
 When every message would fail the same way, handling more of them only burns them into the DLQ.
-A systemic error *trips* the circuit: the supervisor stops consuming, reports not-ready, and probes
-Severa with backoff; the first successful probe closes the circuit and consumption resumes. Handlers
-that hit the error meanwhile wait (holding their message, unacked) for the circuit to close.
+A systemic error *trips* the circuit::
+
+    CLOSED ──trip──► OPEN ──probe ok──► HALF_OPEN ──trial not systemic──► CLOSED
+                      ▲                     │
+                      └──trial systemic─────┘     (no held message to try: CLOSED at once)
+
+While OPEN the supervisor has stopped consuming, reports not-ready and probes Severa with backoff.
+A successful probe proves little when only one operation is refused (an API user without the right
+to write hour entries passes the read-only probe), so the circuit does not simply close: it goes
+HALF_OPEN and lets exactly one held message through as a *trial*. Only if that trial ends without
+a systemic failure does the circuit close and every held message go again; a systemic trial opens
+it again and the supervisor keeps backing off. Held messages are never dead-lettered for being
+held -- only a message that keeps failing while other messages succeed is suspected of being the
+cause (see :attr:`Circuit.evidence_of_health`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
+from collections.abc import Callable
 
 from connector.errors import ConnectorError, describe
 from connector.logging import get_logger
@@ -21,51 +34,146 @@ log = get_logger(__name__)
 class CircuitState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
+    HALF_OPEN = "half_open"
 
 
 class Circuit:
     def __init__(self, name: str = "severa") -> None:
         self.name = name
-        self._closed = asyncio.Event()
-        self._closed.set()
+        self._state = CircuitState.CLOSED
+        self._changed = asyncio.Event()
         self._tripped = asyncio.Event()
+        self._trial_taken = False
+        self._waiters = 0
         self.last_error: ConnectorError | None = None
         self.opened_at: float | None = None
         self.trips = 0
+        #: Handled messages that did not fail systemically, ever (monotonic).
+        self.successes = 0
+        self._successes_at_close = 0
+
+    # -- reading --------------------------------------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
-        return CircuitState.CLOSED if self._closed.is_set() else CircuitState.OPEN
+        return self._state
 
     @property
     def is_open(self) -> bool:
-        return not self._closed.is_set()
+        """True unless CLOSED: consumption stays paused while OPEN and HALF_OPEN."""
+        return self._state is not CircuitState.CLOSED
+
+    @property
+    def waiters(self) -> int:
+        """Messages held, waiting for the circuit."""
+        return self._waiters
+
+    @property
+    def evidence_of_health(self) -> bool:
+        """Did a message succeed since the circuit last closed (the trial that closed it included)?
+
+        A systemic failure while this is true is not the outage's fault: Severa served someone
+        else meanwhile, so the failing message may itself be the cause (a poison message).
+        """
+        return self.successes > self._successes_at_close
+
+    # -- transitions ----------------------------------------------------------------------------
 
     def trip(self, error: ConnectorError) -> None:
         """Open the circuit (idempotent while open); the supervisor is woken to pause and probe."""
         self.last_error = error
-        if self._closed.is_set():
-            self._closed.clear()
-            self.opened_at = time.monotonic()
-            self.trips += 1
-            log.error("circuit_opened", circuit=self.name, **describe(error))
+        if self._state is not CircuitState.OPEN:
+            if self._state is CircuitState.CLOSED:
+                self.opened_at = time.monotonic()
+                self.trips += 1
+                log.error("circuit_opened", circuit=self.name, **describe(error))
+            else:
+                log.warning("circuit_trial_failed", circuit=self.name, **describe(error))
+            self._state = CircuitState.OPEN
+            self._trial_taken = False
+            self._notify()
         self._tripped.set()
 
-    def close(self) -> None:
-        if not self._closed.is_set():
+    def half_open(self) -> None:
+        """A probe succeeded: let one held message try (or close at once if none is held)."""
+        if self._state is not CircuitState.OPEN:
+            return
+        if self._waiters == 0:
+            self.close()
+            return
+        self._state = CircuitState.HALF_OPEN
+        self._trial_taken = False
+        log.info("circuit_half_open", circuit=self.name, held=self._waiters)
+        self._notify()
+
+    def close(self, *, by_trial: bool = False) -> None:
+        if self._state is not CircuitState.CLOSED:
             opened_for = time.monotonic() - (self.opened_at or time.monotonic())
             log.info("circuit_closed", circuit=self.name, open_seconds=round(opened_for, 1))
+        self._state = CircuitState.CLOSED
         self.opened_at = None
+        self._trial_taken = False
         self._tripped.clear()
-        self._closed.set()
+        # The trial that closed the circuit is itself evidence that Severa works.
+        self._successes_at_close = self.successes - 1 if by_trial else self.successes
+        self._notify()
+
+    def record_success(self) -> None:
+        """A handled message did not fail systemically; in HALF_OPEN that closes the circuit."""
+        self.successes += 1
+        if self._state is CircuitState.HALF_OPEN:
+            self.close(by_trial=True)
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    async def _wait_for(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``ready()`` holds after some transition; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not ready():
+            changed = self._changed
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def wait_usable(self, timeout: float | None = None) -> bool:
+        """Hold until this message may try again: CLOSED, or HALF_OPEN and it won the trial.
+
+        False when ``timeout`` ran out first (the caller puts the message back).
+        """
+        self._waiters += 1
+        try:
+            return await self._wait_for(self._admit, timeout)
+        finally:
+            self._waiters -= 1
+
+    def _admit(self) -> bool:
+        if self._state is CircuitState.CLOSED:
+            return True
+        if self._state is CircuitState.HALF_OPEN and not self._trial_taken:
+            self._trial_taken = True
+            return True
+        return False
 
     async def wait_closed(self, timeout: float | None = None) -> bool:
-        """Wait until the circuit is closed; False on timeout."""
-        try:
-            await asyncio.wait_for(self._closed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        """Wait until the circuit is closed (not merely half-open); False on timeout."""
+        return await self._wait_for(lambda: self._state is CircuitState.CLOSED, timeout)
 
     async def wait_tripped(self) -> None:
         await self._tripped.wait()
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Wake on the next transition, or after ``timeout``; for the supervisor's loop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _notify(self) -> None:
+        # Wake everyone waiting on the current generation and start a new one: waiters re-check
+        # their condition, so no transition is missed and nothing needs a task of its own.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()

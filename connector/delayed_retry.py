@@ -1,40 +1,46 @@
-"""Delayed retry: park a transiently failing message in a TTL'd wait queue, then try again.
+"""Delayed retry and put-back: republish a message (with confirms) instead of requeueing it.
 
 In-process retries cover blips of a few seconds. A message still failing after them climbs the
-ladder (e.g. 10 s, 1 min, 10 min): it is republished (with confirms) to the wait queue of the next
-rung and the original is acked; when its TTL expires the broker routes it back to the work queue.
-Past the last rung it is dead-lettered. RabbitMQ 3.x has no native delayed delivery, hence the
-wait queues (see :mod:`connector.topology`).
+ladder (e.g. 10 s, 1 min, 10 min): it is republished to the wait queue of the next rung and the
+original is acked; when its TTL expires the broker routes it back to the work queue. Past the last
+rung it is dead-lettered. RabbitMQ 3.x has no native delayed delivery, hence the wait queues (see
+:mod:`connector.topology`).
+
+A message held while the circuit is open is *put back* the same way, straight onto its work
+queue: a ``nack(requeue=True)`` would count against the quorum queue's delivery limit, and a long
+outage would then end with the broker dead-lettering messages that never failed on their own.
+
+Every republish keeps the message's provenance (:mod:`connector.headers`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from connector.bus import Bus, OutgoingMessage
+from connector.headers import (
+    ATTEMPTS_HEADER,
+    RETRY_REASON_HEADER,
+    RETRY_STEP_HEADER,
+    header_int,
+    with_provenance,
+)
 from connector.processing import Failure
-from connector.topology import Names
+from connector.topology import retry_queue_name
 
-#: Rungs climbed so far (our own counter; ``x-death`` is not trusted).
-RETRY_STEP_HEADER = "x-retry-step"
-#: Handling attempts over the message's whole life (in-process attempts summed over the rungs).
-ATTEMPTS_HEADER = "x-attempts"
-
-
-def header_int(headers: dict[str, Any] | None, name: str) -> int:
-    value = (headers or {}).get(name)
-    try:
-        return max(int(value), 0) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
+__all__ = ["ATTEMPTS_HEADER", "RETRY_STEP_HEADER", "RetryLadder", "header_int"]
 
 
 class RetryLadder:
-    def __init__(self, bus: Bus, names: Names, ladder: tuple[float, ...]) -> None:
+    """The delayed-retry ladder of one work queue, and its put-back."""
+
+    def __init__(self, bus: Bus, queue: str, ladder: tuple[float, ...]) -> None:
         self._bus = bus
-        self._names = names
+        self._queue = queue
         self._ladder = ladder
 
     def next_delay(self, message: AbstractIncomingMessage) -> float | None:
@@ -46,21 +52,40 @@ class RetryLadder:
         delay = self.next_delay(message)
         if delay is None:
             raise ValueError("no rung left; dead-letter instead")
-        headers = dict(message.headers or {})
+        headers = _provenance(message, failure.first_failure_at)
         headers[RETRY_STEP_HEADER] = header_int(headers, RETRY_STEP_HEADER) + 1
         headers[ATTEMPTS_HEADER] = header_int(headers, ATTEMPTS_HEADER) + failure.attempts
-        headers["x-retry-reason"] = failure.reason
-        await self._bus.publish(
-            "",
-            OutgoingMessage(
-                body=message.body,
-                routing_key=self._names.retry_queue(delay),
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                type=message.type,
-                content_type=message.content_type or "application/octet-stream",
-                headers=headers,
-                timestamp=message.timestamp,
-            ),
-        )
+        headers[RETRY_REASON_HEADER] = failure.reason
+        await self._bus.publish("", _copy(message, retry_queue_name(self._queue, delay), headers))
         return delay
+
+    async def put_back(self, message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> None:
+        """Republish ``message`` to the tail of its work queue with ``headers`` added."""
+        merged = {**_provenance(message, dt.datetime.now(dt.UTC)), **headers}
+        await self._bus.publish("", _copy(message, self._queue, merged))
+
+
+def _provenance(message: AbstractIncomingMessage, failed_at: dt.datetime) -> dict[str, Any]:
+    return with_provenance(
+        message.headers,
+        exchange=message.exchange or "",
+        routing_key=message.routing_key or "",
+        failed_at=failed_at,
+    )
+
+
+def _copy(message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=message.body,
+        routing_key=routing_key,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        content_type=message.content_type or "application/octet-stream",
+        headers=headers,
+        timestamp=message.timestamp,
+        content_encoding=message.content_encoding,
+        app_id=message.app_id,
+        reply_to=message.reply_to,
+        priority=message.priority,
+    )

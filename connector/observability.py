@@ -1,6 +1,9 @@
 """Prometheus metrics and the HTTP endpoints Kubernetes probes: /healthz, /readyz, /metrics.
 
-- ``/healthz`` (liveness): the event loop answers. A paused connector (circuit open) is *alive* —
+- ``/healthz`` (liveness): the event loop answers, its heartbeat is fresh, and every supervised
+  background task (circuit supervisor, consumer keepers, dead-letter ingest, heartbeat) is still
+  running. A task that died would leave the pod paused or deaf forever while looking healthy, so it
+  fails liveness and Kubernetes restarts the pod. A paused connector (circuit open) is *alive* —
   restarting it would not fix a wrong key or a spent quota.
 - ``/readyz`` (readiness): connected to the broker, consumers running, circuit closed. Not-ready
   pods drop out of dashboards' "healthy" count and alerting picks them up; messages wait in the
@@ -44,6 +47,18 @@ class Metrics:
             ["circuit"],
             registry=self.registry,
         )
+        self.results_unroutable = Counter(
+            "connector_result_events_unroutable_total",
+            "Result events and dead-letter notices no queue was bound for (dropped by the broker; "
+            "not a failure of the write they report).",
+            ["flow", "event_type"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "connector_ready",
+            "1 while the pod reports ready (broker connected, consuming, circuit closed).",
+            registry=self.registry,
+        )
         self.sync_results = Counter(
             "connector_workhours_results_total",
             "Work-hour events by what they did in Severa (created, updated, deleted, unchanged, stale).",
@@ -58,12 +73,25 @@ class Readiness:
     reasons: tuple[str, ...] = ()
 
 
+def always_alive() -> Readiness:
+    return Readiness(ready=True)
+
+
 class HealthServer:
     """aiohttp server for probes and scrapes; started and stopped by the service."""
 
-    def __init__(self, metrics: Metrics, readiness: Callable[[], Readiness], *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        readiness: Callable[[], Readiness],
+        *,
+        host: str,
+        port: int,
+        liveness: Callable[[], Readiness] = always_alive,
+    ) -> None:
         self._metrics = metrics
         self._readiness = readiness
+        self._liveness = liveness
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -89,10 +117,13 @@ class HealthServer:
             await runner.cleanup()
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        state = self._liveness()
+        body = {"status": "alive" if state.ready else "dead", "reasons": list(state.reasons)}
+        return web.json_response(body, status=200 if state.ready else 503)
 
     async def _readyz(self, _: web.Request) -> web.Response:
         state = self._readiness()
+        self._metrics.ready.set(1 if state.ready else 0)
         body = {"status": "ready" if state.ready else "not-ready", "reasons": list(state.reasons)}
         return web.json_response(body, status=200 if state.ready else 503)
 

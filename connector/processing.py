@@ -1,20 +1,32 @@
-"""The one place that decides what happens to a consumed message: ack, dead-letter or hold.
+"""The one place that decides what happens to a consumed message: ack, retry later, dead-letter or hold.
 
 Flows are plain ``async def handle(delivery)`` functions that either return (done) or raise one of
 :mod:`connector.errors`. :class:`MessageProcessor` wraps them::
 
     success                       → ack (after the side effect: at-least-once, handlers idempotent)
-    TransientError                → retried in process with backoff; still failing → dead-letter
+    TransientError                → retried in process with backoff; still failing → the delayed
+                                    retry ladder; past its last rung → dead-letter
     PermanentError / any bug      → dead-letter at once (publish with confirm, then ack)
     SystemicError                 → trip the circuit and hold the message unacked until the circuit
-                                    closes, then handle it again; held too long → back to the queue
+                                    lets it try again; held until the hold deadline → put back on
+                                    the queue (republished with confirm, then acked -- a requeue
+                                    would count against the quorum delivery limit)
 
-A message is acked only after its dead-letter copy is confirmed by the broker, so nothing is lost
-between the two; if dead-lettering itself fails the message is returned to the queue.
+Bounds, derived from each other and checked at start (:mod:`connector.config`): one delivery is
+settled within ``budget_seconds`` (the broker's ``consumer_timeout`` minus a margin -- past it the
+broker closes the channel); a hold ends by ``hold_seconds`` (< budget); a message that fails
+systemically while other messages succeed (:attr:`Circuit.evidence_of_health`) earns a strike,
+carried across deliveries in ``x-systemic-strikes``, and is dead-lettered as a suspected poison
+message at ``poison_strikes`` -- one bad message cannot pause the pod more often than that.
+
+A message is acked only after its dead-letter (or retry, or put-back) copy is confirmed by the
+broker, so nothing is lost between the two; if that publish fails the message is returned to the
+queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import traceback
@@ -24,16 +36,19 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from connector.circuit import Circuit
+from connector.circuit import Circuit, CircuitState
 from connector.errors import (
     Category,
     ConnectorError,
+    PermanentError,
     SystemicError,
+    TransientError,
     classify,
     describe,
     outage_behind,
     reason_of,
 )
+from connector.headers import header_int
 from connector.logging import bind_message_context, get_logger
 from connector.observability import Metrics
 from connector.retry import RetryPolicy
@@ -113,6 +128,30 @@ class DeadLetterSink(Protocol):
 FailureHook = Callable[[Delivery, Failure], Awaitable[None]]
 
 
+class Republisher(Protocol):
+    """Puts a message back on its work queue with extra headers (:mod:`connector.delayed_retry`)."""
+
+    async def put_back(self, message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> None: ...
+
+
+#: Systemic failures a message caused while other messages succeeded (our own header).
+STRIKES_HEADER = "x-systemic-strikes"
+#: How long before the broker's consumer_timeout a delivery must be settled.
+BUDGET_MARGIN_SECONDS = 60.0
+
+
+class ProcessingBudgetExceeded(TransientError):
+    """Handling one delivery took longer than its budget; it is retried later instead."""
+
+    reason = "processing_budget_exceeded"
+
+
+class SuspectedPoisonMessage(PermanentError):
+    """A message that keeps failing "systemically" while Severa serves other messages."""
+
+    reason = "suspected_poison_message"
+
+
 class MessageProcessor:
     def __init__(
         self,
@@ -124,10 +163,14 @@ class MessageProcessor:
         retry: RetryPolicy,
         metrics: Metrics,
         hold_seconds: float = 600.0,
-        max_holds: int = 5,
+        budget_seconds: float = 1800.0 - BUDGET_MARGIN_SECONDS,
+        poison_strikes: int = 3,
         on_dead_letter: FailureHook | None = None,
         retry_later: RetryScheduler | None = None,
+        put_back: Republisher | None = None,
     ) -> None:
+        if not 0 < hold_seconds < budget_seconds:
+            raise ValueError(f"hold_seconds ({hold_seconds}) must be > 0 and < budget ({budget_seconds})")
         self.flow = flow
         self._handler = handler
         self._dead_letters = dead_letters
@@ -135,11 +178,11 @@ class MessageProcessor:
         self._retry = retry
         self._metrics = metrics
         self._hold_seconds = hold_seconds
-        # A message that fails "systemically" again and again while probes succeed is not a victim
-        # of an outage but a poison message that Severa chokes on: dead-letter it after max_holds.
-        self._max_holds = max_holds
+        self._budget_seconds = budget_seconds
+        self._poison_strikes = poison_strikes
         self._on_dead_letter = on_dead_letter
         self._retry_later = retry_later
+        self._put_back = put_back
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         delivery = Delivery.from_message(message)
@@ -152,9 +195,13 @@ class MessageProcessor:
         self._metrics.processing_seconds.labels(flow=self.flow).observe(time.perf_counter() - started)
 
     async def _process(self, message: AbstractIncomingMessage, delivery: Delivery) -> str:
+        loop = asyncio.get_running_loop()
+        budget_deadline = loop.time() + self._budget_seconds
+        hold_deadline = loop.time() + self._hold_seconds
         attempts = 0
-        holds = 0
+        strikes = header_int(message.headers, STRIKES_HEADER)
         first_failure: dt.datetime | None = None
+        trial = False
 
         def count(_: int) -> None:
             nonlocal attempts
@@ -162,20 +209,42 @@ class MessageProcessor:
 
         while True:
             try:
-                await self._retry.run(lambda: self._handler(delivery), on_attempt=count)
+                try:
+                    async with asyncio.timeout_at(budget_deadline):
+                        await self._retry.run(lambda: self._handler(delivery), on_attempt=count)
+                except TimeoutError as exc:
+                    if loop.time() < budget_deadline:
+                        raise  # a timeout of the handler's own, not the budget's
+                    raise ProcessingBudgetExceeded(
+                        f"handling took longer than its {self._budget_seconds:g}s budget (the broker "
+                        "closes a channel that holds a delivery past its consumer_timeout)"
+                    ) from exc
             except Exception as exc:
                 now = dt.datetime.now(dt.UTC)
                 first_failure = first_failure or now
                 systemic = exc if isinstance(exc, SystemicError) else outage_behind(exc)
-                if systemic is not None and holds < self._max_holds:
-                    # Severa is unusable for everyone: hold this message, pause, resume later.
-                    holds += 1
-                    self._circuit.trip(systemic)
-                    log.warning("message_held_circuit_open", reason=systemic.reason, hold=holds)
-                    if await self._circuit.wait_closed(self._hold_seconds):
-                        continue  # Severa is usable again: handle the same message once more
-                    await _settle(message.nack(requeue=True), "nack")
-                    return "requeued"
+                if systemic is not None:
+                    if self._circuit.evidence_of_health:
+                        strikes += 1
+                    if strikes < self._poison_strikes:
+                        self._circuit.trip(systemic)
+                        if trial or loop.time() >= hold_deadline:
+                            # A failed trial goes to the back of the queue so that the next trial
+                            # is another message; a message held to its deadline likewise.
+                            return await self._give_back(message, strikes)
+                        log.warning("message_held_circuit_open", reason=systemic.reason, strikes=strikes)
+                        if await self._circuit.wait_usable(hold_deadline - loop.time()):
+                            trial = self._circuit.state is not CircuitState.CLOSED
+                            continue  # the circuit lets this message try again
+                        return await self._give_back(message, strikes)
+                    exc = SuspectedPoisonMessage(
+                        f"failed {strikes} times with {systemic.reason} while Severa served other "
+                        f"messages, so it is parked as the likely cause: {systemic.message}",
+                        strikes=strikes,
+                        systemic_reason=systemic.reason,
+                    )
+                    exc.__cause__ = systemic
+                self._circuit.record_success()  # not systemic: Severa is usable for this one
                 failure = Failure(exc, max(attempts, 1), first_failure, now)
                 if (
                     failure.category is Category.TRANSIENT
@@ -185,8 +254,23 @@ class MessageProcessor:
                     return await self._retry_after_delay(message, failure)
                 return await self._give_up(message, delivery, failure)
             else:
+                self._circuit.record_success()
                 await _settle(message.ack(), "ack")
                 return "acked"
+
+    async def _give_back(self, message: AbstractIncomingMessage, strikes: int) -> str:
+        """End this delivery without losing the message or spending its delivery limit."""
+        if self._put_back is not None:
+            try:
+                await self._put_back.put_back(message, {STRIKES_HEADER: strikes})
+            except Exception as exc:
+                log.error("put_back_failed_requeueing", error=str(exc))
+            else:
+                await _settle(message.ack(), "ack")
+                log.info("message_put_back_circuit_open", strikes=strikes)
+                return "put_back"
+        await _settle(message.nack(requeue=True), "nack")
+        return "requeued"
 
     async def _retry_after_delay(self, message: AbstractIncomingMessage, failure: Failure) -> str:
         assert self._retry_later is not None

@@ -2,16 +2,23 @@
 
 This is the composition root: the only module that knows both the core and the adapters.
 
-Start: connect the broker → declare the topology → open the ledger and the Severa client → start the
-health server → start consuming → supervise the circuit. Stop (SIGTERM/SIGINT only set an event):
-stop consuming → let in-flight messages finish for ``drain_seconds`` → cancel the rest (their
-messages go back to the queue unacked) → close Severa, ledger, channels, connection → log counts.
+Start (configuration was validated before anything here runs): bind the health port → open the
+ledger → connect the broker (retried with backoff, bounded) → declare the topology → build the
+Severa client → start the supervised background tasks. The circuit starts *open* ("Severa not
+reached yet"): the circuit supervisor's first probe (``GetVersion`` without the key, then one
+keyed call) closes it and only then starts consuming, so the pod is never ready before it has
+reached Severa once.
+
+Stop (SIGTERM/SIGINT only set an event): stop the supervisor first (so nothing restarts
+consumption during shutdown) → stop consuming → let in-flight messages finish for
+``drain_seconds`` → cancel the rest (their messages go back to the queue unacked) → stop the other
+background tasks → close Severa, ledger, channels, connection → log counts. Every step runs even
+if an earlier one failed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,21 +27,23 @@ from urllib.parse import urlsplit
 from aio_pika.abc import AbstractIncomingMessage
 
 from connector.bus import Bus, Consumer
-from connector.circuit import Circuit
+from connector.circuit import Circuit, CircuitState
 from connector.config import Settings
 from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
-from connector.errors import Category, ConnectorError, describe
+from connector.errors import Category, ConnectorError, SystemicError, describe
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
 from connector.mapping.table import MappingTableFile
 from connector.observability import HealthServer, Metrics, Readiness
 from connector.ports import SeveraGateway
-from connector.processing import MessageProcessor
+from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
+from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
 from connector.state import open_ledger
 from connector.state.ledger import Ledger
+from connector.supervision import Heartbeat, TaskSupervisor
 from connector.topology import Names, build_topology
 
 log = get_logger(__name__)
@@ -47,6 +56,12 @@ def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGatewa
     from adapters.severa.client import SeveraClient
 
     return SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
+
+
+class SeveraNotReachedYet(SystemicError):
+    """The state every pod starts in: nothing may be consumed before Severa answered once."""
+
+    reason = "severa_not_reached_yet"
 
 
 class ConnectorService:
@@ -72,8 +87,8 @@ class ConnectorService:
         self.flow: WorkHoursFlow | None = None
         self._consumer: Consumer | None = None
         self._health: HealthServer | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks = TaskSupervisor()
+        self._heartbeat = Heartbeat()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._started = False
@@ -86,6 +101,14 @@ class ConnectorService:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    @property
+    def consumer(self) -> Consumer | None:
+        return self._consumer
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.bound_port if self._health is not None else None
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -97,38 +120,55 @@ class ConnectorService:
         settings = self.settings
         register_secret(urlsplit(settings.rabbitmq.url.get_secret_value()).password)
         log.info("connector_starting", broker=settings.rabbitmq.safe_url(), severa=settings.severa.endpoint)
+        self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
+        self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
+        self.metrics.ready.set(0)
 
-        self.bus = Bus(
-            settings.rabbitmq.url.get_secret_value(),
-            name=f"severa-connector:{settings.pod_name}",
-            publish_timeout=settings.rabbitmq.publish_timeout_seconds,
-        )
-        await self.bus.connect()
-        self._topology = build_topology(
-            self.names,
-            delivery_limit=settings.rabbitmq.delivery_limit,
-            retry_ladder=settings.retry.ladder_seconds,
-        )
-        await self.bus.declare(self._topology)
+        if settings.http.enabled:  # first: a port in use is a configuration error, found at once
+            self._health = HealthServer(
+                self.metrics,
+                self.readiness,
+                host=settings.http.host,
+                port=settings.http.port,
+                liveness=self.liveness,
+            )
+            await self._start_health(self._health)
 
         if self._given_ledger is not None:
             self.ledger = self._given_ledger
         else:
             self.ledger = open_ledger(settings.state_url)
             await self.ledger.setup()
+
+        self.bus = Bus(
+            settings.rabbitmq.url.get_secret_value(),
+            name=f"severa-connector:{settings.pod_name}",
+            publish_timeout=settings.rabbitmq.publish_timeout_seconds,
+        )
+        await self._connect(self.bus)
+        self._topology = build_topology(
+            self.names,
+            delivery_limit=settings.rabbitmq.delivery_limit,
+            retry_ladder=settings.retry.ladder_seconds,
+            results_queue=settings.rabbitmq.results_queue,
+        )
+        await self.bus.declare(self._topology)
+
         self.severa = self._severa_factory(settings, self.metrics)
         resolver = ReferenceResolver(
             self.severa,
             MappingTableFile(settings.mapping_file, reload_seconds=settings.mapping_reload_seconds),
             ttl_seconds=settings.work_hours.cache_ttl_seconds,
         )
+        notify = NotificationPublisher(self.bus, self.metrics, flow=FLOW)
         self.flow = WorkHoursFlow(
             severa=self.severa,
             resolver=resolver,
             ledger=self.ledger,
-            results=ResultPublisher(self.bus.publish, self.names.results_exchange),
+            results=ResultPublisher(notify, self.names.results_exchange),
             metrics=self.metrics,
         )
+        ladder = RetryLadder(self.bus, self.names.workhours_queue, settings.retry.ladder_seconds)
         processor = MessageProcessor(
             flow=FLOW,
             handler=self.flow.handle,
@@ -147,21 +187,33 @@ class ConnectorService:
             ),
             metrics=self.metrics,
             hold_seconds=settings.work_hours.hold_seconds,
+            budget_seconds=settings.rabbitmq.consumer_timeout_seconds - BUDGET_MARGIN_SECONDS,
+            poison_strikes=settings.circuit.poison_strikes,
             on_dead_letter=self.flow.notify_failure,
-            retry_later=RetryLadder(self.bus, self.names, settings.retry.ladder_seconds),
+            retry_later=ladder,
+            put_back=ladder,
         )
+        bus, topology = self.bus, self._topology
         self._consumer = await self.bus.consumer(
-            self.names.workhours_queue, self._tracked(processor), prefetch=settings.rabbitmq.prefetch
+            self.names.workhours_queue,
+            self._tracked(processor),
+            prefetch=settings.rabbitmq.prefetch,
+            on_restore=lambda: bus.declare(topology),
         )
-        if settings.http.enabled:
-            self._health = HealthServer(
-                self.metrics, self.readiness, host=settings.http.host, port=settings.http.port
-            )
-            await self._health.start()
-        await self._consumer.start()
-        self._supervisor = asyncio.create_task(self._supervise_circuit(), name="circuit-supervisor")
-        self._watchdog = asyncio.create_task(self._restore_cancelled_consumer(), name="consumer-watchdog")
+        self._tasks.spawn("heartbeat", self._heartbeat.run())
+        self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
+        self._watch_keeper()
         log.info("connector_started", queue=self.names.workhours_queue, prefetch=settings.rabbitmq.prefetch)
+
+    async def _start_health(self, health: HealthServer) -> None:
+        await health.start()
+
+    async def _connect(self, bus: Bus) -> None:
+        await bus.connect()
+
+    def _watch_keeper(self) -> None:
+        if self._consumer is not None and self._consumer.keeper is not None:
+            self._tasks.watch(f"consumer-keeper:{self._consumer.queue_name}", self._consumer.keeper)
 
     async def run_until_stopped(self) -> None:
         """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain and close."""
@@ -180,27 +232,24 @@ class ConnectorService:
         self._stop.set()
 
     async def close(self) -> None:
-        """Stop consuming, drain, close everything. Idempotent."""
+        """Stop consuming, drain, close everything. Idempotent; never raises."""
         if self._closed:
             return
         self._closed = True
+        await self._tasks.aclose()  # first: nothing may restart consumption from here on
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+            await _quietly("consumer_stop", self._consumer.stop())
         drained, cancelled = await self._drain(self.settings.drain_seconds)
-        for task in (self._supervisor, self._watchdog):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._consumer is not None:
+            await _quietly("consumer_close", self._consumer.close())
         if self._health is not None:
-            await self._health.close()
+            await _quietly("health_close", self._health.close())
         if self.severa is not None:
-            await self.severa.aclose()
+            await _quietly("severa_close", self.severa.aclose())
         if self.ledger is not None and self._given_ledger is None:
-            await self.ledger.aclose()
+            await _quietly("ledger_close", self.ledger.aclose())
         if self.bus is not None:
-            await self.bus.close()
+            await _quietly("bus_close", self.bus.close())
         log.info("connector_stopped", drained=drained, cancelled=cancelled)
 
     # -- health ---------------------------------------------------------------------------------
@@ -209,13 +258,21 @@ class ConnectorService:
         reasons: list[str] = []
         if self.bus is None or not self.bus.is_connected:
             reasons.append("not connected to RabbitMQ")
-        if self._consumer is not None and self._consumer.cancelled_by_broker.is_set():
-            reasons.append("the broker cancelled the consumer (queue deleted or node lost); restoring")
-        elif self._consumer is None or not self._consumer.active:
-            reasons.append("not consuming")
+        consumer = self._consumer
         if self.circuit.is_open:
             error = self.circuit.last_error
             reasons.append(f"paused: {error.message if error else 'Severa unusable'}")
+        elif consumer is not None and consumer.cancelled_by_broker.is_set():
+            reasons.append("the broker cancelled the consumer (queue deleted or node lost); restoring")
+        elif consumer is None or not consumer.active:
+            detail = f" ({consumer.last_error})" if consumer is not None and consumer.last_error else ""
+            reasons.append(f"not consuming{detail}")
+        return Readiness(ready=not reasons, reasons=tuple(reasons))
+
+    def liveness(self) -> Readiness:
+        reasons = [f"background task {name} died" for name in self._tasks.dead()]
+        if not self._heartbeat.fresh:
+            reasons.append(f"event loop heartbeat is {self._heartbeat.age:.0f}s old")
         return Readiness(ready=not reasons, reasons=tuple(reasons))
 
     # -- internals ------------------------------------------------------------------------------
@@ -247,46 +304,65 @@ class ConnectorService:
             await asyncio.wait(still, timeout=5)
         return len(done), len(still)
 
-    async def _restore_cancelled_consumer(self) -> None:
-        """The broker cancelled our consumer (queue deleted, node lost): re-declare and consume again."""
-        assert self._consumer is not None
-        assert self.bus is not None
-        delay = 1.0
-        while True:
-            await self._consumer.cancelled_by_broker.wait()
-            await asyncio.sleep(delay)  # backoff before touching the broker again
-            try:
-                await self.bus.declare(self._topology)
-                if not self.circuit.is_open:
-                    await self._consumer.start()
-                delay = 1.0
-            except Exception as exc:
-                log.error("consumer_restore_failed", error=str(exc), retry_in_s=delay)
-                delay = min(delay * 2, 30.0)
-
     async def _supervise_circuit(self) -> None:
-        """Pause on trip, probe Severa with backoff, resume when it answers."""
-        assert self._consumer is not None
-        assert self.severa is not None
+        """Pause while the circuit is not closed, probe with backoff, resume when it closes.
+
+        Never dies of an error: each step's failure is logged and the loop goes on (a dead
+        supervisor would leave the pod paused forever; it is supervised all the same).
+        """
         cfg = self.settings.circuit
+        delay = cfg.probe_initial_seconds
+        gauge = self.metrics.circuit_open.labels(circuit=self.circuit.name)
         while True:
-            await self.circuit.wait_tripped()
-            self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
-            await self._consumer.stop()
-            delay = cfg.probe_initial_seconds
-            while True:
+            try:
+                state = self.circuit.state
+                gauge.set(0 if state is CircuitState.CLOSED else 1)
+                consumer = self._consumer
+                if state is CircuitState.CLOSED:
+                    if consumer is not None:
+                        await consumer.start()
+                    await self.circuit.wait_tripped()
+                    # Re-tripped with no success since it closed (a failed trial, or the probe
+                    # passing where the real operation fails): keep backing off, don't restart.
+                    delay = cfg.probe_initial_seconds if self.circuit.evidence_of_health else delay
+                    continue
+                if consumer is not None:
+                    await consumer.stop()
+                if state is CircuitState.HALF_OPEN:
+                    await self.circuit.wait_changed(cfg.probe_max_seconds)
+                    continue
+                if await self._probe():
+                    self.circuit.half_open()
+                    if self.circuit.state is CircuitState.HALF_OPEN:
+                        delay = min(delay * 2, cfg.probe_max_seconds)
+                    continue
                 await asyncio.sleep(delay)  # backoff between probes, not synchronisation
-                try:
-                    await self.severa.probe()
-                    if self.ledger is not None:
-                        await self.ledger.probe()
-                except ConnectorError as exc:
-                    if exc.category is Category.PERMANENT:
-                        break  # Severa answers (even if it refuses something): usable again
-                    log.warning("probe_failed_still_paused", **describe(exc), next_probe_s=delay)
-                else:
-                    break
                 delay = min(delay * 2, cfg.probe_max_seconds)
-            self.circuit.close()
-            self.metrics.circuit_open.labels(circuit=self.circuit.name).set(0)
-            await self._consumer.start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("circuit_supervisor_step_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+
+    async def _probe(self) -> bool:
+        """Severa (without and with the key) and the ledger answer: True; else False, logged."""
+        assert self.severa is not None
+        try:
+            await self.severa.get_version()
+            await self.severa.probe()
+            if self.ledger is not None:
+                await self.ledger.probe()
+        except ConnectorError as exc:
+            if exc.category is Category.PERMANENT:
+                return True  # Severa answers (even if it refuses something): usable again
+            log.warning("probe_failed_still_paused", **describe(exc))
+            return False
+        return True
+
+
+async def _quietly(step: str, action: Awaitable[Any]) -> None:
+    """Run one shutdown step; its failure is logged and the next step still runs."""
+    try:
+        await action
+    except Exception as exc:
+        log.warning("shutdown_step_failed", step=step, error=f"{type(exc).__name__}: {exc}")

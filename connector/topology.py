@@ -8,6 +8,7 @@ no-op), so a fresh broker needs no manual set-up. Names and arguments live here 
     our dead-lettering (publish + confirm) ─► [dlx] (direct) ──q.workhours──► q.workhours.dlq (quorum)
     broker dead-lettering (delivery limit) ──┘
     results ──► [workhours.results] (topic): workhour.synced / workhour.failed
+                      └─(optional, rabbitmq.results_queue)──► q.workhours.results (quorum)
     `severa-connector dlq` audit records ──► [dlq.audit] (fanout) ──► q.dlq.audit (quorum)
 
     delayed retry (transient failures that outlived the in-process retries), one queue per rung:
@@ -111,7 +112,12 @@ class Names:
         return f"{self.prefix}dlx"
 
     def retry_queue(self, delay_seconds: float) -> str:
-        return f"{self.workhours_queue}.retry.{_seconds_label(delay_seconds)}"
+        return retry_queue_name(self.workhours_queue, delay_seconds)
+
+    @property
+    def results_queue(self) -> str:
+        """The optional durable queue of every result event (``rabbitmq.results_queue``)."""
+        return f"{self.prefix}q.workhours.results"
 
     @property
     def dead_letter_queues(self) -> tuple[str, ...]:
@@ -129,6 +135,11 @@ class Names:
 
 def _seconds_label(delay_seconds: float) -> str:
     return f"{delay_seconds:g}s"
+
+
+def retry_queue_name(work_queue: str, delay_seconds: float) -> str:
+    """The wait queue of one rung: its name carries its TTL (see the module docstring)."""
+    return f"{work_queue}.retry.{_seconds_label(delay_seconds)}"
 
 
 def retry_queue(name: str, *, delay_seconds: float, back_to: str) -> QueueSpec:
@@ -169,9 +180,26 @@ def build_topology(
     *,
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     retry_ladder: tuple[float, ...] = DEFAULT_RETRY_LADDER,
+    results_queue: bool = False,
 ) -> Topology:
-    """The connector's whole topology (the ``dlq`` tools' audit exchange and queue included)."""
+    """The connector's whole topology (the ``dlq`` tools' audit exchange and queue included).
+
+    ``results_queue`` adds a durable quorum queue bound to every result event, for a source that
+    wants results kept while it is not listening (it must then consume it: the queue grows
+    otherwise). Without it result events reach only the queues integrators bind themselves, and an
+    event nobody listens for is dropped by the broker and counted -- never a failure of the write
+    it reports (see :mod:`connector.results`).
+    """
     audit = dlq_audit_topology(names)
+    optional: tuple[QueueSpec, ...] = ()
+    if results_queue:
+        optional = (
+            QueueSpec(
+                names.results_queue,
+                arguments={"x-queue-type": "quorum"},
+                bindings=((names.results_exchange, "#"),),
+            ),
+        )
     return Topology(
         exchanges=(
             ExchangeSpec(names.workhours_exchange, "topic"),
@@ -192,5 +220,6 @@ def build_topology(
                 for delay in retry_ladder
             ),
             *audit.queues,
+            *optional,
         ),
     )

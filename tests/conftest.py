@@ -117,9 +117,20 @@ async def severa() -> AsyncIterator[FakeSevera]:
 
 @pytest.fixture
 async def broker(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Broker]:
-    """Publishes like an external system; watches result events and the DLQ."""
+    """Publishes like an external system and reads the DLQ like ops; binds nothing of its own.
+
+    The topology is the production one: no results queue. A test that observes result events asks
+    for :func:`listening_broker` (a source system that binds its own results queue) -- and
+    ``tests/integration/test_production_topology.py`` checks what happens when nobody does.
+    """
     channel = await amqp_connection.channel(publisher_confirms=True)
     broker = Broker(channel, topology)
-    await broker.watch_results()
     yield broker
     await broker.close()
+
+
+@pytest.fixture
+async def listening_broker(broker: Broker) -> Broker:
+    """:func:`broker`, plus a results queue of its own bound to every result event."""
+    await broker.watch_results()
+    return broker

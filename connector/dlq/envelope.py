@@ -32,6 +32,12 @@ from connector.delayed_retry import ATTEMPTS_HEADER, RETRY_STEP_HEADER, header_i
 from connector.dlq import codec
 from connector.dlq.grouping import group_id
 from connector.dlq.records import DeadLetterRecord
+from connector.headers import (
+    PROVENANCE_HEADERS,
+    first_failure_at,
+    original_exchange,
+    original_routing_key,
+)
 from connector.logging import redact_text
 from connector.processing import Failure
 from schemas.dead_letter import (
@@ -69,6 +75,8 @@ STRIPPED_ON_REPLAY: Final = frozenset(
         REPLAYED_AT_HEADER,
         REPLAY_ID_HEADER,
         REPLAYED_FROM_HEADER,
+        "x-systemic-strikes",
+        *PROVENANCE_HEADERS,
     }
 )
 # Excluded from a content-derived id: the broker changes it on every redelivery of the same copy.
@@ -102,8 +110,11 @@ class DeadLetterer:
             for k, v in (message.headers or {}).items()
             if not str(k).startswith(DEAD_LETTER_HEADER_PREFIX)
         }
-        # A message replayed by an old tool that kept x-dl-* keeps the time of its first failure.
-        previous = _as_datetime((message.headers or {}).get("x-dl-first-failure-at"))
+        # The first failure is kept across the retry ladder and put-backs (connector.headers), and
+        # by a message replayed by an old tool that kept x-dl-*.
+        previous = first_failure_at(message.headers) or _as_datetime(
+            (message.headers or {}).get("x-dl-first-failure-at")
+        )
         trace_id = message.correlation_id or message.message_id
         headers = DeadLetterHeaders(
             dead_letter_id=uuid.uuid4().hex,
@@ -115,8 +126,8 @@ class DeadLetterer:
             attempts=header_int(message.headers, ATTEMPTS_HEADER) + failure.attempts,
             first_failure_at=previous or failure.first_failure_at,
             last_failure_at=failure.last_failure_at,
-            original_exchange=_short(message.exchange or ""),
-            original_routing_key=_short(message.routing_key or ""),
+            original_exchange=_short(original_exchange(message.headers, message.exchange or "")),
+            original_routing_key=_short(original_routing_key(message.headers, message.routing_key or "")),
             original_queue=_short(self._queue),
             flow=_short(self._flow),
             connector_version=_short(__version__),

@@ -14,10 +14,16 @@ import aio_pika
 import pytest
 
 from connector.bus import Bus, OutgoingMessage
-from connector.circuit import Circuit
+from connector.circuit import Circuit, CircuitState
 from connector.delayed_retry import ATTEMPTS_HEADER, RETRY_STEP_HEADER, RetryLadder
 from connector.dlq import DeadLetterer
-from connector.errors import SeveraQuotaExceeded, TransientError, UnknownReference
+from connector.errors import (
+    SeveraAuthenticationFailed,
+    SeveraQuotaExceeded,
+    SeveraUnavailable,
+    TransientError,
+    UnknownReference,
+)
 from connector.observability import Metrics
 from connector.processing import Delivery, MessageProcessor
 from connector.retry import RetryPolicy
@@ -50,7 +56,17 @@ class Rig:
         self.circuit = circuit
         self.metrics = metrics
 
-    async def run(self, handler: ScriptedHandler, *, attempts: int = 2) -> MessageProcessor:
+    async def run(
+        self,
+        handler: ScriptedHandler,
+        *,
+        attempts: int = 2,
+        hold_seconds: float = 10,
+        budget_seconds: float = 60,
+        poison_strikes: int = 3,
+        prefetch: int = 4,
+    ) -> MessageProcessor:
+        ladder = RetryLadder(self.bus, self.names.workhours_queue, TEST_RETRY_LADDER)
         processor = MessageProcessor(
             flow="test",
             handler=handler,
@@ -64,17 +80,20 @@ class Rig:
             circuit=self.circuit,
             retry=RetryPolicy(attempts=attempts, initial_seconds=0.001, max_seconds=0.01),
             metrics=self.metrics,
-            hold_seconds=10,
-            retry_later=RetryLadder(self.bus, self.names, TEST_RETRY_LADDER),
+            hold_seconds=hold_seconds,
+            budget_seconds=budget_seconds,
+            poison_strikes=poison_strikes,
+            retry_later=ladder,
+            put_back=ladder,
         )
-        consumer = await self.bus.consumer(self.names.workhours_queue, processor, prefetch=4)
+        consumer = await self.bus.consumer(self.names.workhours_queue, processor, prefetch=prefetch)
         await consumer.start()
         return processor
 
-    async def send(self, body: bytes = b'{"x": 1}', **headers: object) -> None:
+    async def send(self, body: bytes = b'{"x": 1}', message_id: str = "m-1", **headers: object) -> None:
         await self.bus.publish(
             self.names.workhours_exchange,
-            OutgoingMessage(body=body, routing_key="workhour.created", message_id="m-1", headers=headers),
+            OutgoingMessage(body=body, routing_key="workhour.created", message_id=message_id, headers=headers),
         )
 
     def outcome_count(self, outcome: str) -> float:
@@ -189,3 +208,132 @@ async def test_a_systemic_error_holds_the_message_until_the_circuit_closes(rig: 
     rig.circuit.close()  # the supervisor's probe succeeded
     await wait_until(lambda: rig.outcome_count("acked") == 1, what="ack after resume")
     assert len(handler.calls) == 2
+
+
+async def test_a_half_open_circuit_lets_exactly_one_held_message_try(rig: Rig) -> None:
+    """A passing probe proves little when one operation is refused: one trial goes first."""
+    refused = SeveraAuthenticationFailed("AddNewHourEntry refused: the API user lacks the write right")
+    handler = ScriptedHandler(refused, refused)
+    await rig.run(handler)
+    await rig.send(message_id="m-1")
+    await rig.send(message_id="m-2")
+    await wait_until(lambda: rig.circuit.waiters == 2, what="both messages held")
+    rig.circuit.half_open()
+    await wait_until(lambda: rig.outcome_count("acked") == 2, what="the trial, then everyone else")
+    assert len(handler.calls) == 4
+    assert rig.circuit.state is CircuitState.CLOSED
+    assert rig.outcome_count("dead_lettered") == 0
+
+
+async def test_a_failed_trial_goes_to_the_back_of_the_queue_and_nothing_is_dead_lettered(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    """An API user without the right to write: every trial fails, probes pass; nothing is parked."""
+    refused = SeveraAuthenticationFailed("AddNewHourEntry refused: the API user lacks the write right")
+    handler = ScriptedHandler(*([refused] * 100))
+    await rig.run(handler)
+    await rig.send()
+    for cycle in range(5):
+        await wait_until(lambda: rig.circuit.waiters == 1, what=f"the message held (cycle {cycle})")
+        put_back = rig.outcome_count("put_back")
+        rig.circuit.half_open()  # the read-only probe passes again
+        # The trial fails and goes to the back of the queue (this rig does not pause the
+        # consumer, so it comes straight back and is held again).
+        await wait_until(lambda p=put_back: rig.outcome_count("put_back") == p + 1, what="the trial put back")
+        assert rig.circuit.state is CircuitState.OPEN
+    handler.errors.clear()  # the write right is granted
+    rig.circuit.close()
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="the write right granted at last")
+    assert await dlq() == []
+    assert rig.outcome_count("put_back") >= 5
+
+
+async def test_a_message_held_to_its_deadline_is_put_back_without_spending_its_delivery_limit(
+    rig: Rig,
+) -> None:
+    handler = ScriptedHandler(SeveraQuotaExceeded("Quota limit reached"))
+    await rig.run(handler, hold_seconds=0.3)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("put_back") == 1, what="the hold to end")
+    rig.circuit.close()
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="the message back, handled")
+    second = handler.calls[-1]
+    assert second.headers.get("x-delivery-count") in (None, 0)  # a fresh delivery, not a requeue
+    assert second.headers["x-original-exchange"] == rig.names.workhours_exchange
+    assert second.headers["x-original-routing-key"] == "workhour.created"
+
+
+async def test_a_message_that_fails_while_others_succeed_is_parked_as_suspected_poison(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    handler = PoisonHandler(poison_id="bad")
+    await rig.run(handler, poison_strikes=2)
+    for message_id in ("good-1", "bad", "good-2"):
+        await rig.send(message_id=message_id)
+    deadline = asyncio.get_running_loop().time() + 10
+    while rig.outcome_count("dead_lettered") == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the poison message was never parked"
+        await wait_until(lambda: rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
+        if rig.circuit.is_open:
+            rig.circuit.half_open()  # the probe passes: Severa is fine
+            await wait_until(lambda: not rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
+    [letter] = await dlq()
+    headers = DeadLetterHeaders.from_amqp(letter.headers)
+    assert letter.message_id == "bad"
+    assert headers.reason == "suspected_poison_message"
+    assert "severa_outage" in headers.message
+    assert sorted(handler.succeeded_ids) == ["good-1", "good-2"]
+
+
+async def test_provenance_survives_the_retry_ladder_into_the_dead_letter(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    handler = ScriptedHandler(*[TransientError("flaky") for _ in range(20)])
+    await rig.run(handler, attempts=1)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("dead_lettered") == 1, what="the ladder climbed", timeout=15)
+    [letter] = await dlq()
+    headers = DeadLetterHeaders.from_amqp(letter.headers)
+    assert headers.original_exchange == rig.names.workhours_exchange
+    assert headers.original_routing_key == "workhour.created"
+    first_call = handler.calls[0]
+    assert first_call.exchange == rig.names.workhours_exchange
+    assert headers.first_failure_at < headers.last_failure_at
+    assert (headers.last_failure_at - headers.first_failure_at).total_seconds() >= sum(TEST_RETRY_LADDER)
+
+
+async def test_a_handler_past_its_budget_is_retried_later_not_held_past_the_consumer_timeout(
+    rig: Rig,
+) -> None:
+    handler = SlowHandler()
+    await rig.run(handler, hold_seconds=0.1, budget_seconds=0.5, attempts=1)
+    await rig.send()
+    await wait_until(lambda: rig.outcome_count("retry_scheduled") == 1, what="the budget to end it")
+    handler.release.set()
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="the retry to succeed")
+
+
+class PoisonHandler:
+    """Severa "fails" for one message only; every other message succeeds."""
+
+    def __init__(self, poison_id: str) -> None:
+        self.poison_id = poison_id
+        self.succeeded_ids: list[str] = []
+
+    async def __call__(self, delivery: Delivery) -> None:
+        if delivery.message_id == self.poison_id:
+            raise SeveraUnavailable("Severa answered HTTP 500 to this entry")
+        self.succeeded_ids.append(delivery.message_id or "")
+
+
+class SlowHandler:
+    """Hangs on its first call until released (a Severa call that never answers)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()

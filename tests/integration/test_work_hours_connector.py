@@ -24,6 +24,13 @@ from tests.harness import SEVERA_KEY, Broker, connector_settings, running_connec
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def broker(listening_broker: Broker) -> Broker:
+    """These tests observe result events, so they listen as a source system would (its own queue
+    bound to the results exchange); test_production_topology.py runs with nothing bound."""
+    return listening_broker
+
 KEY = SEVERA_KEY
 
 

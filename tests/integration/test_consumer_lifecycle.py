@@ -1,0 +1,160 @@
+"""The consumer's lifecycle, counted on the broker: never two consumers, nothing delivered while paused.
+
+The connector runs behind a TCP proxy so the test can cut its connection; pauses come from the
+fake Severa refusing the key (every probe fails until the key works again). The number of
+consumers is what the broker itself reports (``queue.declare-ok``'s consumer count, asked on a
+plain channel of the test's own), not what the connector believes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiohttp
+import aiormq
+import pytest
+
+from adapters.severa.fake.server import FakeSevera
+from connector.service import ConnectorService
+from connector.topology import Names
+from tests.factories import event_dict
+from tests.harness import SEVERA_KEY, Broker, connector_settings, running_connector, wait_until
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+
+async def broker_view(connection: aio_pika.abc.AbstractConnection, queue: str) -> tuple[int, int]:
+    """(consumers, ready messages) of ``queue`` as the broker reports them right now.
+
+    A fresh channel per question: a passive declare of a queue that is gone (deleted, not yet
+    re-declared) closes the channel it was asked on; that answer is (0, 0).
+    """
+    channel = await connection.channel()
+    try:
+        underlay = await channel.get_underlay_channel()
+        declared = await underlay.queue_declare(queue, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return 0, 0
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return declared.consumer_count or 0, declared.message_count or 0
+
+
+class View:
+    def __init__(self, connection: aio_pika.abc.AbstractConnection, queue: str) -> None:
+        self.connection = connection
+        self.queue = queue
+        self.consumers = -1
+        self.ready = -1
+
+    async def refresh(self) -> tuple[int, int]:
+        self.consumers, self.ready = await broker_view(self.connection, self.queue)
+        return self.consumers, self.ready
+
+    async def wait(self, *, consumers: int, ready: int | None = None, what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            count, depth = await self.refresh()
+            if count == consumers and (ready is None or depth == ready):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what} (have {count} consumers, {depth} ready)"
+                )
+            await asyncio.sleep(0.05)  # polling the broker's view, bounded by the deadline
+
+
+@pytest.fixture
+async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    parts = urlsplit(amqp_url)
+    async with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def proxied_connector(
+    amqp_url: str, topology: Names, severa: FakeSevera, proxy: TcpProxy, tmp_path: Path
+) -> AsyncIterator[ConnectorService]:
+    parts = urlsplit(amqp_url)
+    url = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}{parts.path or '/'}"
+    settings = connector_settings(
+        amqp_url=url + "?reconnect_interval=0.2", names=topology, severa_url=severa.url,
+        api_key=SEVERA_KEY, state_dir=tmp_path,
+    )
+    async with running_connector(settings) as service:
+        yield service
+
+
+async def test_ten_pause_resume_cycles_across_cuts_and_cancels_leave_exactly_one_consumer(
+    proxied_connector: ConnectorService,
+    broker: Broker,
+    severa: FakeSevera,
+    proxy: TcpProxy,
+    amqp_connection: aio_pika.abc.AbstractConnection,
+) -> None:
+    connector = proxied_connector
+    queue = connector.names.workhours_queue
+    view = View(amqp_connection, queue)
+    await view.wait(consumers=1, what="the first consumer")
+    published = 0
+    for cycle in range(10):
+        severa.set_api_key("regenerated-in-severa")  # every probe fails: the pod stays paused
+        await broker.publish_event(event_dict(description=f"trips the circuit {cycle}"))
+        published += 1
+        await wait_until(lambda: connector.circuit.is_open, what=f"pause {cycle}")
+        await wait_until(lambda: not connector.consumer.wanted, what=f"consuming stopped ({cycle})")  # type: ignore[union-attr]
+        if cycle % 2 == 0:
+            proxy.cut()  # the link drops while paused: nothing may come back by itself
+            await wait_until(lambda: proxy.connections > 0, what="the reconnect")
+            await wait_until(lambda: connector.bus is not None and connector.bus.is_connected, what="link")
+        await broker.publish_event(event_dict(description=f"published while paused {cycle}"))
+        published += 1
+        # Nothing is delivered while paused: the message published meanwhile stays ready, and so
+        # does the held one once the cut took its channel away. (A quorum queue keeps a cancelled
+        # consumer listed while it still holds an unacked message: the held one, uncut.)
+        expected = (0, 2) if cycle % 2 == 0 else (1, 1)
+        await view.wait(consumers=expected[0], ready=expected[1], what=f"paused, waiting ({cycle})")
+        assert await view.refresh() == expected
+        severa.set_api_key(SEVERA_KEY)  # resume
+        await wait_until(
+            lambda p=published: len(severa.store.hour_entries) == p, what=f"cycle {cycle} written", timeout=20
+        )
+        await view.wait(consumers=1, ready=0, what=f"exactly one consumer after resume ({cycle})")
+        if cycle % 3 == 1:
+            proxy.cut()  # a cut while consuming
+            await wait_until(lambda: proxy.connections > 0, what="the reconnect")
+            await view.wait(consumers=1, what=f"one consumer after a cut ({cycle})")
+        if cycle % 3 == 2:
+            await broker.channel.queue_delete(queue)  # a broker-side cancel (the queue is empty)
+            await view.wait(consumers=1, what=f"one consumer after the broker's cancel ({cycle})")
+    for _ in range(3):  # and it stays at one
+        assert await view.refresh() == (1, 0)
+    assert len(severa.store.hour_entries) == published
+    assert await broker.depth(connector.names.workhours_dlq) == 0
+
+
+async def test_a_dead_background_task_fails_liveness(
+    amqp_url: str, topology: Names, severa: FakeSevera, tmp_path: Path
+) -> None:
+    settings = connector_settings(
+        amqp_url=amqp_url, names=topology, severa_url=severa.url, api_key=SEVERA_KEY, state_dir=tmp_path
+    )
+    async with running_connector(settings) as connector:
+        port = connector.health_port
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            assert connector.consumer is not None and connector.consumer.keeper is not None
+            connector.consumer.keeper.cancel()  # as if it had crashed: nobody asked it to stop
+            await wait_until(lambda: connector.consumer.keeper.done(), what="the keeper to end")  # type: ignore[union-attr]
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                body = await response.json()
+                assert response.status == 503, body
+        assert any("consumer-keeper" in reason for reason in body["reasons"])
