@@ -110,7 +110,7 @@ async def main(argv: list[str] | None = None) -> int:
             (
                 "postgres",
                 lambda: PostgresLedger(
-                    args.postgres_dsn, table_prefix=prefix, min_size=args.pool_size, max_size=args.pool_size
+                    args.postgres_dsn, table_prefix=prefix, min_size=args.pool_size, pool_size=args.pool_size
                 ),
             ),
         ]

@@ -7,11 +7,17 @@ error, never from its concrete class, so flows never grow their own ``except`` l
     ├── PermanentError                  dead-letter at once: retrying cannot help
     │   ├── InvalidMessage              body is not JSON / violates the schema
     │   ├── UnknownReference            user, case, phase or work type not found in Severa
-    │   └── SeveraRejected              Severa refused the write (Validation, NoPermission, NotFound)
+    │   ├── SeveraRejected              Severa refused the write (Validation, NoPermission, NotFound)
+    │   ├── VersionConflict             same version as one applied, other content (connector.flows)
+    │   └── SuspectedPoisonMessage      fails systemically while others succeed (connector.processing)
     ├── TransientError                  retry with backoff, then dead-letter with the history
     │   ├── SeveraUnavailable           timeout, connection drop, HTTP 5xx, GeneralFailure
     │   ├── PublishFailed               the broker did not confirm a publish (connector.bus)
-    │   └── LedgerLockTimeout           another task/pod held the entry too long (connector.state)
+    │   │   └── Unroutable              no queue bound for it (a notification: counted, not raised)
+    │   ├── LedgerLockTimeout           another task/pod held the entry too long (connector.state);
+    │   │                               persisting past the retries: escalated to LedgerUnavailable
+    │   ├── LedgerLockLost              the entry's lock was lost while held (connector.state)
+    │   └── ProcessingBudgetExceeded    one delivery took longer than its budget (connector.processing)
     ├── SystemicError                   pause consumption, stay alive, report not-ready, probe, resume
     │   ├── SeveraAuthenticationFailed  wrong / regenerated key, API add-on or right missing
     │   ├── SeveraQuotaExceeded         the organisation's daily call quota is spent
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Category(enum.StrEnum):
@@ -98,6 +104,17 @@ class SeveraRejected(PermanentError):
         self.operation = operation
 
 
+class VersionConflict(PermanentError):
+    """An event carries the version already applied for its entry, but asks for other content.
+
+    Versions are how the connector orders an entry's changes; two different contents under one
+    version cannot be ordered, so neither "unchanged" nor overwriting would be honest. Retrying
+    cannot help: the producer must publish the change with a higher version.
+    """
+
+    reason = "version_conflict"
+
+
 class TransientError(ConnectorError):
     """Worth retrying: the same request may succeed a moment later.
 
@@ -108,6 +125,9 @@ class TransientError(ConnectorError):
 
     category = Category.TRANSIENT
     reason = "transient"
+    #: The systemic error this one becomes once it survived the in-process retries (an outage of
+    #: the dependency rather than a blip), or None to climb the retry ladder (:func:`outage_behind`).
+    escalates_to: ClassVar[type[SystemicError] | None] = None
 
     def __init__(
         self, message: str, *, reason: str | None = None, outcome_unknown: bool = False, **context: Any
@@ -166,14 +186,18 @@ def classify(exc: BaseException) -> Category:
     return Category.PERMANENT
 
 
-def outage_behind(exc: BaseException) -> SeveraOutage | None:
-    """A transient Severa failure that survived every in-process retry means Severa is down.
+def outage_behind(exc: BaseException) -> SystemicError | None:
+    """A transient failure of a dependency that survived every in-process retry is an outage.
 
-    Dead-lettering would burn every message for the length of the outage, so it is escalated to a
-    systemic :class:`SeveraOutage` (pause, probe, resume). Other transient errors are not escalated.
+    Dead-lettering would burn every message for the length of the outage, so a transient error
+    whose class names a systemic counterpart (:attr:`TransientError.escalates_to`) is escalated to
+    it (pause, probe, resume): Severa failing (:class:`SeveraOutage`), the ledger that cannot lock
+    in time (a slow-Severa brownout holding locks). Other transient errors are not escalated.
     """
     if isinstance(exc, SeveraUnavailable):
         return SeveraOutage(f"Severa keeps failing: {exc.message}", reason="severa_outage")
+    if isinstance(exc, TransientError) and exc.escalates_to is not None:
+        return exc.escalates_to(f"keeps failing: {exc.message}", reason=f"{exc.reason}_persistent")
     return None
 
 

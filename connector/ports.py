@@ -140,6 +140,15 @@ class SeveraGateway(Protocol):
         """Entries of one user in a date range; used to find out whether an Add whose answer
         was lost actually landed."""
 
+    async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]:
+        """``GetHourEntriesChangedSince``: every entry added or changed at or after ``since``.
+
+        ``since`` is an aware UTC datetime. Severa matches it to the minute, so the adapter floors
+        it to the start of its minute and the answer may include entries changed up to a minute
+        before ``since``. HourEntry has no creation time: this is the only way to tell an entry our
+        lost Add created from a twin a person typed earlier, so only that recovery path calls it.
+        """
+
     async def add_hour_entry(self, entry: NewHourEntry) -> HourEntry: ...
 
     async def update_hour_entry(self, entry: HourEntry) -> HourEntry: ...

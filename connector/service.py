@@ -58,6 +58,27 @@ def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGatewa
     return SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
 
 
+#: Connections beyond one per in-flight message: the circuit's probe and the dead-letter ingest.
+LEDGER_POOL_HEADROOM = 4
+#: Severa calls one handling attempt may make while it holds an entry's lock (reference look-ups
+#: on a cold cache, the lost-Add search, read + write of an update).
+CALLS_UNDER_LOCK = 8
+
+
+def ledger_pool_size(settings: Settings) -> int:
+    """One pooled connection per message in flight (the prefetch), plus headroom.
+
+    With fewer, a message waits for a connection while holding nothing, and the wait eats the lock
+    timeout of an entry nobody else wanted.
+    """
+    return settings.rabbitmq.prefetch + LEDGER_POOL_HEADROOM
+
+
+def ledger_lock_timeout(settings: Settings) -> float:
+    """Long enough to outwait the slowest legitimate holder: every call under the lock timing out."""
+    return max(30.0, CALLS_UNDER_LOCK * settings.severa.timeout_seconds)
+
+
 class SeveraNotReachedYet(SystemicError):
     """The state every pod starts in: nothing may be consumed before Severa answered once."""
 
@@ -137,7 +158,11 @@ class ConnectorService:
         if self._given_ledger is not None:
             self.ledger = self._given_ledger
         else:
-            self.ledger = open_ledger(settings.state_url)
+            self.ledger = open_ledger(
+                settings.state_url,
+                pool_size=ledger_pool_size(settings),
+                lock_timeout=ledger_lock_timeout(settings),
+            )
             await self.ledger.setup()
 
         self.bus = Bus(

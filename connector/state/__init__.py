@@ -15,6 +15,10 @@
 =====================================  =========================================================
 
 The SQLite forms follow SQLAlchemy's convention, so URLs people already write keep working.
+
+``pool_size`` only shapes :class:`PostgresLedger` (one connection per entry locked at once: the
+consumer prefetch plus headroom); the other backends have no pool and ignore it. It is checked for
+every URL all the same, so a value that would break a later switch to PostgreSQL is refused now.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from connector.errors import ConfigError
 from connector.state.ledger import (
     DEFAULT_LOCK_TIMEOUT,
     Ledger,
+    LedgerLockLost,
     LedgerLockTimeout,
     LedgerRecord,
     LedgerState,
     LedgerUnavailable,
+    check_pool_size,
 )
 from connector.state.memory import InMemoryLedger
 
@@ -36,6 +42,7 @@ __all__ = [
     "InMemoryLedger",
     "InvalidLedgerURL",
     "Ledger",
+    "LedgerLockLost",
     "LedgerLockTimeout",
     "LedgerRecord",
     "LedgerState",
@@ -56,11 +63,17 @@ class InvalidLedgerURL(ConfigError, ValueError):
     reason = "invalid_ledger_url"
 
 
-def open_ledger(url: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Ledger:
+def open_ledger(url: str, *, pool_size: int | None = None, lock_timeout: float | None = None) -> Ledger:
     """Build the ledger ``url`` names (not yet opened: use ``async with`` or ``setup()``).
 
+    ``None`` leaves a setting at the backend's default. A bad ``pool_size`` (below
+    :data:`~connector.state.ledger.MIN_POOL_SIZE`) or ``lock_timeout`` raises :class:`ValueError`.
     Messages never repeat the URL: it may carry a password.
     """
+    if pool_size is not None:
+        check_pool_size(pool_size)
+    if lock_timeout is None:
+        lock_timeout = DEFAULT_LOCK_TIMEOUT
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # e.g. an unbalanced '[' in the host
@@ -92,7 +105,7 @@ def open_ledger(url: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Ledg
             raise InvalidLedgerURL("a postgresql ledger URL needs at least a host or a database")
         from connector.state.postgres import PostgresLedger
 
-        return PostgresLedger(url.strip(), lock_timeout=lock_timeout)
+        return PostgresLedger(url.strip(), pool_size=pool_size, lock_timeout=lock_timeout)
 
     shown = f"{scheme!r}" if scheme else "none"
     raise InvalidLedgerURL(f"unsupported ledger URL scheme {shown}; accepted: {ACCEPTED_URLS}")

@@ -1,10 +1,11 @@
 """The idempotency ledger port: what the work-hours flow remembers about each external entry.
 
 Severa's ``AddHourEntry`` is not idempotent and RabbitMQ delivers at least once, so "exactly once in
-effect" rests on this ledger. Per external id (``"<source>:<entry id>"``) it records the highest
-version applied or deleted, the Severa GUID written for it, and -- between the moment the flow
-decides to call ``Add`` and the moment the GUID is known -- a *pending* mark with a fingerprint of
-what was sent. A crash or timeout inside that window leaves the pending mark behind; the next
+effect" rests on this ledger. Per external id (:func:`connector.state.identity.entry_key` of the
+source and its entry id: ``"<escaped source>:<entry id>"``) it records the highest version applied
+or deleted, the Severa GUID written for it, a hash of the content applied, and -- between the
+moment the flow decides to call ``Add`` and the moment the GUID is known -- a *pending* mark with
+a fingerprint of what was sent. A crash or timeout inside that window leaves the pending mark behind; the next
 delivery sees it and looks in Severa for the entry (matching the fingerprint, with a GUID that
 :meth:`Ledger.owners_of` says nobody else owns) instead of adding a duplicate. The flow::
 
@@ -14,7 +15,7 @@ delivery sees it and looks in Severa for the entry (matching the fingerprint, wi
         ...
         await ledger.mark_pending(x, v, fingerprint)  # before the non-idempotent Add
         guid = await severa.add(...)
-        await ledger.mark_applied(x, v, guid)
+        await ledger.mark_applied(x, v, guid, content_hash=h)
 
 Backends (sibling modules) all honour the same contract, held to it by one parametrised test
 class (``tests/integration/test_ledger.py``):
@@ -26,6 +27,10 @@ class (``tests/integration/test_ledger.py``):
 The reference semantics of the three writes live here as pure functions (:func:`pending`,
 :func:`applied`, :func:`deleted`); the in-memory fake uses them directly and the SQL backends
 restate them as single-statement upserts, so each write is atomic on its own even outside a lock.
+
+A lock that is lost while held (PostgreSQL: the session holding it died) makes every further call
+made under it fail with :class:`LedgerLockLost` rather than write unguarded; how each backend
+notices is stated in its module.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import abc
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -42,6 +47,7 @@ from typing import Any, Final, Literal, Protocol, Self, runtime_checkable
 
 from connector.errors import SystemicError, TransientError
 from connector.logging import get_logger
+from connector.state.identity import legacy_entry_key
 from connector.state.locks import KeyedLock
 
 log = get_logger(__name__)
@@ -57,6 +63,12 @@ DEFAULT_LOCK_TIMEOUT: Final = 30.0
 Long enough to outwait a slow Severa round trip of the current holder, short enough that a stuck
 holder turns into a retried message instead of a consumer that silently stops making progress.
 """
+MIN_POOL_SIZE: Final = 2
+"""Smallest connection pool a pooled backend accepts.
+
+One connection stays checked out for the whole Severa call of each entry being locked; with a
+single connection, a probe or any call outside a lock would wait for that call to finish.
+"""
 
 
 class LedgerUnavailable(SystemicError):
@@ -70,13 +82,32 @@ class LedgerUnavailable(SystemicError):
 
 
 class LedgerLockTimeout(TransientError):
-    """Waited longer than the lock timeout for an external id's lock (or a connection to hold it).
+    """Waited longer than the lock timeout for an external id's lock.
 
-    Another task or pod is working on the same entry, or every pooled connection is busy holding
-    other entries' locks; the message is worth retrying a little later.
+    Another task or pod is working on the same entry; the message is worth retrying a little
+    later. Waiting for a pooled connection is never reported this way: a pool that cannot serve us
+    is :class:`LedgerUnavailable`, because it stalls every entry, not just this one.
+
+    Still timing out after the in-process retries, it is escalated to :class:`LedgerUnavailable`
+    (systemic: pause and probe) instead of climbing the retry ladder into the DLQ -- in a slow-Severa
+    brownout every holder is slow, and the messages waiting behind them are not at fault.
     """
 
     reason = "ledger_lock_timeout"
+    escalates_to = LedgerUnavailable
+
+
+class LedgerLockLost(TransientError):
+    """The lock on an external id was lost while held, so a call made under it was refused.
+
+    Raised instead of writing when the store can no longer vouch that we hold the entry (for
+    PostgreSQL: the session that held the advisory lock is gone, and another pod may have taken
+    the entry since). The write is refused, not done unguarded; the message is retried, and the
+    retry re-reads the ledger under a fresh lock -- finding the pending mark if an ``Add`` was
+    sent. Transient: one lost session says nothing about the next.
+    """
+
+    reason = "ledger_lock_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +119,10 @@ class LedgerRecord:
     audit; use :attr:`active_guid` to decide whether there is a live Severa entry to update.
     ``pending_version`` and ``fingerprint`` are set only while ``state == "pending"``: the version
     whose ``Add`` may or may not have landed, and the flow's opaque JSON description of what was
-    sent, used to recognise that entry in Severa afterwards.
+    sent, used to recognise that entry in Severa afterwards. ``content_hash`` is the flow's opaque
+    hash of the content of ``version`` as applied (``None`` if none was given, and for records
+    written before the ledger kept it); like the GUID it survives a later pending mark and a
+    delete, so that a redelivered version with different content can be told from a duplicate.
     """
 
     external_id: str
@@ -98,6 +132,7 @@ class LedgerRecord:
     pending_version: int | None
     fingerprint: str | None
     updated_at: dt.datetime
+    content_hash: str | None
 
     @property
     def active_guid(self) -> str | None:
@@ -136,28 +171,35 @@ class Ledger(Protocol):
         backend is shared, every other process or pod; other ids are never blocked.
 
         Not re-entrant. Raises :class:`LedgerLockTimeout` if the lock is not obtained within the
-        backend's ``lock_timeout``.
+        backend's ``lock_timeout`` because someone else holds it, and :class:`LedgerUnavailable`
+        if the store cannot even give us the means to ask (no pooled connection in that time).
+        Calls made inside the block raise :class:`LedgerLockLost` once the lock is lost while
+        held; nothing is written unguarded.
         """
 
     async def mark_pending(self, external_id: str, version: int, fingerprint: str) -> None:
         """Record that ``version`` is about to be added to Severa, described by ``fingerprint``.
 
-        Creates the record (``version`` 0) if missing; keeps an existing ``version`` and
-        ``severa_guid``.
+        Creates the record (``version`` 0) if missing; keeps an existing ``version``,
+        ``severa_guid`` and ``content_hash``.
         """
 
-    async def mark_applied(self, external_id: str, version: int, severa_guid: str) -> None:
-        """Record that ``version`` is in Severa as ``severa_guid``.
+    async def mark_applied(
+        self, external_id: str, version: int, severa_guid: str, *, content_hash: str | None = None
+    ) -> None:
+        """Record that ``version`` is in Severa as ``severa_guid``, with content ``content_hash``.
 
-        State becomes ``applied``, ``version`` becomes ``max(existing, version)``, and the pending
-        version and fingerprint are cleared.
+        State becomes ``applied``, ``version`` becomes ``max(existing, version)``, ``content_hash``
+        is stored as given (``None`` clears it), and the pending version and fingerprint are
+        cleared.
         """
 
     async def mark_deleted(self, external_id: str, version: int) -> None:
         """Tombstone ``external_id`` at ``version`` so that a late, older "created" is ignored.
 
         Works for an id never seen before (delete overtook create). ``version`` becomes
-        ``max(existing, version)``; the GUID is kept for audit; pending data is cleared.
+        ``max(existing, version)``; the GUID and content hash are kept for audit; pending data is
+        cleared.
         """
 
     async def owners_of(self, guids: Collection[str]) -> dict[str, str]:
@@ -201,11 +243,18 @@ def pending(
         pending_version=version,
         fingerprint=fingerprint,
         updated_at=now,
+        content_hash=previous.content_hash if previous else None,
     )
 
 
 def applied(
-    previous: LedgerRecord | None, external_id: str, version: int, severa_guid: str, now: dt.datetime
+    previous: LedgerRecord | None,
+    external_id: str,
+    version: int,
+    severa_guid: str,
+    now: dt.datetime,
+    *,
+    content_hash: str | None = None,
 ) -> LedgerRecord:
     return LedgerRecord(
         external_id=external_id,
@@ -215,6 +264,7 @@ def applied(
         pending_version=None,
         fingerprint=None,
         updated_at=now,
+        content_hash=content_hash,
     )
 
 
@@ -227,6 +277,7 @@ def deleted(previous: LedgerRecord | None, external_id: str, version: int, now: 
         pending_version=None,
         fingerprint=None,
         updated_at=now,
+        content_hash=previous.content_hash if previous else None,
     )
 
 
@@ -278,6 +329,12 @@ def check_lock_timeout(lock_timeout: float) -> float:
     if not lock_timeout > 0:
         raise ValueError(f"lock_timeout must be a positive number of seconds, got {lock_timeout!r}")
     return float(lock_timeout)
+
+
+def check_pool_size(pool_size: int) -> int:
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < MIN_POOL_SIZE:
+        raise ValueError(f"pool_size must be an int >= {MIN_POOL_SIZE}, got {pool_size!r}")
+    return pool_size
 
 
 def as_state(value: object) -> LedgerState:
@@ -379,12 +436,16 @@ class BaseLedger(abc.ABC):
         self._check_open()
         await self._mark_pending(external_id, version, fingerprint)
 
-    async def mark_applied(self, external_id: str, version: int, severa_guid: str) -> None:
+    async def mark_applied(
+        self, external_id: str, version: int, severa_guid: str, *, content_hash: str | None = None
+    ) -> None:
         check_external_id(external_id)
         check_version(version)
         check_text("severa_guid", severa_guid)
+        if content_hash is not None:
+            check_text("content_hash", content_hash)
         self._check_open()
-        await self._mark_applied(external_id, version, severa_guid)
+        await self._mark_applied(external_id, version, severa_guid, content_hash)
 
     async def mark_deleted(self, external_id: str, version: int) -> None:
         check_external_id(external_id)
@@ -455,7 +516,9 @@ class BaseLedger(abc.ABC):
     async def _mark_pending(self, external_id: str, version: int, fingerprint: str) -> None: ...
 
     @abc.abstractmethod
-    async def _mark_applied(self, external_id: str, version: int, severa_guid: str) -> None: ...
+    async def _mark_applied(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> None: ...
 
     @abc.abstractmethod
     async def _mark_deleted(self, external_id: str, version: int) -> None: ...
@@ -487,4 +550,45 @@ def record_from_row(row: Row, updated_at: dt.datetime) -> LedgerRecord:
         pending_version=None if pending_version is None else int(pending_version),
         fingerprint=None if row["fingerprint"] is None else str(row["fingerprint"]),
         updated_at=updated_at,
+        content_hash=None if row["content_hash"] is None else str(row["content_hash"]),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema version 2, shared by the SQL backends: re-keying rows written with the old join.
+
+SELECT_REKEY_CANDIDATES: Final = "SELECT external_id FROM {table} WHERE external_id LIKE '%!%%' ESCAPE '!'"
+"""Keys that may change: only a source containing ``%`` escapes differently, because the part
+before an old key's first ``:`` cannot contain ``:``. The SQL stays coarse (any ``%``);
+:func:`rekey_plan` decides."""
+COUNT_AMBIGUOUS_KEYS: Final = "SELECT count(*) FROM {table} WHERE external_id LIKE '%:%:%'"
+"""Old keys with more than one ``:``: the pair they were written for is a guess (see
+:func:`connector.state.identity.legacy_entry_key`). Operators find them with the same query."""
+
+
+def rekey_plan(old_keys: Iterable[str]) -> list[tuple[str, str]]:
+    """``(old, new)`` for each old key whose new key differs, in an order safe to apply one by one.
+
+    The mapping is injective, so the re-keyed set has no duplicates, but a single row's ``UPDATE``
+    can still meet a row not yet moved (``a%b:x`` -> ``a%25b:x`` while ``a%25b:x`` still waits to
+    become ``a%2525b:x``). A new key is always longer than its old one, so moving the longest old
+    keys first means every target is free when its turn comes.
+    """
+    plan = [(old, new) for old in old_keys if (new := legacy_entry_key(old)) != old]
+    plan.sort(key=lambda pair: (-len(pair[0]), pair[0]))
+    return plan
+
+
+def log_rekeyed(backend: str, rekeyed: int, ambiguous: int) -> None:
+    """Report what schema version 2 did; a warning if some old keys were ambiguous."""
+    if ambiguous:
+        log.warning(
+            "ledger.ambiguous_keys_rekeyed",
+            backend=backend,
+            ambiguous=ambiguous,
+            rekeyed=rekeyed,
+            assumption="the old key's first ':' ended the source",
+            find_them="external_id LIKE '%:%:%'",
+        )
+    else:
+        log.info("ledger.keys_rekeyed", backend=backend, rekeyed=rekeyed)

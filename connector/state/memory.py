@@ -49,10 +49,12 @@ class InMemoryLedger(BaseLedger):
             previous, external_id, version, fingerprint, _ledger.utc_now()
         )
 
-    async def _mark_applied(self, external_id: str, version: int, severa_guid: str) -> None:
+    async def _mark_applied(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> None:
         previous = self._records.get(external_id)
         self._records[external_id] = _ledger.applied(
-            previous, external_id, version, severa_guid, _ledger.utc_now()
+            previous, external_id, version, severa_guid, _ledger.utc_now(), content_hash=content_hash
         )
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:

@@ -15,10 +15,37 @@ pooled connection held for the whole ``async with ledger.lock(x)`` block:
 
 While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``owners_of``) run on the
 lock's connection, found through a context variable, instead of taking a second connection from
-the pool. That saves a pool round trip, and above all it means ``max_size`` tasks holding locks can
-never deadlock the pool by each waiting for one more connection. In front of the advisory lock sits
-a process-local :class:`asyncio.Lock` per id, so tasks of one pod queue in memory rather than each
-parking a connection on the server.
+the pool. That saves a pool round trip, it means ``pool_size`` tasks holding locks can never
+deadlock the pool by each waiting for one more connection, and it is what fences the lock (below).
+In front of the advisory lock sits a process-local :class:`asyncio.Lock` per id, so tasks of one
+pod queue in memory rather than each parking a connection on the server.
+
+**Fencing.** A session lock dies with its session: after a connection reset or a
+``pg_terminate_backend`` the server has released it, and another pod may already hold the entry
+while this task still goes on to call Severa. Writes made under the lock are fenced by running on
+the very session that holds it -- no token column, no extra round trip:
+
+* a statement executes on the server only while its session is alive, and the session holds the
+  lock from ``pg_advisory_lock`` until it ends (we never unlock before the block is left). So any
+  write that commits on the lock's connection committed while we held the entry;
+* the lock's connection is never swapped for another: asyncpg does not reconnect a connection
+  (when one closes, the pool detaches our handle for good and later gives its slot a new
+  session), and while a task holds a lock its calls never fall back to the pool -- a write from a
+  task that inherited the lock after it was released is refused;
+* once a statement on the lock's connection fails because the session is gone (or cannot be
+  vouched for: no answer within ``command_timeout``), the connection is terminated, the lock is
+  marked lost, and that call and every later call under the same lock raise
+  :class:`LedgerLockLost` -- transient, so the message is retried under a fresh lock, where the
+  pending mark written before an ``Add`` leads to the usual recovery instead of a duplicate.
+
+A failure that leaves the session alive (a constraint, a row-lock timeout) keeps the lock and is
+translated as usual.
+
+The pool holds ``pool_size`` connections: one per entry locked at once, so size it to the consumer
+prefetch plus a little headroom (probes, calls outside a lock). Waiting for a pooled connection is
+bounded by the lock timeout too, but is not charged to the entry's lock budget and is never
+reported as contention: a pool that cannot serve us stalls every entry, so it raises
+:class:`LedgerUnavailable` (``ledger_pool_exhausted``), not :class:`LedgerLockTimeout`.
 
 Do not nest :meth:`PostgresLedger.lock` for two ids in one task: the inner lock takes a second
 connection (pool exhaustion under load) and pods nesting in opposite orders deadlock -- PostgreSQL
@@ -38,7 +65,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -49,20 +76,32 @@ import asyncpg
 
 from connector.logging import get_logger, register_secret
 from connector.state.ledger import (
+    COUNT_AMBIGUOUS_KEYS,
     DEFAULT_LOCK_TIMEOUT,
+    SELECT_REKEY_CANDIDATES,
     BaseLedger,
+    LedgerLockLost,
     LedgerLockTimeout,
     LedgerRecord,
     LedgerUnavailable,
+    check_pool_size,
+    log_rekeyed,
     record_from_row,
+    rekey_plan,
     resolve_owners,
 )
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION: Final = 1
-"""Version of the ledger tables this code reads and writes; stored in ``<prefix>schema_version``."""
+SCHEMA_VERSION: Final = 2
+"""Version of the ledger tables this code reads and writes; stored in ``<prefix>schema_version``.
 
+1. the ``<prefix>ledger`` table;
+2. ``content_hash`` column; keys re-written from ``source:id`` to
+   :func:`connector.state.identity.entry_key` (see :func:`connector.state.ledger.rekey_plan`).
+"""
+
+DEFAULT_POOL_SIZE: Final = 10
 DEFAULT_TABLE_PREFIX: Final = "severa_connector_"
 _COMPONENT: Final = "ledger"
 # Prefixes become part of table and index names: plain lower-case identifiers only (nothing to
@@ -82,6 +121,18 @@ _UNAVAILABLE: Final = (
     TimeoutError,
 )
 _CONTENDED: Final = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
+# Failures after which a connection's session -- and any advisory lock it held -- cannot be vouched
+# for. A FATAL from the server (pg_terminate_backend) also closes the connection, which
+# PostgresLedger._fencing checks as well, whatever the exception type.
+_SESSION_LOST: Final = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    OSError,
+    TimeoutError,
+)
 
 
 def advisory_key(table_prefix: str, external_id: str, *, purpose: bytes = _ENTRY_LOCK) -> int:
@@ -108,6 +159,19 @@ def _terminate(conn: Any) -> None:
         conn.terminate()
 
 
+def _closed(conn: Any) -> bool:
+    """Whether ``conn`` has lost its session for good.
+
+    When a pooled connection closes, asyncpg hands its slot back to the pool and detaches our
+    proxy, which from then on raises on every call -- ``is_closed()`` included. The proxy is never
+    re-attached to a new session: that is what lets a lost lock stay lost.
+    """
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 def describe_dsn(dsn: str) -> str:
     """``host:port/database`` of a DSN, for messages: never the user's password or options."""
     try:
@@ -126,10 +190,14 @@ class _Held:
 
     conn: Any
     pool: Any
+    external_id: str
     # Serialises calls when a child task inherited the context variable: one connection runs one
     # statement at a time.
     mutex: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # False once the block is left and the lock is being released.
     active: bool = True
+    # True once the session was seen gone: the server has dropped the lock (see "Fencing").
+    lost: bool = False
 
 
 class PostgresLedger(BaseLedger):
@@ -137,12 +205,16 @@ class PostgresLedger(BaseLedger):
 
     :param dsn: ``postgresql://`` or ``postgres://`` URL as asyncpg accepts it (unknown query
         parameters become server settings, e.g. ``?search_path=connector``).
+    :param pool_size: connection limit (default :data:`DEFAULT_POOL_SIZE`, at least
+        :data:`~connector.state.ledger.MIN_POOL_SIZE`); also the number of entries this pod can
+        lock at once, so give it the consumer prefetch plus some headroom.
     :param min_size: connections opened up front and kept.
-    :param max_size: connection limit; also the number of entries this pod can lock at once.
+    :param max_size: the former name of ``pool_size``, still accepted for existing callers.
     :param table_prefix: prefix of ``<prefix>ledger`` and ``<prefix>schema_version``; lets several
         connectors (or tests) share a database.
-    :param lock_timeout: seconds :meth:`lock` waits -- in the process, for a pooled connection and
-        on the server together -- before raising :class:`LedgerLockTimeout`.
+    :param lock_timeout: seconds :meth:`lock` waits for the entry -- in the process and on the
+        server together -- before raising :class:`LedgerLockTimeout`; separately, the longest
+        wait for a pooled connection before :class:`LedgerUnavailable`.
     :param command_timeout: client-side limit in seconds for every other statement.
     :param close_timeout: seconds :meth:`aclose` waits for borrowed connections before
         terminating them.
@@ -154,8 +226,9 @@ class PostgresLedger(BaseLedger):
         self,
         dsn: str,
         *,
+        pool_size: int | None = None,
         min_size: int = 1,
-        max_size: int = 10,
+        max_size: int | None = None,
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         command_timeout: float = 10.0,
@@ -163,8 +236,13 @@ class PostgresLedger(BaseLedger):
         application_name: str = "severa-connector",
     ) -> None:
         super().__init__(lock_timeout=lock_timeout)
-        if not 0 <= min_size <= max_size or max_size < 1:
-            raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
+        if max_size is not None:
+            if pool_size is not None and pool_size != max_size:
+                raise ValueError("give pool_size only: max_size is its former name")
+            pool_size = max_size
+        self.pool_size = check_pool_size(DEFAULT_POOL_SIZE if pool_size is None else pool_size)
+        if not 0 <= min_size <= self.pool_size:
+            raise ValueError(f"need 0 <= min_size <= pool_size, got {min_size} and {self.pool_size}")
         if not _PREFIX_RE.fullmatch(table_prefix):
             raise ValueError(
                 f"table_prefix must match {_PREFIX_RE.pattern} (lower-case identifier), got {table_prefix!r}"
@@ -182,7 +260,6 @@ class PostgresLedger(BaseLedger):
         self.where = describe_dsn(dsn)
         self.table_prefix = table_prefix
         self._min_size = min_size
-        self._max_size = max_size
         self._command_timeout = float(command_timeout)
         self._close_timeout = float(close_timeout)
         self._application_name = application_name
@@ -192,28 +269,31 @@ class PostgresLedger(BaseLedger):
 
         table = self.table = f"{table_prefix}ledger"
         self.versions_table = f"{table_prefix}schema_version"
-        columns = "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at"
+        columns = (
+            "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at, content_hash"
+        )
         self._sql_get = f"SELECT {columns} FROM {table} WHERE external_id = $1"
         # One upsert per write: atomic on its own. ``{table}.col`` is the existing row, EXCLUDED
         # the one we tried to insert; now() is the server's clock, so pods with skewed clocks agree.
         self._sql_pending = f"""
-            INSERT INTO {table} AS t ({columns}) VALUES ($1, 0, 'pending', NULL, $2, $3, now())
+            INSERT INTO {table} AS t ({columns}) VALUES ($1, 0, 'pending', NULL, $2, $3, now(), NULL)
             ON CONFLICT (external_id) DO UPDATE SET
                 state = 'pending',
                 pending_version = EXCLUDED.pending_version,
                 fingerprint = EXCLUDED.fingerprint,
                 updated_at = EXCLUDED.updated_at"""
         self._sql_applied = f"""
-            INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'applied', $3, NULL, NULL, now())
+            INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'applied', $3, NULL, NULL, now(), $4)
             ON CONFLICT (external_id) DO UPDATE SET
                 version = GREATEST(t.version, EXCLUDED.version),
                 state = 'applied',
                 severa_guid = EXCLUDED.severa_guid,
+                content_hash = EXCLUDED.content_hash,
                 pending_version = NULL,
                 fingerprint = NULL,
                 updated_at = EXCLUDED.updated_at"""
         self._sql_deleted = f"""
-            INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'deleted', NULL, NULL, NULL, now())
+            INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'deleted', NULL, NULL, NULL, now(), NULL)
             ON CONFLICT (external_id) DO UPDATE SET
                 version = GREATEST(t.version, EXCLUDED.version),
                 state = 'deleted',
@@ -226,9 +306,11 @@ class PostgresLedger(BaseLedger):
         )
         self._sql_count = f"SELECT count(*) FROM {table}"
 
-    def _migrations(self) -> dict[int, tuple[str, ...]]:
-        # Migration N brings the schema from N-1 to N; idempotent statements, so a migration cut
-        # short before its version row was written can simply run again.
+    def _migrations(self) -> dict[int, tuple[str | Callable[[Any], Awaitable[None]], ...]]:
+        # Migration N brings the schema from N-1 to N. _migrate runs every pending step and the
+        # version row in one transaction under an advisory lock, so a migration cut short leaves
+        # nothing behind and pods starting together migrate once; steps that can be are also
+        # idempotent on their own.
         table = self.table
         return {
             1: (
@@ -246,7 +328,25 @@ class PostgresLedger(BaseLedger):
                 f"COMMENT ON TABLE {table} IS 'severa-connector idempotency ledger: one row per "
                 "external hour entry; schema version in the schema_version table next to it'",
             ),
+            2: (
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS content_hash text",
+                self._rekey,
+            ),
         }
+
+    async def _rekey(self, conn: Any) -> None:
+        # Not idempotent on its own (a second pass would escape '%' twice): it relies on running in
+        # the transaction that writes the version row, so it commits exactly once per table.
+        candidates = await conn.fetch(SELECT_REKEY_CANDIDATES.format(table=self.table))
+        plan = rekey_plan(str(row[0]) for row in candidates)
+        if plan:
+            # executemany keeps the order rekey_plan made collision-free.
+            await conn.executemany(
+                f"UPDATE {self.table} SET external_id = $1 WHERE external_id = $2",
+                [(new, old) for old, new in plan],
+            )
+        ambiguous = await conn.fetchval(COUNT_AMBIGUOUS_KEYS.format(table=self.table))
+        log_rekeyed(self.backend, len(plan), int(ambiguous))
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -255,7 +355,7 @@ class PostgresLedger(BaseLedger):
             self._pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=self._min_size,
-                max_size=self._max_size,
+                max_size=self.pool_size,
                 command_timeout=self._command_timeout,
                 timeout=self._command_timeout,  # connection establishment
                 server_settings={
@@ -298,8 +398,11 @@ class PostgresLedger(BaseLedger):
                 )
             migrations = self._migrations()
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in migrations[version]:
-                    await conn.execute(statement)
+                for step in migrations[version]:
+                    if isinstance(step, str):
+                        await conn.execute(step)
+                    else:
+                        await step(conn)
             if current < SCHEMA_VERSION:
                 await conn.execute(
                     f"""INSERT INTO {self.versions_table} (component, version) VALUES ($1, $2)
@@ -330,26 +433,27 @@ class PostgresLedger(BaseLedger):
         return self._pool
 
     @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[Any]:
-        """The lock's connection if this task holds one, else one borrowed from the pool."""
+    async def _connection(self, action: str, *, write: bool = False) -> AsyncIterator[Any]:
+        """The lock's connection if this task holds one, else one borrowed from the pool.
+
+        A ``write`` from a task whose inherited lock has already been released is refused: on a
+        pooled connection it would no longer be fenced.
+        """
         holder = self._held.get()
-        if holder is not None and holder.active:
+        if holder is not None:
             async with holder.mutex:
-                # Re-check: the lock may have been released while we waited for the mutex.
+                # Checked under the mutex: the lock may have been released while we waited.
                 if holder.active:
-                    with self._translating(action):
+                    with self._fencing(holder, action):
                         yield holder.conn
                     return
+            if write:
+                raise self._lock_lost(holder, action, "the lock was released before this write")
         pool = self._require_pool()
         try:
             conn = await pool.acquire(timeout=self._command_timeout)
         except TimeoutError as exc:
-            raise LedgerLockTimeout(
-                f"no free connection in the ledger pool ({self._max_size}) within "
-                f"{self._command_timeout:g}s to {action}: every one holds an entry's lock",
-                reason="ledger_pool_exhausted",
-                backend=self.backend,
-            ) from exc
+            raise self._pool_exhausted(action, self._command_timeout) from exc
         except _UNAVAILABLE as exc:
             self._raise_unavailable(action, exc)
         try:
@@ -381,15 +485,17 @@ class PostgresLedger(BaseLedger):
     async def _advisory_lock(self, external_id: str, key: int, deadline: float) -> _Held:
         pool = self._require_pool()
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            conn = await pool.acquire(timeout=max(deadline - loop.time(), 0.001))
+            # A budget of its own: time spent here says nothing about the entry, so it is neither
+            # charged to the entry's lock budget nor ever reported as contention on it.
+            conn = await pool.acquire(timeout=self.lock_timeout)
         except TimeoutError as exc:
-            raise self._lock_timeout_error(
-                external_id, f"all {self._max_size} pooled connections stayed busy holding other locks"
-            ) from exc
+            raise self._pool_exhausted(f"lock {external_id!r}", self.lock_timeout) from exc
         except _UNAVAILABLE as exc:
             self._raise_unavailable("acquire a connection for a lock", exc)
-        remaining = max(deadline - loop.time(), 0.001)
+        # What was left of the entry's budget when we started waiting for the pool.
+        remaining = max(deadline - started, 0.001)
         try:
             # One simple-protocol message: SET LOCAL gives the server the exact remaining budget
             # and dies with the implicit transaction, so it never leaks to later statements. Both
@@ -414,11 +520,15 @@ class PostgresLedger(BaseLedger):
             if isinstance(exc, _UNAVAILABLE):
                 self._raise_unavailable("take an advisory lock", exc)
             raise
-        return _Held(conn=conn, pool=pool)
+        return _Held(conn=conn, pool=pool, external_id=external_id)
 
     async def _advisory_unlock(self, holder: _Held, external_id: str, key: int) -> None:
         holder.active = False
         conn = holder.conn
+        if holder.lost:
+            # Terminated when the loss was seen: the server dropped the lock with the session.
+            await self._release(holder.pool, conn)
+            return
         try:
             async with holder.mutex:  # let a statement of a child task finish first
                 released = await conn.fetchval(
@@ -453,15 +563,17 @@ class PostgresLedger(BaseLedger):
         return record_from_row(row, updated_at.astimezone(dt.UTC))
 
     async def _mark_pending(self, external_id: str, version: int, fingerprint: str) -> None:
-        async with self._connection("mark a record pending") as conn:
+        async with self._connection("mark a record pending", write=True) as conn:
             await conn.execute(self._sql_pending, external_id, version, fingerprint)
 
-    async def _mark_applied(self, external_id: str, version: int, severa_guid: str) -> None:
-        async with self._connection("mark a record applied") as conn:
-            await conn.execute(self._sql_applied, external_id, version, severa_guid)
+    async def _mark_applied(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> None:
+        async with self._connection("mark a record applied", write=True) as conn:
+            await conn.execute(self._sql_applied, external_id, version, severa_guid, content_hash)
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
-        async with self._connection("mark a record deleted") as conn:
+        async with self._connection("mark a record deleted", write=True) as conn:
             await conn.execute(self._sql_deleted, external_id, version)
 
     async def _owners_of(self, guids: Collection[str]) -> dict[str, str]:
@@ -490,6 +602,55 @@ class PostgresLedger(BaseLedger):
             raise
         except _UNAVAILABLE as exc:
             self._raise_unavailable(action, exc)
+
+    @contextmanager
+    def _fencing(self, holder: _Held, action: str) -> Iterator[None]:
+        """:meth:`_translating` for the lock's connection, turning a lost session into
+        :class:`LedgerLockLost` (see "Fencing" in the module docstring)."""
+        if holder.lost or _closed(holder.conn):
+            holder.lost = True
+            raise self._lock_lost(holder, action, "its session had already ended")
+        try:
+            with self._translating(action):
+                yield
+        except LedgerUnavailable as exc:
+            if not (isinstance(exc.__cause__, _SESSION_LOST) or _closed(holder.conn)):
+                raise  # the session is alive, and with it the lock
+            holder.lost = True
+            # If the session is in fact still alive (no answer in time), ending it makes sure the
+            # lock is gone too, rather than held by a session nobody will use again.
+            _terminate(holder.conn)
+            raise self._lock_lost(holder, action, "its session ended", exc.__cause__) from exc.__cause__
+
+    def _lock_lost(
+        self, holder: _Held, action: str, why: str, cause: BaseException | None = None
+    ) -> LedgerLockLost:
+        log.warning(
+            "ledger.lock_lost",
+            backend=self.backend,
+            external_id=holder.external_id,
+            action=action,
+            why=why,
+            error=None if cause is None else repr(cause),
+        )
+        return LedgerLockLost(
+            f"refused to {action}: the ledger lock on {holder.external_id!r} was lost ({why}); "
+            "another pod may hold the entry now, so nothing was written unguarded",
+            external_id=holder.external_id,
+            backend=self.backend,
+        )
+
+    def _pool_exhausted(self, action: str, waited: float) -> LedgerUnavailable:
+        return LedgerUnavailable(
+            f"no connection from the PostgreSQL ledger pool within {waited:g}s to {action}: all "
+            f"{self.pool_size} are in use. The store cannot serve this pod -- this is not another "
+            "task holding the entry. Make the pool at least the consumer prefetch plus headroom, "
+            "or look for connections stuck on the database.",
+            reason="ledger_pool_exhausted",
+            backend=self.backend,
+            where=self.where,
+            pool_size=self.pool_size,
+        )
 
     def _raise_unavailable(self, action: str, exc: BaseException) -> NoReturn:
         raise LedgerUnavailable(

@@ -30,7 +30,7 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, Literal
@@ -39,12 +39,16 @@ import aiosqlite
 
 from connector.logging import get_logger
 from connector.state.ledger import (
+    COUNT_AMBIGUOUS_KEYS,
     DEFAULT_LOCK_TIMEOUT,
+    SELECT_REKEY_CANDIDATES,
     BaseLedger,
     LedgerLockTimeout,
     LedgerRecord,
     LedgerUnavailable,
+    log_rekeyed,
     record_from_row,
+    rekey_plan,
     resolve_owners,
     utc_now,
 )
@@ -55,8 +59,13 @@ if sys.platform != "win32":
 log = get_logger(__name__)
 
 MEMORY: Final = ":memory:"
-SCHEMA_VERSION: Final = 1
-"""Version of the ledger tables this code reads and writes; stored in ``schema_version``."""
+SCHEMA_VERSION: Final = 2
+"""Version of the ledger tables this code reads and writes; stored in ``schema_version``.
+
+1. the ``ledger`` table;
+2. ``content_hash`` column; keys re-written from ``source:id`` to
+   :func:`connector.state.identity.entry_key` (see :func:`connector.state.ledger.rekey_plan`).
+"""
 
 _COMPONENT: Final = "ledger"
 # SQLite builds before 3.32 allow only 999 bound parameters per statement.
@@ -71,9 +80,31 @@ CREATE TABLE IF NOT EXISTS schema_version (
     migrated_at TEXT NOT NULL
 )"""
 
-# Migration N brings the schema from version N-1 to N. Statements are idempotent so a migration
-# interrupted before its version row was written can simply run again.
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+
+async def _add_content_hash(conn: aiosqlite.Connection) -> None:
+    # SQLite has no ADD COLUMN IF NOT EXISTS; looking first keeps the step safe to repeat.
+    columns = {str(row[1]) for row in await conn.execute_fetchall("PRAGMA table_info(ledger)")}
+    if "content_hash" not in columns:
+        await conn.execute("ALTER TABLE ledger ADD COLUMN content_hash TEXT")
+
+
+async def _rekey(conn: aiosqlite.Connection) -> None:
+    # Not idempotent on its own (a second pass would escape '%' twice): it relies on running in
+    # the same transaction as the version row, so it commits exactly once per file.
+    candidates = await conn.execute_fetchall(SELECT_REKEY_CANDIDATES.format(table="ledger"))
+    plan = rekey_plan(str(row[0]) for row in candidates)
+    for old, new in plan:
+        await conn.execute("UPDATE ledger SET external_id = ? WHERE external_id = ?", (new, old))
+    rows = list(await conn.execute_fetchall(COUNT_AMBIGUOUS_KEYS.format(table="ledger")))
+    log_rekeyed(SqliteLedger.backend, len(plan), int(rows[0][0]))
+
+
+_Step = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+
+# Migration N brings the schema from version N-1 to N. All steps of all pending migrations run in
+# one transaction with the version row (SQLite's DDL is transactional), so a migration cut short
+# leaves nothing behind and simply runs again; the steps are also safe to repeat where they can be.
+_MIGRATIONS: Final[dict[int, tuple[_Step, ...]]] = {
     1: (
         """
         CREATE TABLE IF NOT EXISTS ledger (
@@ -87,30 +118,34 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS ledger_severa_guid ON ledger (severa_guid)",
     ),
+    2: (_add_content_hash, _rekey),
 }
 
-_COLUMNS: Final = "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at"
+_COLUMNS: Final = (
+    "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at, content_hash"
+)
 _GET: Final = f"SELECT {_COLUMNS} FROM ledger WHERE external_id = ?"
 # Each write is one upsert statement, hence atomic without an explicit transaction. Unqualified
 # columns in DO UPDATE are the existing row; ``excluded`` is the row we tried to insert.
 _MARK_PENDING: Final = f"""
-INSERT INTO ledger ({_COLUMNS}) VALUES (?1, 0, 'pending', NULL, ?2, ?3, ?4)
+INSERT INTO ledger ({_COLUMNS}) VALUES (?1, 0, 'pending', NULL, ?2, ?3, ?4, NULL)
 ON CONFLICT (external_id) DO UPDATE SET
     state = 'pending',
     pending_version = excluded.pending_version,
     fingerprint = excluded.fingerprint,
     updated_at = excluded.updated_at"""
 _MARK_APPLIED: Final = f"""
-INSERT INTO ledger ({_COLUMNS}) VALUES (?1, ?2, 'applied', ?3, NULL, NULL, ?4)
+INSERT INTO ledger ({_COLUMNS}) VALUES (?1, ?2, 'applied', ?3, NULL, NULL, ?4, ?5)
 ON CONFLICT (external_id) DO UPDATE SET
     version = max(version, excluded.version),
     state = 'applied',
     severa_guid = excluded.severa_guid,
+    content_hash = excluded.content_hash,
     pending_version = NULL,
     fingerprint = NULL,
     updated_at = excluded.updated_at"""
 _MARK_DELETED: Final = f"""
-INSERT INTO ledger ({_COLUMNS}) VALUES (?1, ?2, 'deleted', NULL, NULL, NULL, ?3)
+INSERT INTO ledger ({_COLUMNS}) VALUES (?1, ?2, 'deleted', NULL, NULL, NULL, ?3, NULL)
 ON CONFLICT (external_id) DO UPDATE SET
     version = max(version, excluded.version),
     state = 'deleted',
@@ -205,8 +240,11 @@ class SqliteLedger(BaseLedger):
                     reason="ledger_schema_too_new",
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
-                    await conn.execute(statement)
+                for step in _MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        await conn.execute(step)
+                    else:
+                        await step(conn)
             if current < SCHEMA_VERSION:
                 await conn.execute(
                     "INSERT INTO schema_version (component, version, migrated_at) VALUES (?, ?, ?) "
@@ -257,10 +295,12 @@ class SqliteLedger(BaseLedger):
                 _MARK_PENDING, (external_id, version, fingerprint, utc_now().isoformat())
             )
 
-    async def _mark_applied(self, external_id: str, version: int, severa_guid: str) -> None:
+    async def _mark_applied(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> None:
         with self._translating("mark a record applied"):
             await self._connection().execute(
-                _MARK_APPLIED, (external_id, version, severa_guid, utc_now().isoformat())
+                _MARK_APPLIED, (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
             )
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:

@@ -23,8 +23,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
-from connector.state import InMemoryLedger, Ledger, LedgerLockTimeout, LedgerUnavailable
+from connector.state import InMemoryLedger, Ledger, LedgerLockLost, LedgerLockTimeout, LedgerUnavailable
+from connector.state.identity import entry_key, split_entry_key
 from connector.state.ledger import BaseLedger
 from connector.state.postgres import PostgresLedger, advisory_key
 from connector.state.sqlite import SqliteLedger
@@ -40,7 +42,60 @@ PERSISTENT = [SQLITE, POSTGRES]
 
 X = "tracker:entry-1"
 Y = "tracker:entry-2"
+Z = "tracker:entry-3"
 FINGERPRINT = '{"user": "U1", "date": "2024-05-02", "quantity": "1.5"}'
+# The longest key an event can have: 100-character codes, the source all separators.
+LONGEST_SOURCE, LONGEST_ENTRY_ID = ":" * 100, "𝄞" * 100
+LONGEST = entry_key(LONGEST_SOURCE, LONGEST_ENTRY_ID)
+
+# What schema version 1 looked like, frozen here: the migration tests build such a ledger with the
+# SQL the old code ran, then open it with the current code.
+V1_SQLITE = (
+    "CREATE TABLE schema_version (component TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, "
+    "migrated_at TEXT NOT NULL)",
+    """CREATE TABLE ledger (
+        external_id     TEXT PRIMARY KEY NOT NULL,
+        version         INTEGER NOT NULL CHECK (version >= 0),
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'deleted')),
+        severa_guid     TEXT,
+        pending_version INTEGER,
+        fingerprint     TEXT,
+        updated_at      TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX ledger_severa_guid ON ledger (severa_guid)",
+    "INSERT INTO schema_version VALUES ('ledger', 1, '2024-05-01T00:00:00+00:00')",
+)
+V1_POSTGRES = (
+    "CREATE TABLE {p}schema_version (component text PRIMARY KEY, version integer NOT NULL, "
+    "migrated_at timestamptz NOT NULL DEFAULT now())",
+    """CREATE TABLE {p}ledger (
+        external_id     text PRIMARY KEY,
+        version         bigint NOT NULL CHECK (version >= 0),
+        state           text NOT NULL CHECK (state IN ('pending', 'applied', 'deleted')),
+        severa_guid     text,
+        pending_version bigint,
+        fingerprint     text,
+        updated_at      timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX {p}ledger_severa_guid ON {p}ledger (severa_guid)",
+    "INSERT INTO {p}schema_version (component, version) VALUES ('ledger', 1)",
+)
+# (external_id, version, state, severa_guid, pending_version, fingerprint) as version 1 wrote them,
+# keyed f"{source}:{source_entry_id}".
+V1_ROWS = [
+    ("tracker:entry-1", 2, "applied", "G1", None, None),  # a plain key: unchanged
+    ("a%b:x", 1, "pending", "G2", 2, FINGERPRINT),  # '%' in the source: re-escaped
+    ("a%25b:x", 3, "deleted", "G3", None, None),  # re-escaped to a key that the row above...
+    ("a%2525b:x", 1, "applied", "G5", None, None),  # ...and this one held: order matters
+    ("hx:a0:b", 1, "applied", "G4", None, None),  # ambiguous: kept, taken as ("hx", "a0:b")
+]
+V2_KEYS = {
+    "tracker:entry-1": entry_key("tracker", "entry-1"),
+    "a%b:x": entry_key("a%b", "x"),
+    "a%25b:x": entry_key("a%25b", "x"),
+    "a%2525b:x": entry_key("a%2525b", "x"),
+    "hx:a0:b": entry_key("hx", "a0:b"),
+}
 
 
 @dataclass
@@ -100,7 +155,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await _require_postgres()
         # Unique per test: parallel runs and leftovers of a crashed run never meet.
         prefix = f"t{uuid.uuid4().hex[:12]}_"
-        options = {"table_prefix": prefix, "max_size": 5}
+        options = {"table_prefix": prefix, "pool_size": 5}
         made = Backend(
             name,
             lambda **kw: PostgresLedger(POSTGRES_DSN, **{**options, **kw}),
@@ -187,6 +242,72 @@ async def _start_child(script: str, *args: str, ready: str) -> asyncio.subproces
 async def _kill(proc: asyncio.subprocess.Process) -> None:
     proc.send_signal(signal.SIGKILL)  # no finally blocks, no atexit, no close(): a real crash
     await proc.wait()
+
+
+async def _terminate_backend(pid: int) -> None:
+    """What an operator's ``pg_terminate_backend`` or a connection reset does to a session."""
+    killer = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+
+
+async def _create_v1_ledger(backend: Backend) -> None:
+    """A ledger as schema version 1 left it, holding :data:`V1_ROWS`."""
+    if backend.path is not None:
+        with sqlite3.connect(backend.path) as db:
+            for statement in V1_SQLITE:
+                db.execute(statement)
+            db.executemany(
+                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, '2024-05-01T00:00:00+00:00')", V1_ROWS
+            )
+        db.close()
+        return
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        for statement in V1_POSTGRES:
+            await conn.execute(statement.format(p=backend.table_prefix))
+        await conn.executemany(
+            f"INSERT INTO {backend.table_prefix}ledger (external_id, version, state, severa_guid, "
+            "pending_version, fingerprint) VALUES ($1, $2, $3, $4, $5, $6)",
+            V1_ROWS,
+        )
+    finally:
+        await conn.close()
+
+
+async def _stored_schema_version(backend: Backend) -> int:
+    if backend.path is not None:
+        with sqlite3.connect(backend.path) as db:
+            (version,) = db.execute(
+                "SELECT version FROM schema_version WHERE component = 'ledger'"
+            ).fetchone()
+        db.close()
+        return int(version)
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        found = await conn.fetchval(
+            f"SELECT version FROM {backend.table_prefix}schema_version WHERE component = 'ledger'"
+        )
+    finally:
+        await conn.close()
+    return int(found)
+
+
+async def _assert_rekeyed(ledger: BaseLedger) -> None:
+    assert await ledger.count() == len(V1_ROWS)
+    for old_key, version, state, guid, pending_version, fingerprint in V1_ROWS:
+        rec = await ledger.get(V2_KEYS[old_key])
+        assert rec is not None, f"{old_key!r} was not re-keyed to {V2_KEYS[old_key]!r}"
+        assert (rec.version, rec.state, rec.severa_guid, rec.pending_version, rec.fingerprint) == (
+            version,
+            state,
+            guid,
+            pending_version,
+            fingerprint,
+        ), f"re-keying {old_key!r} changed more than its key"
+        assert rec.content_hash is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,6 +440,59 @@ class TestRecords:
         assert second is not None
         assert first.updated_at.utcoffset() == dt.timedelta(0)
         assert before <= first.updated_at <= second.updated_at
+
+    async def test_applied_stores_a_content_hash_that_pending_and_delete_keep(self, backend: Backend) -> None:
+        ledger = await backend.open()
+
+        async def content_hash() -> str | None:
+            rec = await ledger.get(X)
+            assert rec is not None
+            return rec.content_hash
+
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        assert await content_hash() is None
+        await ledger.mark_applied(X, 1, "G1", content_hash="H1")
+        assert await content_hash() == "H1"
+        await ledger.mark_pending(X, 2, FINGERPRINT)
+        assert await content_hash() == "H1", "a pending mark keeps the hash of what is applied"
+        await ledger.mark_applied(X, 2, "G2", content_hash="H2")
+        assert await content_hash() == "H2"
+        await ledger.mark_deleted(X, 3)
+        assert await content_hash() == "H2", "a tombstone keeps the hash for audit"
+        await ledger.mark_applied(X, 4, "G4")
+        assert await content_hash() is None, "applying without a hash clears the old one"
+
+        await ledger.mark_deleted(Y, 1)
+        rec = await ledger.get(Y)
+        assert rec is not None
+        assert rec.content_hash is None
+
+    async def test_an_empty_content_hash_is_refused(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        with pytest.raises(ValueError, match="content_hash"):
+            await ledger.mark_applied(X, 1, "G1", content_hash="")
+        assert await ledger.count() == 0
+
+    async def test_keys_of_the_maximum_length_store_lock_and_load(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        assert len(LONGEST) == 401
+        async with asyncio.timeout(10), ledger.lock(LONGEST):
+            await ledger.mark_pending(LONGEST, 1, FINGERPRINT)
+            await ledger.mark_applied(LONGEST, 1, "G1", content_hash="H1")
+        rec = await ledger.get(LONGEST)
+        assert rec is not None
+        assert rec.external_id == LONGEST
+        assert split_entry_key(rec.external_id) == (LONGEST_SOURCE, LONGEST_ENTRY_ID)
+        assert (rec.state, rec.severa_guid, rec.content_hash) == ("applied", "G1", "H1")
+        assert await ledger.owners_of(["G1"]) == {"G1": LONGEST}
+
+    async def test_entries_whose_old_keys_collided_stay_apart(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        first, second = entry_key("hx:a0", "b"), entry_key("hx", "a0:b")
+        await ledger.mark_applied(first, 1, "G-first")
+        await ledger.mark_applied(second, 1, "G-second")
+        assert await ledger.count() == 2
+        assert await ledger.owners_of(["G-first", "G-second"]) == {"G-first": first, "G-second": second}
 
     @pytest.mark.parametrize(
         ("call", "args"),
@@ -474,10 +648,21 @@ class TestLifecycle:
     async def test_setup_and_close_are_idempotent(self, backend: Backend) -> None:
         ledger = backend.new()
         await ledger.setup()
+        await ledger.mark_applied(X, 1, "G1")
+
+        # A second setup neither reopens (SQLite would refuse its own file) nor resets the store.
         await ledger.setup()
         await ledger.probe()
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert rec.severa_guid == "G1"
+        assert await ledger.count() == 1
+
         await ledger.aclose()
-        await ledger.aclose()
+        await ledger.aclose()  # quietly, and the ledger stays closed
+        with pytest.raises(LedgerUnavailable) as caught:
+            await ledger.probe()
+        assert caught.value.reason == "ledger_closed"
 
     async def test_a_ledger_is_an_async_context_manager(self, backend: Backend) -> None:
         async with backend.new() as ledger:
@@ -512,7 +697,7 @@ class TestLifecycle:
 class TestPersistence:
     async def test_records_survive_reopening(self, backend: Backend) -> None:
         first = await backend.open()
-        await first.mark_applied(X, 2, "G1")
+        await first.mark_applied(X, 2, "G1", content_hash="H2")
         await first.mark_pending(Y, 1, FINGERPRINT)
         await first.aclose()
 
@@ -520,7 +705,7 @@ class TestPersistence:
         x, y = await second.get(X), await second.get(Y)
         assert x is not None
         assert y is not None
-        assert (x.state, x.version, x.severa_guid) == ("applied", 2, "G1")
+        assert (x.state, x.version, x.severa_guid, x.content_hash) == ("applied", 2, "G1", "H2")
         assert (y.state, y.pending_version, y.fingerprint) == ("pending", 1, FINGERPRINT)
         assert await second.count() == 2
 
@@ -540,6 +725,51 @@ class TestPersistence:
         with pytest.raises(LedgerUnavailable) as caught:
             await backend.open()
         assert caught.value.reason == "ledger_schema_too_new"
+
+
+@pytest.mark.parametrize("backend", PERSISTENT, indirect=True)
+class TestSchemaVersion2:
+    async def test_a_version_1_ledger_is_rekeyed_and_keeps_everything_else(self, backend: Backend) -> None:
+        await _create_v1_ledger(backend)
+        with structlog.testing.capture_logs() as logs:
+            ledger = await backend.open()
+
+        await _assert_rekeyed(ledger)
+        assert await _stored_schema_version(backend) == 2
+        # The flow finds the old rows under the keys it now computes.
+        pending = await ledger.get(entry_key("a%b", "x"))
+        assert pending is not None
+        assert (pending.state, pending.fingerprint) == ("pending", FINGERPRINT)
+        warnings = [e for e in logs if e["event"] == "ledger.ambiguous_keys_rekeyed"]
+        assert len(warnings) == 1
+        assert warnings[0]["log_level"] == "warning"
+        assert (warnings[0]["ambiguous"], warnings[0]["rekeyed"]) == (1, 3)
+        assert "first ':' ended the source" in warnings[0]["assumption"]
+
+    async def test_a_migrated_ledger_takes_content_hashes(self, backend: Backend) -> None:
+        await _create_v1_ledger(backend)
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 3, "G1", content_hash="H3")
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.version, rec.content_hash) == (3, "H3")
+
+    async def test_reopening_a_migrated_ledger_does_not_migrate_again(self, backend: Backend) -> None:
+        await _create_v1_ledger(backend)
+        await (await backend.open()).aclose()
+
+        with structlog.testing.capture_logs() as logs:
+            ledger = await backend.open()
+
+        await _assert_rekeyed(ledger)  # '%' escaped once, not twice
+        assert not [e for e in logs if e["event"] in ("ledger.keys_rekeyed", "ledger.ambiguous_keys_rekeyed")]
+
+    async def test_a_new_ledger_is_created_at_version_2_without_warnings(self, backend: Backend) -> None:
+        with structlog.testing.capture_logs() as logs:
+            ledger = await backend.open()
+        assert await _stored_schema_version(backend) == 2
+        assert not [e for e in logs if e["log_level"] == "warning"]
+        await ledger.mark_applied(X, 1, "G1", content_hash="H1")
 
 
 @pytest.mark.parametrize("backend", [SQLITE], indirect=True)
@@ -636,7 +866,7 @@ class TestPostgres:
             "import asyncio, sys\n"
             "from connector.state.postgres import PostgresLedger\n"
             "async def main():\n"
-            "    ledger = PostgresLedger(sys.argv[1], table_prefix=sys.argv[2], max_size=2)\n"
+            "    ledger = PostgresLedger(sys.argv[1], table_prefix=sys.argv[2], pool_size=2)\n"
             "    await ledger.setup()\n"
             "    async with ledger.lock(sys.argv[3]):\n"
             "        print('locked', flush=True)\n"
@@ -659,16 +889,121 @@ class TestPostgres:
     async def test_calls_inside_a_lock_use_its_connection_so_a_full_pool_cannot_deadlock(
         self, backend: Backend
     ) -> None:
-        ledger = await backend.open(min_size=1, max_size=1, lock_timeout=5)
-        async with asyncio.timeout(10), ledger.lock(X):
-            assert await ledger.get(X) is None
-            await ledger.mark_pending(X, 1, FINGERPRINT)
-            assert await ledger.owners_of(["G1"]) == {}
-            await ledger.mark_applied(X, 1, "G1")
-            assert await ledger.count() == 1
+        ledger = await backend.open(min_size=1, pool_size=2, lock_timeout=5, command_timeout=5)
+        y_held, release_y = asyncio.Event(), asyncio.Event()
+
+        async def hold_y() -> None:
+            async with ledger.lock(Y):
+                y_held.set()
+                await release_y.wait()
+
+        other = asyncio.create_task(hold_y())
+        try:
+            await y_held.wait()
+            # Both connections are now taken: a call that wanted a second one would fail.
+            async with asyncio.timeout(10), ledger.lock(X):
+                assert await ledger.get(X) is None
+                await ledger.mark_pending(X, 1, FINGERPRINT)
+                assert await ledger.owners_of(["G1"]) == {}
+                await ledger.mark_applied(X, 1, "G1")
+                assert await ledger.count() == 1
+        finally:
+            release_y.set()
+            await other
         async with asyncio.timeout(10):
             await asyncio.gather(*(_apply(ledger, f"t:{i}", f"G{i}") for i in range(10)))
         assert await ledger.count() == 11
+
+    async def test_a_full_pool_is_unavailable_not_an_entry_held_by_someone_else(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open(pool_size=2, lock_timeout=0.3, command_timeout=0.3)
+        held = [asyncio.Event(), asyncio.Event()]
+        release = asyncio.Event()
+
+        async def hold(i: int, external_id: str) -> None:
+            async with ledger.lock(external_id):
+                held[i].set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold(0, Y)), asyncio.create_task(hold(1, Z))]
+        try:
+            await held[0].wait()
+            await held[1].wait()
+            # Nobody holds X; only the pool is full.
+            with pytest.raises(LedgerUnavailable) as caught:
+                async with ledger.lock(X):
+                    pytest.fail("entered a lock without a connection to hold it")
+            assert caught.value.reason == "ledger_pool_exhausted"
+            assert caught.value.category.value == "systemic"
+            assert "not another task holding the entry" in str(caught.value)
+            assert not isinstance(caught.value, LedgerLockTimeout)
+
+            with pytest.raises(LedgerUnavailable) as outside:
+                await ledger.get(X)  # a call outside any lock needs a pooled connection too
+            assert outside.value.reason == "ledger_pool_exhausted"
+        finally:
+            release.set()
+            await asyncio.gather(*holders)
+        async with asyncio.timeout(10), ledger.lock(X):
+            await ledger.mark_applied(X, 1, "G1")
+
+    async def test_a_write_after_the_locks_session_died_is_refused_while_another_pod_holds_the_entry(
+        self, backend: Backend
+    ) -> None:
+        assert backend.table_prefix is not None
+        pod_a, pod_b = await backend.open(), await backend.open()
+        async with pod_a.lock(X):
+            await pod_a.mark_pending(X, 1, FINGERPRINT)
+            # A now calls Severa. Meanwhile its session is killed and the server drops its lock.
+            await _terminate_backend(await _advisory_holder_pid(backend.table_prefix, X))
+            async with asyncio.timeout(10), pod_b.lock(X):
+                taken_over = await pod_b.get(X)
+                assert taken_over is not None
+                assert taken_over.state == "pending"  # B recovers from A's pending mark
+                await pod_b.mark_applied(X, 1, "G-found-by-B", content_hash="HB")
+
+                # A's Severa call returns; every write it still tries is refused.
+                with pytest.raises(LedgerLockLost) as caught:
+                    await pod_a.mark_applied(X, 1, "G-added-by-A", content_hash="HA")
+                assert caught.value.reason == "ledger_lock_lost"
+                assert caught.value.category.value == "transient"
+                assert X in str(caught.value)
+                with pytest.raises(LedgerLockLost):
+                    await pod_a.mark_deleted(X, 2)
+                with pytest.raises(LedgerLockLost):
+                    await pod_a.mark_pending(X, 2, FINGERPRINT)
+                with pytest.raises(LedgerLockLost):
+                    await pod_a.get(X)
+        # Leaving A's block did not raise, and B's record is what the ledger holds.
+        rec = await pod_b.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid, rec.content_hash) == (
+            "applied",
+            1,
+            "G-found-by-B",
+            "HB",
+        )
+        # The retry of A's message takes a fresh lock and sees B's result.
+        async with asyncio.timeout(10), pod_a.lock(X):
+            again = await pod_a.get(X)
+            assert again is not None
+            assert again.severa_guid == "G-found-by-B"
+
+    async def test_a_task_that_inherited_a_released_lock_cannot_write(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        released = asyncio.Event()
+
+        async def late_write() -> None:
+            await released.wait()
+            await ledger.mark_applied(X, 1, "G-late")
+
+        async with ledger.lock(X):
+            child = asyncio.create_task(late_write())  # copies the context: the lock's holder
+        released.set()
+        with pytest.raises(LedgerLockLost, match="released before this write"):
+            await child
+        assert await ledger.get(X) is None  # reads outside the lock still work
 
     async def test_a_lock_whose_connection_dies_is_dropped_by_the_server(self, backend: Backend) -> None:
         assert backend.table_prefix is not None
@@ -680,7 +1015,7 @@ class TestPostgres:
                 assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
             finally:
                 await killer.close()
-            with pytest.raises(LedgerUnavailable):
+            with pytest.raises(LedgerLockLost):
                 await pod.get(X)
         # Leaving the block did not raise; the lock is gone and the pool recovers.
         async with asyncio.timeout(10), observer.lock(X):
@@ -694,6 +1029,17 @@ class TestPostgres:
             await asyncio.gather(*(pod.setup() for pod in pods))
         await pods[0].mark_applied(X, 1, "G1")
         assert await pods[4].owners_of(["G1"]) == {"G1": X}
+
+    async def test_pods_starting_together_on_a_version_1_ledger_migrate_it_once(
+        self, backend: Backend
+    ) -> None:
+        await _create_v1_ledger(backend)
+        pods = [backend.new() for _ in range(5)]
+        with structlog.testing.capture_logs() as logs:
+            async with asyncio.timeout(20):
+                await asyncio.gather(*(pod.setup() for pod in pods))
+        await _assert_rekeyed(pods[0])
+        assert len([e for e in logs if e["event"] == "ledger.ambiguous_keys_rekeyed"]) == 1
 
 
 # Backend-specific cases that need no shared store.

@@ -262,3 +262,23 @@ async def test_a_consumer_cancelled_by_the_broker_is_noticed_and_restored(
     await broker.publish_event(event_dict())
     await broker.results.wait_for(1)
     assert len(hour_entries(severa)) == 1
+
+
+async def test_a_write_refused_for_authentication_while_probes_pass_is_held_never_dead_lettered(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    """The API user may read but not write hour entries: systemic, so held -- as the docs promise."""
+    rule = severa.faults.soap_fault("AuthenticationFailure", operation="AddNewHourEntry")
+    events = [event_dict() for _ in range(3)]
+    for event in events:
+        await broker.publish_event(event)
+    await wait_until(lambda: severa.calls["AddNewHourEntry"] >= 8, timeout=30, what="several trials")
+    assert await broker.depth(connector.names.workhours_dlq) == 0
+    assert broker.results.failed == []
+    assert hour_entries(severa) == []
+    severa.faults.remove(rule.id)  # the right is granted
+    await broker.results.wait_for(3, timeout=30)
+    assert sorted(r["event_id"] for r in broker.results.synced) == sorted(e["event_id"] for e in events)
+    assert broker.results.failed == []
+    assert len(hour_entries(severa)) == 3
+    assert await broker.depth(connector.names.workhours_dlq) == 0

@@ -1,4 +1,4 @@
-"""open_ledger: which URL gives which backend, and what a wrong URL says."""
+"""open_ledger: which URL gives which backend, what a wrong URL says, which options reach it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from connector.errors import Category, ConfigError
 from connector.state import InMemoryLedger, InvalidLedgerURL, open_ledger
-from connector.state.postgres import PostgresLedger
+from connector.state.ledger import DEFAULT_LOCK_TIMEOUT
+from connector.state.postgres import DEFAULT_POOL_SIZE, PostgresLedger
 from connector.state.sqlite import SqliteLedger
 
 
@@ -47,6 +48,64 @@ def test_memory_url_gives_the_in_memory_ledger() -> None:
 
 def test_the_lock_timeout_is_passed_through() -> None:
     assert open_ledger("memory://", lock_timeout=2.5).lock_timeout == 2.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("memory://", id="to the in-memory ledger"),
+        pytest.param("sqlite:///l.db", id="to sqlite"),
+        pytest.param("postgresql://db/x", id="to postgresql"),
+    ],
+)
+def test_no_lock_timeout_means_the_default(url: str) -> None:
+    assert open_ledger(url, lock_timeout=None).lock_timeout == DEFAULT_LOCK_TIMEOUT  # type: ignore[attr-defined]
+
+
+def test_the_pool_size_is_passed_to_postgresql() -> None:
+    ledger = open_ledger("postgresql://db/x", pool_size=34, lock_timeout=4)
+    assert isinstance(ledger, PostgresLedger)
+    assert (ledger.pool_size, ledger.lock_timeout) == (34, 4.0)
+    default = open_ledger("postgresql://db/x", pool_size=None)
+    assert isinstance(default, PostgresLedger)
+    assert default.pool_size == DEFAULT_POOL_SIZE
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("memory://", id="the in-memory ledger"),
+        pytest.param("sqlite:///l.db", id="sqlite"),
+        pytest.param("postgresql://db/x", id="postgresql"),
+    ],
+)
+@pytest.mark.parametrize(
+    "pool_size",
+    [
+        pytest.param(1, id="one connection, which a lock holder would keep from everyone else"),
+        pytest.param(0, id="no connection at all"),
+        pytest.param(True, id="a bool"),
+    ],
+)
+def test_a_pool_too_small_to_work_is_refused_for_every_backend(url: str, pool_size: int) -> None:
+    with pytest.raises(ValueError, match="pool_size must be an int >= 2"):
+        open_ledger(url, pool_size=pool_size)
+
+
+def test_sqlite_and_memory_have_no_pool_and_accept_any_valid_size() -> None:
+    assert isinstance(open_ledger("sqlite:///l.db", pool_size=40), SqliteLedger)
+    assert isinstance(open_ledger("memory://", pool_size=40), InMemoryLedger)
+
+
+def test_postgres_ledger_takes_the_pool_size_or_its_former_name() -> None:
+    assert PostgresLedger("postgresql://db/x", pool_size=7).pool_size == 7
+    assert PostgresLedger("postgresql://db/x", max_size=7).pool_size == 7
+    with pytest.raises(ValueError, match="give pool_size only"):
+        PostgresLedger("postgresql://db/x", pool_size=7, max_size=8)
+    with pytest.raises(ValueError, match="pool_size must be"):
+        PostgresLedger("postgresql://db/x", pool_size=1)
+    with pytest.raises(ValueError, match="min_size <= pool_size"):
+        PostgresLedger("postgresql://db/x", pool_size=2, min_size=3)
 
 
 @pytest.mark.parametrize(

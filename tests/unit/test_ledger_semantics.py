@@ -21,6 +21,7 @@ def _record(**changes: object) -> LedgerRecord:
         "pending_version": None,
         "fingerprint": None,
         "updated_at": NOW,
+        "content_hash": "H3",
     }
     base.update(changes)
     return LedgerRecord(**base)  # type: ignore[arg-type]
@@ -39,7 +40,28 @@ def test_pending_keeps_the_applied_version_and_guid() -> None:
 
 def test_pending_of_a_new_id_starts_at_version_zero() -> None:
     rec = pending(None, "x", 1, "{}", NOW)
-    assert (rec.version, rec.severa_guid) == (0, None)
+    assert (rec.version, rec.severa_guid, rec.content_hash) == (0, None, None)
+
+
+def test_pending_keeps_the_content_hash_of_the_applied_version_like_its_guid() -> None:
+    assert pending(_record(), "x", 4, "{}", NOW).content_hash == "H3"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        pytest.param("H4", "H4", id="applied stores the hash it is given"),
+        pytest.param(None, None, id="applied without a hash clears the old one"),
+    ],
+)
+def test_applied_sets_the_content_hash(given: str | None, stored: str | None) -> None:
+    assert applied(_record(), "x", 4, "G4", NOW, content_hash=given).content_hash == stored
+    assert applied(None, "x", 4, "G4", NOW, content_hash=given).content_hash == stored
+
+
+def test_deleted_keeps_the_content_hash_for_audit() -> None:
+    assert deleted(_record(), "x", 4, NOW).content_hash == "H3"
+    assert deleted(None, "x", 4, NOW).content_hash is None
 
 
 def test_applied_never_lowers_the_version() -> None:

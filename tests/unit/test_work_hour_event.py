@@ -48,6 +48,35 @@ def test_hours_may_be_a_json_number() -> None:
         ),
         pytest.param({"schema_version": "2"}, "schema_version", id="an unknown contract version is refused"),
         pytest.param({"event_type": "workhour.exploded"}, "event_type", id="unknown event types are refused"),
+        pytest.param({"version": 2**63}, "version", id="a version beyond a signed 64-bit integer is refused"),
+        pytest.param({"version": 0}, "version", id="versions start at one"),
+        pytest.param({"source": "tracker "}, "source", id="a trailing blank in the source is refused"),
+        pytest.param(
+            {"source_entry_id": " e-1"}, "source_entry_id", id="a leading blank in the entry id is refused"
+        ),
+        pytest.param(
+            {"source_entry_id": "e-1\n"},
+            "source_entry_id",
+            id="a trailing newline in the entry id is refused",
+        ),
+        pytest.param(
+            {"source_entry_id": "e-1\u3000"},
+            "source_entry_id",
+            id="an ideographic space at the end is refused",
+        ),
+        pytest.param({"source": "track\x00er"}, "source", id="a NUL inside the source is refused"),
+        pytest.param(
+            {"source_entry_id": "e\x1b[1m"},
+            "source_entry_id",
+            id="an escape character in the entry id is refused",
+        ),
+        pytest.param({"source_entry_id": ""}, "source_entry_id", id="an empty entry id is refused"),
+        pytest.param({"source": "s" * 101}, "source", id="a source over 100 characters is refused"),
+        pytest.param(
+            {"source_entry_id": "\u00e9" * 101},
+            "source_entry_id",
+            id="an entry id over 100 characters is refused",
+        ),
     ],
 )
 def test_schema_violations_name_the_field(overrides: dict[str, object], expected: str) -> None:
@@ -55,6 +84,37 @@ def test_schema_violations_name_the_field(overrides: dict[str, object], expected
         parse_event(event_json(**overrides))
     assert caught.value.reason == "schema_violation"
     assert expected in caught.value.message
+
+
+def test_the_largest_signed_64_bit_version_is_accepted() -> None:
+    assert parse_event(event_json(version=2**63 - 1)).version == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("source", "source_entry_id"),
+    [
+        pytest.param("s" * 100, "x" * 100, id="100 characters each are accepted"),
+        pytest.param("trä cker", "e 1", id="inner blanks and accents are kept"),
+        pytest.param("Tracker", "cafe\u0301", id="case and decomposed accents are kept as sent"),
+        pytest.param(
+            "\U0001f600" * 100, "\U0001f600", id="100 characters outside the basic plane are accepted"
+        ),
+    ],
+)
+def test_identity_fields_are_kept_exactly_as_sent(source: str, source_entry_id: str) -> None:
+    event = parse_event(event_json(source=source, source_entry_id=source_entry_id))
+    assert (event.source, event.source_entry_id) == (source, source_entry_id)
+
+
+def test_look_up_codes_are_still_trimmed() -> None:
+    event = parse_event(event_json(user_code=" JDOE ", phase_code="DES\t", work_type_code=" DEV"))
+    assert (event.user_code, event.phase_code, event.work_type_code) == ("JDOE", "DES", "DEV")
+
+
+def test_the_external_id_escapes_the_source_so_identities_never_share_it() -> None:
+    one = parse_event(event_json(source="hx:a0", source_entry_id="b"))
+    other = parse_event(event_json(source="hx", source_entry_id="a0:b"))
+    assert (one.external_id, other.external_id) == ("hx%3Aa0:b", "hx:a0:b")
 
 
 def test_a_delete_needs_only_its_identity() -> None:

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
 
 import pytest
 
 from connector.bus import OutgoingMessage
-from connector.errors import InvalidMessage, SeveraRejected, SeveraUnavailable, UnknownReference
-from connector.fakes import InMemorySevera
+from connector.errors import (
+    Category,
+    InvalidMessage,
+    SeveraRejected,
+    SeveraUnavailable,
+    UnknownReference,
+    VersionConflict,
+)
+from connector.fakes import InMemorySevera, not_found
 from connector.flows.work_hours import ResultPublisher, WorkHoursFlow
 from connector.mapping.references import ReferenceResolver
 from connector.observability import Metrics
-from connector.processing import Delivery
+from connector.ports import NewHourEntry
+from connector.processing import Delivery, Failure
 from connector.state.memory import InMemoryLedger
-from tests.factories import event_dict, event_json, severa
+from schemas.results import WorkHourFailed
+from tests.factories import CASE, PHASE, USER, WORK_TYPE, event_dict, event_json, severa
 
 
 class Published(list[tuple[str, OutgoingMessage]]):
@@ -39,8 +52,6 @@ class World:
         )
 
     async def handle(self, event: dict[str, Any], *, correlation_id: str | None = None) -> None:
-        import json
-
         await self.flow.handle(
             Delivery(
                 body=json.dumps(event).encode(),
@@ -52,8 +63,6 @@ class World:
         )
 
     def outcomes(self) -> list[str]:
-        import json
-
         return [
             json.loads(m.body)["outcome"] for _, m in self.published if m.routing_key == "workhour.synced"
         ]
@@ -203,6 +212,7 @@ async def test_a_steady_stream_costs_about_one_severa_call_per_event(world: Worl
     for _ in range(100):
         await world.handle(event_dict())
     assert sum(world.severa.calls.values()) / 100 <= 1.05
+    assert world.severa.calls["get_hour_entries_changed_since"] == 0
 
 
 @pytest.mark.parametrize(
@@ -231,3 +241,352 @@ async def test_a_severa_refusal_leaves_the_ledger_pending_not_applied(world: Wor
     record = await world.ledger.get(f"{event['source']}:{event['source_entry_id']}")
     assert record is not None
     assert record.state == "pending"
+
+
+# -- the version comparison holds in every ledger state, a pending one included -------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event of an entry's life, and what Severa does with its Add."""
+
+    event_type: str
+    version: int
+    severa: Literal["answers", "refuses", "loses the answer"] = "answers"
+
+
+C, U, D = "workhour.created", "workhour.updated", "workhour.deleted"
+
+
+@pytest.mark.parametrize(
+    ("steps", "outcomes", "hours_in_severa"),
+    [
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "refuses"), Step(U, 2)],
+            ["created", "deleted", "SeveraRejected", "stale"],
+            [],
+            id="a late update older than a delete stays ignored while a newer add is pending",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "refuses"), Step(C, 1)],
+            ["created", "deleted", "SeveraRejected", "stale"],
+            [],
+            id="a late create older than a delete stays ignored while a newer add is pending",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "loses the answer"), Step(D, 3), Step(C, 4)],
+            ["created", "deleted", "SeveraUnavailable", "deleted", "updated"],
+            ["4.00"],
+            id="the delete redelivered while a newer add is pending leaves the entry that add left",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "refuses"), Step(C, 4)],
+            ["created", "deleted", "SeveraRejected", "created"],
+            ["4.00"],
+            id="the pending version redelivered is added once Severa accepts it",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "loses the answer"), Step(C, 4)],
+            ["created", "deleted", "SeveraUnavailable", "updated"],
+            ["4.00"],
+            id="the pending version redelivered adopts the entry its lost answer left",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "refuses"), Step(U, 5)],
+            ["created", "deleted", "SeveraRejected", "created"],
+            ["5.00"],
+            id="a newer version than the pending one is added when the pending add did not land",
+        ),
+        pytest.param(
+            [Step(C, 1), Step(D, 3), Step(C, 4, "loses the answer"), Step(U, 5)],
+            ["created", "deleted", "SeveraUnavailable", "updated"],
+            ["5.00"],
+            id="a newer version than the pending one updates the entry the pending add left",
+        ),
+    ],
+)
+async def test_versions_are_compared_whatever_the_ledger_state(
+    world: World, steps: list[Step], outcomes: list[str], hours_in_severa: list[str]
+) -> None:
+    identity = {"source": "tracker", "source_entry_id": "e-pending"}
+    seen: list[str] = []
+    for step in steps:
+        if step.severa == "refuses":
+            world.severa.failures["add_hour_entry"] = [
+                SeveraRejected("Phase is locked", fault="Validation", operation="IHourEntry.AddNewHourEntry")
+            ]
+        elif step.severa == "loses the answer":
+            world.severa.lose_answer_of_next_add = SeveraUnavailable("timeout", outcome_unknown=True)
+        event = event_dict(
+            **identity, event_type=step.event_type, version=step.version, hours=str(step.version)
+        )
+        before = len(world.outcomes())
+        try:
+            await world.handle(event)
+        except (SeveraRejected, SeveraUnavailable) as exc:
+            seen.append(type(exc).__name__)
+        else:
+            seen.extend(world.outcomes()[before:])
+    assert seen == outcomes
+    assert sorted(str(e.quantity) for e in world.severa.hour_entries.values()) == hours_in_severa
+
+
+async def test_a_stale_event_leaves_the_pending_mark_for_the_newer_add(world: World) -> None:
+    identity = {"source": "tracker", "source_entry_id": "e-pending"}
+    await world.handle(event_dict(**identity, version=1))
+    await world.handle(event_dict(**identity, event_type=D, version=3))
+    world.severa.failures["add_hour_entry"] = [
+        SeveraRejected("Phase is locked", fault="Validation", operation="IHourEntry.AddNewHourEntry")
+    ]
+    with pytest.raises(SeveraRejected):
+        await world.handle(event_dict(**identity, version=4))
+    adds = world.severa.calls["add_hour_entry"]
+    await world.handle(event_dict(**identity, event_type=U, version=2))
+    record = await world.ledger.get("tracker:e-pending")
+    assert record is not None
+    assert (record.state, record.version, record.pending_version) == ("pending", 3, 4)
+    assert world.severa.calls["add_hour_entry"] == adds
+
+
+# -- the same version with other content is a conflict, not a duplicate ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({"hours": "8"}, "version_conflict", id="other hours under the same version conflict"),
+        pytest.param(
+            {"description": "Wireframes, second round"},
+            "version_conflict",
+            id="another description under the same version conflicts",
+        ),
+        pytest.param(
+            {"event_type": "workhour.deleted"},
+            "version_conflict",
+            id="a delete under the applied version conflicts",
+        ),
+        pytest.param(
+            {"occurred_at": "2026-11-21T08:00:00+02:00"},
+            "unchanged",
+            id="a producer retry with a new event id and time is a duplicate",
+        ),
+        pytest.param({"hours": "7.50"}, "unchanged", id="the same hours written differently are a duplicate"),
+        pytest.param(
+            {"event_type": "workhour.updated", "description": "  Wireframes "},
+            "unchanged",
+            id="an update with the same content and a padded description is a duplicate",
+        ),
+    ],
+)
+async def test_the_same_version_with_a_new_event_id_is_compared_by_content(
+    world: World, overrides: dict[str, Any], expected: str
+) -> None:
+    first = event_dict(version=3, hours="7.5", description="Wireframes")
+    await world.handle(first)
+    (before,) = world.severa.hour_entries.values()
+    again = {**first, "event_id": str(uuid.uuid4()), **overrides}
+    if expected == "version_conflict":
+        with pytest.raises(VersionConflict) as caught:
+            await world.handle(again)
+        assert caught.value.reason == "version_conflict"
+        assert caught.value.category is Category.PERMANENT
+        assert "higher version" in caught.value.message
+    else:
+        await world.handle(again)
+        assert world.outcomes()[-1] == expected
+    assert list(world.severa.hour_entries.values()) == [before]
+
+
+async def test_a_record_without_a_content_hash_keeps_answering_unchanged(world: World) -> None:
+    first = event_dict(version=2, hours="7.5")
+    await world.handle(first)
+    external_id = f"{first['source']}:{first['source_entry_id']}"
+    record = await world.ledger.get(external_id)
+    assert record is not None
+    assert record.severa_guid is not None
+    await world.ledger.mark_applied(external_id, 2, record.severa_guid)  # as a ledger from before hashes
+    await world.handle({**first, "event_id": str(uuid.uuid4()), "hours": "8"})
+    assert world.outcomes() == ["created", "unchanged"]
+
+
+# -- identity: two entries that differ in any way stay two entries ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        pytest.param(("hx:a0", "b"), ("hx", "a0:b"), id="a colon moved from the source to the entry id"),
+        pytest.param(("a%3Ab", "c"), ("a:b", "c"), id="a source spelling out an escaped colon"),
+        pytest.param(("tracker", "E-1"), ("tracker", "e-1"), id="entry ids differing only in case"),
+        pytest.param(
+            ("tracker", "caf\u00e9"), ("tracker", "cafe\u0301"), id="composed and decomposed accents"
+        ),
+        pytest.param(("tracker", "e\u00a01"), ("tracker", "e 1"), id="a no-break space and a space"),
+        pytest.param(
+            ("s" * 100, "x" * 99 + "1"), ("s" * 100, "x" * 99 + "2"), id="maximal ids differing last"
+        ),
+    ],
+)
+async def test_entries_that_differ_only_in_their_identity_get_two_severa_entries(
+    world: World, one: tuple[str, str], other: tuple[str, str]
+) -> None:
+    for source, entry_id in (one, other):
+        await world.handle(event_dict(source=source, source_entry_id=entry_id))
+    assert world.outcomes() == ["created", "created"]
+    assert len(world.severa.hour_entries) == 2
+    assert await world.ledger.count() == 2
+
+
+async def test_results_name_the_identity_as_sent_and_the_encoded_key(world: World) -> None:
+    await world.handle(event_dict(source="hx:a0", source_entry_id="b:1"))
+    ((_, message),) = world.published
+    result = json.loads(message.body)
+    assert (result["source"], result["source_entry_id"], result["external_id"]) == (
+        "hx:a0",
+        "b:1",
+        "hx%3Aa0:b:1",
+    )
+
+
+# -- a lost Add never adopts an entry that existed before it ---------------------------------------
+
+
+def _type_by_hand(world: World, event: dict[str, Any], *, at: dt.datetime) -> str:
+    """Put into Severa the entry a person typed at ``at``, identical to what ``event`` asks for."""
+    twin = NewHourEntry(
+        user_guid=USER.guid,
+        case_guid=CASE.guid,
+        phase_guid=PHASE.guid,
+        work_type_guid=WORK_TYPE.guid,
+        event_date=dt.date.fromisoformat(event["date"]),
+        quantity=Decimal(event["hours"]).quantize(Decimal("0.01")),
+        description=event["description"],
+        is_billable=True,
+    ).with_guid("typed-by-hand")
+    world.severa.hour_entries[twin.guid] = twin
+    world.severa.changed_at[twin.guid] = at
+    return twin.guid
+
+
+async def test_a_lost_add_that_did_not_land_adds_beside_a_hand_made_twin(world: World) -> None:
+    event = event_dict()
+    twin = _type_by_hand(world, event, at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    world.severa.failures["add_hour_entry"] = [SeveraUnavailable("timeout", outcome_unknown=True)]
+    with pytest.raises(SeveraUnavailable):
+        await world.handle(event)
+    await world.handle(event)
+    assert world.outcomes() == ["created"]
+    assert len(world.severa.hour_entries) == 2
+    assert await world.ledger.owners_of([twin]) == {}
+
+
+async def test_a_lost_add_that_landed_is_adopted_rather_than_the_hand_made_twin(world: World) -> None:
+    event = event_dict()
+    twin = _type_by_hand(world, event, at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    world.severa.lose_answer_of_next_add = SeveraUnavailable("timeout", outcome_unknown=True)
+    with pytest.raises(SeveraUnavailable):
+        await world.handle(event)
+    (landed,) = set(world.severa.hour_entries) - {twin}
+    await world.handle(event)
+    assert world.outcomes() == ["updated"]
+    assert len(world.severa.hour_entries) == 2
+    record = await world.ledger.get(f"{event['source']}:{event['source_entry_id']}")
+    assert record is not None
+    assert record.severa_guid == landed
+
+
+# -- deletes, against the fake's refusals shaped as the adapter's ----------------------------------
+
+
+async def test_a_delete_that_severa_answers_with_not_found_is_already_done(world: World) -> None:
+    created = event_dict(version=1)
+    await world.handle(created)
+    (guid,) = world.severa.hour_entries
+    world.severa.failures["delete_hour_entry"] = [not_found("DeleteHourEntry", guid)]
+    await world.handle({**created, "event_id": str(uuid.uuid4()), "event_type": D, "version": 2})
+    assert world.outcomes() == ["created", "deleted"]
+    record = await world.ledger.get(f"{created['source']}:{created['source_entry_id']}")
+    assert record is not None
+    assert record.state == "deleted"
+
+
+async def test_a_delete_that_severa_refuses_otherwise_is_not_recorded(world: World) -> None:
+    created = event_dict(version=1)
+    await world.handle(created)
+    world.severa.failures["delete_hour_entry"] = [
+        SeveraRejected("read-only", fault="NoPermission", operation="IHourEntry.DeleteHourEntry")
+    ]
+    with pytest.raises(SeveraRejected):
+        await world.handle({**created, "event_id": str(uuid.uuid4()), "event_type": D, "version": 2})
+    record = await world.ledger.get(f"{created['source']}:{created['source_entry_id']}")
+    assert record is not None
+    assert record.state == "applied"
+    assert len(world.severa.hour_entries) == 1
+
+
+# -- every parked message gets a failed result the producer can match ------------------------------
+
+
+def _failure() -> Failure:
+    now = dt.datetime.now(dt.UTC)
+    return Failure(InvalidMessage("bad", reason="invalid_json"), 1, now, now)
+
+
+@pytest.mark.parametrize(
+    ("body", "ids"),
+    [
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, {}, id="lists nested past the recursion limit"),
+        pytest.param(b"\xff\xfe{\x00", {}, id="bytes that are not UTF-8"),
+        pytest.param(b'["not", "an", "object"]', {}, id="a JSON array"),
+        pytest.param(
+            b'{"event_id": "6f1c1f4e-8d53-4a8a-9d7e-0d1f2b3c4d5e", "source": {"x": 1}, "source_entry_id": 7}',
+            {"event_id": "6f1c1f4e-8d53-4a8a-9d7e-0d1f2b3c4d5e"},
+            id="an object whose identity fields are not strings",
+        ),
+        pytest.param(
+            b'{"event_id": [1], "source": "hx:a0", "source_entry_id": "b"}',
+            {"source": "hx:a0", "source_entry_id": "b", "external_id": "hx%3Aa0:b"},
+            id="an object with a broken event id and a source holding a colon",
+        ),
+        pytest.param(
+            b'{"source": "\\ud800", "source_entry_id": "b"}',
+            {"source_entry_id": "b"},
+            id="an object whose source is a lone surrogate",
+        ),
+    ],
+)
+async def test_every_parked_body_gets_a_failed_result_with_the_message_ids(
+    world: World, body: bytes, ids: dict[str, str]
+) -> None:
+    delivery = Delivery(
+        body=body, routing_key=C, exchange="workhours", message_id="msg-1", correlation_id="corr-1"
+    )
+    await world.flow.notify_failure(delivery, _failure())
+    ((_, message),) = world.published
+    assert message.routing_key == "workhour.failed"
+    assert message.correlation_id == "corr-1"
+    result = WorkHourFailed.model_validate_json(message.body)
+    assert (result.message_id, result.correlation_id, result.reason) == ("msg-1", "corr-1", "invalid_json")
+    named = {
+        key: str(value)
+        for key, value in result.model_dump(
+            include={"event_id", "source", "source_entry_id", "external_id"}
+        ).items()
+        if value is not None
+    }
+    assert named == ids
+
+
+async def test_a_failed_result_without_a_correlation_id_falls_back_to_the_message_id(world: World) -> None:
+    delivery = Delivery(body=b"\xff", routing_key=C, exchange="workhours", message_id="msg-1")
+    await world.flow.notify_failure(delivery, _failure())
+    ((_, message),) = world.published
+    assert message.correlation_id == "msg-1"
+    assert WorkHourFailed.model_validate_json(message.body).correlation_id is None
+
+
+async def test_a_message_id_that_is_not_valid_unicode_is_mended_not_lost(world: World) -> None:
+    delivery = Delivery(body=b"{", routing_key=C, exchange="workhours", message_id="msg-\ud800")
+    await world.flow.notify_failure(delivery, _failure())
+    ((_, message),) = world.published
+    assert WorkHourFailed.model_validate_json(message.body).message_id == "msg-\\ud800"
