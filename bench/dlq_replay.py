@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connector.bus import Bus, OutgoingMessage
 from connector.config import DlqSettings
+from connector.dlq.contracts import flows_by_queue
+from connector.dlq.ingest import Ingestor
 from connector.dlq.operations import ReplayOptions, open_session, replay
 from connector.dlq.selection import Filter
 from connector.logging import configure_logging
@@ -146,10 +148,13 @@ async def through_replay(
                     "replay_batch": window,
                 },
             )
-            async with open_session(settings, operator="bench", ingest=False, need_broker=True) as session:
-                assert session.ingestor is not None
+            async with open_session(
+                settings, operator="bench", need_broker=True, create_store=True
+            ) as session:
+                assert session.bus is not None
+                ingestor = Ingestor(session.bus, session.store, flows_by_queue=flows_by_queue(names))
                 started = time.perf_counter()
-                report = await session.ingestor.ingest(names.dead_letter_queues)
+                report = await ingestor.ingest(names.dead_letter_queues)
                 ingest = time.perf_counter() - started
                 assert report.stored == len(bodies), report
                 started = time.perf_counter()

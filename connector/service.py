@@ -109,6 +109,7 @@ class ConnectorService:
         self._consumer: Consumer | None = None
         self._health: HealthServer | None = None
         self._tasks = TaskSupervisor()
+        self._ingester: Any = None
         self._heartbeat = Heartbeat()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -225,6 +226,8 @@ class ConnectorService:
             prefetch=settings.rabbitmq.prefetch,
             on_restore=lambda: bus.declare(topology),
         )
+        if settings.dlq.ingest:
+            self._tasks.spawn("dlq-ingest", self._ingest_dead_letters())
         self._tasks.spawn("heartbeat", self._heartbeat.run())
         self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
         self._watch_keeper()
@@ -368,6 +371,45 @@ class ConnectorService:
             except Exception as exc:
                 log.error("circuit_supervisor_step_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
+
+    async def _ingest_dead_letters(self) -> None:
+        """Move every dead letter into the central store (commit, then ack), for as long as we run.
+
+        The pods are the one long-running, central place that ingests, so the ``dlq`` commands
+        only ever read the store. A store that cannot be opened is retried with backoff; the dead
+        letters wait safely in their queues meanwhile.
+        """
+        from connector.dlq.contracts import flows_by_queue
+        from connector.dlq.ingest import DeadLetterIngester
+        from connector.dlq.store import open_store
+
+        assert self.bus is not None
+        settings = self.settings
+        delay = 1.0
+        while True:
+            store = open_store(settings.dlq_store_url(), table_prefix=settings.dlq.store_table_prefix)
+            ingester = DeadLetterIngester(
+                self.bus,
+                store,
+                self.names.dead_letter_queues,
+                prefetch=settings.dlq.ingest_prefetch,
+                flows_by_queue=flows_by_queue(self.names),
+            )
+            self._ingester = ingester
+            try:
+                await store.setup()
+                await ingester.start()
+                log.info("dlq_ingest_started", queues=list(self.names.dead_letter_queues))
+                await asyncio.Event().wait()  # until cancelled at shutdown
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("dlq_ingest_failed_retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            finally:
+                await _quietly("dlq_ingest_stop", ingester.stop())
+                await _quietly("dlq_store_close", store.aclose())
+            await asyncio.sleep(delay)  # backoff before opening the store again
+            delay = min(delay * 2, 60.0)
 
     async def _probe(self) -> bool:
         """Severa (without and with the key) and the ledger answer: True; else False, logged."""

@@ -58,6 +58,10 @@ def connector_settings(
         "state_url": f"sqlite:///{state_dir / 'ledger.db'}",
         "drain_seconds": 5,
         "pod_name": "test-pod",
+        # These tests read the raw DLQ queue to see what was parked and why, so the pod must not
+        # move dead letters into its store first. The ingesting pod (the production default) is
+        # what tests/integration/test_production_topology.py runs.
+        "dlq": {"ingest": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):

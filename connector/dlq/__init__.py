@@ -1,6 +1,8 @@
 """Dead letters: how the connector parks a message it gives up on, and how ops put it right.
 
-The runtime side is :class:`DeadLetterer` (:mod:`connector.dlq.envelope`). The rest of the package
+The runtime side is :class:`DeadLetterer` (:mod:`connector.dlq.envelope`), and the
+:class:`~connector.dlq.ingest.DeadLetterIngester` the pods run to keep the store filled (ingest
+happens there, or in ``dlq ingest``, never as a side effect of a command). The rest of the package
 is the ops side behind ``severa-connector dlq``, built as a **dead-letter store** in the manner of
 NServiceBus ServiceControl / ServicePulse rather than as a queue browser::
 

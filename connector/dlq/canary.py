@@ -6,9 +6,11 @@ published so that none is missed:
 
 * the flow's result events (``workhour.synced`` / ``workhour.failed`` on the results exchange,
   matched on the event id): a synced canary passed, a failed one failed;
-* the DLQ itself, ingested every ``poll`` seconds: a new dead letter carrying
+* the dead-letter store, read every ``poll`` seconds: a new dead letter carrying
   ``x-replayed-from = <a canary's id>`` is a canary that failed again (this covers messages whose
-  body has no event id, and flows without result events).
+  body has no event id, and flows without result events). The watch only reads the store: the
+  connector pods (or ``dlq ingest --follow``) put what comes back to the DLQ there, so a replay
+  never takes messages off the broker itself.
 
 A canary with neither signal within the timeout counts against the replay ("no outcome within
 60 s: is the connector consuming q.workhours?"): better to stop than to replay thousands of
@@ -29,7 +31,6 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from connector.bus import Bus
 from connector.dlq.contracts import contract_for
-from connector.dlq.ingest import Ingestor
 from connector.dlq.records import DeadLetterRecord
 from connector.dlq.selection import Filter
 from connector.dlq.store import DeadLetterStore
@@ -60,8 +61,6 @@ class CanaryWatch:
         replay_id: str,
         target: str | None,
         store: DeadLetterStore,
-        ingestor: Ingestor,
-        dead_letter_queues: Sequence[str],
         by_event_id: dict[str, str],
         confirmable: set[str],
         poll: float,
@@ -70,8 +69,6 @@ class CanaryWatch:
         self._queues = {r.id: target or r.original_queue for r in records}
         self._replay_id = replay_id
         self._store = store
-        self._ingestor = ingestor
-        self._dlqs = list(dead_letter_queues)
         self._by_event_id = by_event_id
         self._confirmable = confirmable
         self._poll = poll
@@ -101,7 +98,6 @@ class CanaryWatch:
         return [i for i in self._ids if not self._resolved(i)]
 
     async def _check_dlq(self) -> None:
-        await self._ingestor.ingest(self._dlqs)
         back = await self._store.find(Filter(replay_ids=(self._replay_id,), statuses=frozenset()))
         for record in back:
             source = record.replayed_from
@@ -140,21 +136,10 @@ class CanaryWatch:
 class CanaryWatcher:
     """Sets up a :class:`CanaryWatch` before the canaries are published."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        store: DeadLetterStore,
-        ingestor: Ingestor,
-        names: Names,
-        *,
-        dead_letter_queues: Sequence[str],
-        poll: float = 0.25,
-    ) -> None:
+    def __init__(self, bus: Bus, store: DeadLetterStore, names: Names, *, poll: float = 0.25) -> None:
         self._bus = bus
         self._store = store
-        self._ingestor = ingestor
         self._names = names
-        self._dlqs = dead_letter_queues
         self._poll = poll
 
     @asynccontextmanager
@@ -179,8 +164,6 @@ class CanaryWatcher:
             replay_id=replay_id,
             target=target,
             store=self._store,
-            ingestor=self._ingestor,
-            dead_letter_queues=self._dlqs,
             by_event_id=by_event_id,
             confirmable=confirmable,
             poll=self._poll,

@@ -1,8 +1,11 @@
 """``severa-connector dlq …``: the ops console for dead letters (thin typer over :mod:`.operations`).
 
-Every command first ingests the DLQs into the dead-letter store (``--no-ingest`` to skip), then
-works on the store. Exit codes: 0 done; 1 the command ran but not everything succeeded (the ids
-that failed are named); 2 usage or configuration error, nothing was changed.
+The commands work on the dead-letter store the connector pods fill; they open it and never create
+it, and none of them takes a message off the broker -- except ``dlq ingest``, the deliberate act
+(one-shot, or ``--follow`` as a long-running role) that moves dead letters into the store. Exit
+codes: 0 done; 1 the command ran but not everything succeeded (the ids that failed are named);
+2 usage or configuration error (a missing store included), nothing was changed; 3 the broker or
+the store did not answer, nothing was changed.
 
 Filters (``list``, ``replay``, ``purge``, ``export``): each option may repeat (alternatives), and
 different options combine with AND. ``--since``/``--until`` take ``30m``, ``2h``, ``7d`` or an ISO
@@ -13,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -33,12 +38,14 @@ from connector.dlq.editing import run_editor
 from connector.dlq.envelope import STRIPPED_ON_REPLAY
 from connector.dlq.grouping import GroupBy
 from connector.dlq.operations import (
-    DlqSession,
     InvalidEdit,
+    PeerUnreachable,
     ReplayOptions,
     edit,
     export,
     import_lines,
+    ingest_now,
+    ingest_until_stopped,
     list_groups,
     list_page,
     open_session,
@@ -47,6 +54,7 @@ from connector.dlq.operations import (
     replay_selection,
     resolve_ids,
     show,
+    waiting_in_dlqs,
 )
 from connector.dlq.records import Group
 from connector.dlq.selection import (
@@ -56,15 +64,17 @@ from connector.dlq.selection import (
     parse_moment,
     parse_statuses,
 )
+from connector.dlq.store import StoreUnavailable
 from connector.errors import ConfigError, ConnectorError, UsageError
 from connector.logging import configure_logging
 
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 T = TypeVar("T")
 
 dlq_app = typer.Typer(
-    help="Dead letters: list, group, show, replay, edit, purge, export/import -- audited.",
+    help="Dead letters: ingest, list, group, show, replay, edit, purge, export/import -- audited.",
     no_args_is_help=True,
 )
 out = Console(soft_wrap=False)
@@ -76,16 +86,16 @@ _state: dict[str, bool] = {"verbose": False}
 def dlq_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (stderr).")] = False,
 ) -> None:
-    """Dead letters: list, group, show, replay, edit, purge, export/import -- audited."""
+    """Dead letters: ingest, list, group, show, replay, edit, purge, export/import -- audited."""
     _state["verbose"] = verbose
 
 
 # -- shared options --------------------------------------------------------------------------------
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout (progress and notes go to stderr).")]
+# Commands no longer ingest; the flag stays accepted (and hidden) so that scripts passing it still run.
 NoIngestOpt = Annotated[
-    bool,
-    typer.Option("--no-ingest", help="Work on the store as it is; do not take new messages off the DLQs."),
+    bool, typer.Option("--no-ingest", hidden=True, help="No effect: commands do not ingest.")
 ]
 OperatorOpt = Annotated[
     str | None, typer.Option("--operator", help="Who you are, for the audit (default: your login name).")
@@ -174,6 +184,11 @@ def _settings() -> DlqSettings:
         err.print(f"[bold red]configuration error:[/] {exc.message}")
         raise typer.Exit(EXIT_USAGE) from None
     configure_logging(settings.log.level if _state["verbose"] else "WARNING", settings.log.format)
+    if not _state["verbose"]:
+        # An unreachable broker is said once, in our words (exit code 3); the AMQP libraries' own
+        # errors about it are for --verbose.
+        for library in ("aio_pika", "aiormq"):
+            logging.getLogger(library).setLevel(logging.CRITICAL)
     return settings
 
 
@@ -182,20 +197,17 @@ def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(factory())
     except UsageError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
+        err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except ConfigError as exc:
-        err.print(f"[bold red]configuration error:[/] {exc.message}")
+        err.print(f"[bold red]configuration error:[/] {exc.message}", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except (PeerUnreachable, StoreUnavailable) as exc:
+        err.print(f"[bold red]unreachable:[/] {exc.message}", soft_wrap=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
     except ConnectorError as exc:
-        err.print(f"[bold red]failed:[/] {exc.message}")
+        err.print(f"[bold red]failed:[/] {exc.message}", soft_wrap=True)
         raise typer.Exit(EXIT_PARTIAL) from None
-
-
-def _note(session: DlqSession) -> None:
-    note = view.ingest_note(session.ingested, session.broker_error)
-    if note:
-        err.print(note)
 
 
 def _print_json(data: Any) -> None:
@@ -224,6 +236,60 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 # -- commands --------------------------------------------------------------------------------------
 
 
+@dlq_app.command("ingest")
+def ingest_command(
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Keep ingesting as dead letters arrive, until SIGTERM/SIGINT (a long-running role).",
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Move the dead letters waiting in the DLQs into the store (creating it): the one command that does.
+
+    The connector pods do this all the time; run it where they do not (a dedicated role with
+    --follow), or to take in at once what waits now. Point it at the store everyone uses.
+    """
+    settings = _settings()
+
+    async def once() -> None:
+        report = await ingest_now(settings, operator=default_operator())
+        if json_:
+            _print_json(
+                {
+                    "received": report.received,
+                    "stored": report.stored,
+                    "already_stored": report.already_stored,
+                    "per_queue": report.per_queue,
+                    "missing_queues": report.missing_queues,
+                    "stopped_early": report.stopped_early,
+                }
+            )
+        err.print(view.ingest_note(report), highlight=False)
+
+    async def following() -> None:
+        stop = asyncio.Event()
+
+        def started(queues: Sequence[str]) -> None:
+            err.print(f"ingesting {', '.join(queues)} until SIGTERM/SIGINT", highlight=False)
+
+        with _stop_on_signals(stop):
+            counts = await ingest_until_stopped(
+                settings, operator=default_operator(), stop=stop, on_started=started
+            )
+        if json_:
+            _print_json(dataclasses.asdict(counts))
+        err.print(
+            f"stopped: {counts.received} received, {counts.stored} new, {counts.already_stored} already "
+            f"stored, {counts.requeued} put back after a store failure",
+            highlight=False,
+        )
+
+    _run(following if follow else once)
+
+
 @dlq_app.command("list")
 def list_command(
     json_: JsonOpt = False,
@@ -244,9 +310,19 @@ def list_command(
     header: HeaderOpt = None,
     message_id: MessageIdOpt = None,
     replay_id: ReplayIdOpt = None,
+    store_only: Annotated[
+        bool,
+        typer.Option(
+            "--store-only", help="Do not ask the broker how many dead letters wait there (it may be down)."
+        ),
+    ] = False,
     no_ingest: NoIngestOpt = False,
 ) -> None:
-    """List dead letters (parked and replaying unless --status says otherwise), or count them by group."""
+    """List dead letters (parked and replaying unless --status says otherwise), or count them by group.
+
+    Also says how many dead letters still wait in the DLQs, not yet ingested (asked of the broker,
+    which hands nothing out for it); --store-only skips that.
+    """
     settings = _settings()
 
     async def main() -> None:
@@ -267,8 +343,11 @@ def list_command(
             message_id=message_id,
             replay_id=replay_id,
         )
-        async with open_session(settings, operator=default_operator(), ingest=not no_ingest) as session:
-            _note(session)
+        async with open_session(settings, operator=default_operator()) as session:
+            if not (store_only or no_ingest):
+                note = view.waiting_note(await waiting_in_dlqs(settings, operator=session.operator))
+                if note:
+                    err.print(note)
             if group_by is not None:
                 groups = await list_groups(session, selection, group_by)
                 if json_:
@@ -297,8 +376,7 @@ def show_command(
     settings = _settings()
 
     async def main() -> None:
-        async with open_session(settings, operator=default_operator(), ingest=not no_ingest) as session:
-            _note(session)
+        async with open_session(settings, operator=default_operator()) as session:
             shown = await show(session, dead_letter_id)
         if json_:
             _print_json(view.shown_json(shown))
@@ -401,9 +479,8 @@ def replay_command(
             return lambda done: progress.advance(task, done)
 
         async with open_session(
-            settings, operator=operator or default_operator(), ingest=not no_ingest, need_broker=True
+            settings, operator=operator or default_operator(), need_broker=True
         ) as session:
-            _note(session)
             chosen = replay_selection(
                 await resolve_ids(session.store, ids or []), selection, everything=everything
             )
@@ -454,9 +531,8 @@ def edit_command(
 
     async def main() -> None:
         async with open_session(
-            settings, operator=operator or default_operator(), ingest=not no_ingest, need_broker=True
+            settings, operator=operator or default_operator(), need_broker=True
         ) as session:
-            _note(session)
             # Without --set, an editor needs a terminal (or one named in $VISUAL/$EDITOR).
             can_edit = interactive or bool(os.environ.get("VISUAL") or os.environ.get("EDITOR"))
             try:
@@ -538,9 +614,8 @@ def purge_command(
             replay_id=replay_id,
         )
         async with open_session(
-            settings, operator=operator or default_operator(), ingest=not no_ingest, need_broker=True
+            settings, operator=operator or default_operator(), need_broker=True
         ) as session:
-            _note(session)
             resolved = await resolve_ids(session.store, ids or [])
             if resolved:
                 selection = Filter(ids=tuple(resolved), statuses=selection.statuses)
@@ -608,9 +683,8 @@ def export_command(
             replay_id=replay_id,
         )
         async with open_session(
-            settings, operator=operator or default_operator(), ingest=not no_ingest, need_broker=True
+            settings, operator=operator or default_operator(), need_broker=True
         ) as session:
-            _note(session)
             with _output(output) as stream:
                 written, audit_error = await export(session, selection, stream, reason=reason)
         err.print(f"exported {written} dead letter(s)" + (f" to {output}" if output else ""))
@@ -649,9 +723,8 @@ def import_command(
             except OSError as exc:
                 raise UsageError(f"cannot read {file}: {exc.strerror}") from None
         async with open_session(
-            settings, operator=operator or default_operator(), ingest=not no_ingest, need_broker=True
+            settings, operator=operator or default_operator(), need_broker=True
         ) as session:
-            _note(session)
             result = await import_lines(session, lines, reason=reason)
         err.print(
             f"imported {len(result.imported)} of {result.read}; "
@@ -673,7 +746,7 @@ def audit_command(
     settings = _settings()
 
     async def main() -> None:
-        async with open_session(settings, operator=default_operator(), ingest=False) as session:
+        async with open_session(settings, operator=default_operator()) as session:
             records = await session.store.audits(limit=limit)
         if json_:
             _print_json([r.model_dump(mode="json") for r in records])

@@ -42,21 +42,29 @@ def clip(text: str, width: int = _MESSAGE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def ingest_note(report: IngestReport, broker_error: str | None) -> str | None:
-    if broker_error:
-        return f"[yellow]warning:[/] {broker_error} -- showing the store as of its last ingest"
-    notes: list[str] = []
-    if report.received:
-        notes.append(
-            f"ingested {report.stored} new dead letter{'s' if report.stored != 1 else ''} "
-            f"from {', '.join(report.per_queue)}"
-            + (f" ({report.already_stored} already stored)" if report.already_stored else "")
-        )
+def ingest_note(report: IngestReport) -> str:
+    """What one ``dlq ingest`` did, on one line."""
+    notes = [
+        f"ingested {report.stored} new dead letter{'s' if report.stored != 1 else ''}"
+        + (f" from {', '.join(report.per_queue)}" if report.per_queue else "")
+        + (f" ({report.already_stored} already stored)" if report.already_stored else "")
+    ]
     if report.stopped_early:
-        notes.append("[yellow]the DLQ kept filling; ingest stopped at its time limit[/]")
+        notes.append("[yellow]the DLQ kept filling; ingest stopped at its time limit (run it again)[/]")
     for queue in report.missing_queues:
         notes.append(f"[yellow]no queue {queue} on the broker (has the connector run with this prefix?)[/]")
-    return "; ".join(notes) or None
+    return "; ".join(notes)
+
+
+def waiting_note(waiting: dict[str, int]) -> str | None:
+    """Dead letters still in the broker: the store does not show them yet, so say so."""
+    parts = [f"{n} dead letter{'s' if n != 1 else ''} still in {queue}" for queue, n in waiting.items() if n]
+    if not parts:
+        return None
+    return (
+        f"[yellow]note:[/] {', '.join(parts)}, not yet ingested -- is the connector running? "
+        "(`severa-connector dlq ingest` takes them in now)"
+    )
 
 
 # -- list ------------------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
 """The ``dlq`` commands as service functions: what the CLI calls, one ``asyncio.run`` each.
 
-Every command opens a :class:`DlqSession` -- the store, the broker, the auditor -- and first
-*ingests* the DLQs, so it sees every dead letter there is and works on the store only from then
-on. ``--no-ingest`` skips that (browsing the store while the broker is down, or a scripted query
-that must not move anything). Commands that change something (replay, edit, purge, import, export)
-need the broker for the audit exchange: no audit, no action.
+Every command opens a :class:`DlqSession` on the dead-letter store the connector pods fill and
+works on that store. No command but ``dlq ingest`` takes a message off the broker: looking at the
+dead letters from a laptop must not move them into that laptop's file. So a command *opens* the
+store and never creates it -- a missing one is a configuration error naming the setting -- and
+only :func:`ingest_now` and :func:`ingest_until_stopped` (``dlq ingest [--follow]``) create and
+fill it. Commands that change something (replay, edit, purge, import, export) need the broker for
+the audit exchange: no audit, no action. ``list`` asks the broker, without consuming, how many
+dead letters still wait in the DLQs (:func:`waiting_in_dlqs`).
+
+Errors: a missing store is a :class:`StoreNotFound` (exit code 2); a broker or store that does not
+answer is a :class:`PeerUnreachable` (exit code 3) -- never an empty answer.
 """
 
 from __future__ import annotations
@@ -18,25 +24,25 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
-from connector.bus import Bus
-from connector.config import DlqSettings
+from connector.bus import Bus, ready_count
+from connector.config import DlqSettings, env_name
 from connector.dlq.audit import Auditor, audit_selection
 from connector.dlq.canary import CanaryWatcher
 from connector.dlq.contracts import contract_for, flows_by_queue
 from connector.dlq.editing import apply_assignments, for_editing, normalised, validation_errors
 from connector.dlq.grouping import GroupBy
-from connector.dlq.ingest import Ingestor, IngestReport
+from connector.dlq.ingest import DeadLetterIngester, IngesterCounts, Ingestor, IngestReport
 from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
 from connector.dlq.replay import Progress, Replayer, ReplayReport, ReplayRequest
 from connector.dlq.selection import Filter, ReplayPlan, check_id_prefix, plan_replay
-from connector.dlq.store import DeadLetterStore, StoreUnavailable, open_store
+from connector.dlq.store import DeadLetterStore, StoreMissing, StoreUnavailable, open_store
 from connector.dlq.transfer import export_lines, read_lines
-from connector.errors import ConfigError, UsageError
+from connector.errors import SystemicError, UsageError
 from connector.logging import get_logger
 from connector.topology import Names, dlq_audit_topology
 from schemas.dlq import MAX_AUDIT_BODY_CHARS, AuditOutcome
@@ -44,18 +50,29 @@ from schemas.dlq import MAX_AUDIT_BODY_CHARS, AuditOutcome
 log = get_logger(__name__)
 
 CONNECT_TIMEOUT = 15.0
+STORE_URL_SETTING = env_name(("dlq", "store_url"))
 
 
-class BrokerUnreachable(ConfigError):
-    """The broker did not answer: nothing was done (exit code 2, like any set-up problem)."""
+class PeerUnreachable(SystemicError):
+    """The broker or the dead-letter store did not answer: nothing was done (exit code 3)."""
+
+    reason = "peer_unreachable"
+
+
+class BrokerUnreachable(PeerUnreachable):
+    """RabbitMQ did not answer (or refused us)."""
 
     reason = "broker_unreachable"
 
 
-class StoreUnreachable(ConfigError):
-    """The dead-letter store cannot be opened: nothing was done (exit code 2)."""
+class StoreUnreachable(PeerUnreachable):
+    """The dead-letter store exists (or may) but cannot be used: down, locked, unreadable."""
 
     reason = "dlq_store_unreachable"
+
+
+class StoreNotFound(StoreMissing):
+    """No store where the settings point: the one-line message names the path and the setting."""
 
 
 class InvalidEdit(UsageError):
@@ -78,35 +95,29 @@ class DlqSession:
     store: DeadLetterStore
     operator: str
     bus: Bus | None = None
-    ingestor: Ingestor | None = None
     auditor: Auditor | None = None
-    ingested: IngestReport = field(default_factory=IngestReport)
-    broker_error: str | None = None
 
-    def require_broker(self) -> tuple[Bus, Ingestor, Auditor]:
-        if self.bus is None or self.ingestor is None or self.auditor is None:
-            raise BrokerUnreachable(f"this command needs RabbitMQ: {self.broker_error or 'not connected'}")
-        return self.bus, self.ingestor, self.auditor
+    def require_broker(self) -> tuple[Bus, Auditor]:
+        if self.bus is None or self.auditor is None:
+            raise BrokerUnreachable("this command needs RabbitMQ: open the session with need_broker=True")
+        return self.bus, self.auditor
 
 
 @asynccontextmanager
 async def open_session(
-    settings: DlqSettings, *, operator: str, ingest: bool = True, need_broker: bool = False
+    settings: DlqSettings, *, operator: str, need_broker: bool = False, create_store: bool = False
 ) -> AsyncIterator[DlqSession]:
+    """The store (opened, created only if ``create_store``) and, if ``need_broker``, the broker.
+
+    Raises :class:`StoreNotFound`, :class:`StoreUnreachable` or :class:`BrokerUnreachable` before
+    anything is done.
+    """
     names = Names(prefix=settings.rabbitmq.prefix)
-    store = open_store(settings.dlq_store_url(), table_prefix=settings.dlq.store_table_prefix)
-    try:
-        await store.setup()
-    except StoreUnavailable as exc:
-        raise StoreUnreachable(f"cannot open the dead-letter store: {exc.message}") from exc
+    store = await _open_store(settings, create=create_store)
     session = DlqSession(settings=settings, names=names, store=store, operator=operator)
     try:
-        if ingest or need_broker:
+        if need_broker:
             await _connect(session)
-            if session.bus is None and need_broker:
-                session.require_broker()
-        if ingest and session.ingestor is not None:
-            session.ingested = await session.ingestor.ingest(names.dead_letter_queues)
         yield session
     finally:
         if session.bus is not None:
@@ -114,30 +125,47 @@ async def open_session(
         await store.aclose()
 
 
-async def _connect(session: DlqSession) -> None:
-    settings = session.settings
+async def _open_store(settings: DlqSettings, *, create: bool) -> DeadLetterStore:
+    store = open_store(settings.dlq_store_url(), table_prefix=settings.dlq.store_table_prefix, create=create)
+    try:
+        await store.setup()
+    except StoreMissing as exc:
+        raise StoreNotFound(
+            f"{exc.message}: the connector pods create it when they ingest; point {STORE_URL_SETTING} "
+            "at the store they use"
+        ) from None
+    except StoreUnavailable as exc:
+        raise StoreUnreachable(f"cannot open the dead-letter store: {exc.message}") from exc
+    return store
+
+
+async def _connected_bus(settings: DlqSettings, operator: str) -> Bus:
     bus = Bus(
         settings.rabbitmq.url.get_secret_value(),
-        name=f"severa-connector-dlq:{session.operator}@{socket.gethostname()}",
+        name=f"severa-connector-dlq:{operator}@{socket.gethostname()}",
         publish_timeout=settings.rabbitmq.publish_timeout_seconds,
     )
     try:
         await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, AMQPError) as exc:
+        await bus.close()
+        raise BrokerUnreachable(
+            f"cannot reach RabbitMQ at {settings.rabbitmq.safe_url()}: {type(exc).__name__}"
+        ) from None
+    return bus
+
+
+async def _connect(session: DlqSession) -> None:
+    settings = session.settings
+    bus = await _connected_bus(settings, session.operator)
+    try:
         await bus.declare(dlq_audit_topology(session.names))
     except (OSError, TimeoutError, AMQPError) as exc:
         await bus.close()
-        session.broker_error = (
-            f"cannot reach RabbitMQ at {settings.rabbitmq.safe_url()}: {type(exc).__name__}"
-        )
-        log.warning("dlq.broker_unreachable", error=session.broker_error)
-        return
+        raise BrokerUnreachable(
+            f"RabbitMQ at {settings.rabbitmq.safe_url()} refused the audit exchange: {type(exc).__name__}"
+        ) from None
     session.bus = bus
-    session.ingestor = Ingestor(
-        bus,
-        session.store,
-        flows_by_queue=flows_by_queue(session.names),
-        max_seconds=settings.dlq.ingest_max_seconds,
-    )
     session.auditor = Auditor(
         publish=bus.publish,
         exchange=session.names.dlq_audit_exchange,
@@ -145,6 +173,102 @@ async def _connect(session: DlqSession) -> None:
         store=session.store,
         operator=session.operator,
     )
+
+
+async def waiting_in_dlqs(settings: DlqSettings, *, operator: str) -> dict[str, int]:
+    """Messages still in each DLQ, not yet ingested -- a passive declare, which consumes nothing.
+
+    A missing DLQ is left out (nothing was ever dead-lettered under this prefix).
+    """
+    names = Names(prefix=settings.rabbitmq.prefix)
+    bus = await _connected_bus(settings, operator)
+    waiting: dict[str, int] = {}
+    try:
+        for queue in names.dead_letter_queues:
+            channel = await bus.connection.channel()
+            try:
+                waiting[queue] = await ready_count(channel, queue)
+            except ChannelNotFoundEntity:
+                continue
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    except (OSError, TimeoutError, AMQPError) as exc:
+        raise BrokerUnreachable(
+            f"RabbitMQ at {settings.rabbitmq.safe_url()} stopped answering: {type(exc).__name__}"
+        ) from None
+    finally:
+        await bus.close()
+    return waiting
+
+
+# --------------------------------------------------------------------------------------------------
+# Ingest: the only way dead letters leave the broker
+
+
+async def ingest_now(settings: DlqSettings, *, operator: str) -> IngestReport:
+    """``dlq ingest``: drain what the DLQs hold now into the store (created if need be), bounded by
+    ``ingest_max_seconds``. The broker is reached first: an unreachable one creates no store."""
+    names = Names(prefix=settings.rabbitmq.prefix)
+    async with _ingesting(settings, operator) as (bus, store):
+        ingestor = Ingestor(
+            bus, store, flows_by_queue=flows_by_queue(names), max_seconds=settings.dlq.ingest_max_seconds
+        )
+        try:
+            return await ingestor.ingest(names.dead_letter_queues)
+        except (OSError, AMQPError) as exc:
+            raise BrokerUnreachable(
+                f"RabbitMQ at {settings.rabbitmq.safe_url()} failed during the ingest: {type(exc).__name__}"
+            ) from None
+
+
+async def ingest_until_stopped(
+    settings: DlqSettings,
+    *,
+    operator: str,
+    stop: asyncio.Event,
+    on_started: Callable[[Sequence[str]], None] | None = None,
+) -> IngesterCounts:
+    """``dlq ingest --follow``: ingest continuously (:class:`DeadLetterIngester`) until ``stop``,
+    then stop consuming and let what is in flight be committed and acked."""
+    names = Names(prefix=settings.rabbitmq.prefix)
+    async with _ingesting(settings, operator) as (bus, store):
+        ingester = DeadLetterIngester(
+            bus,
+            store,
+            names.dead_letter_queues,
+            prefetch=settings.dlq.ingest_prefetch,
+            flows_by_queue=flows_by_queue(names),
+        )
+        try:
+            await ingester.start()
+        except ChannelNotFoundEntity:
+            raise UsageError(
+                f"no DLQ {', '.join(names.dead_letter_queues)} on the broker: is "
+                f"{env_name(('rabbitmq', 'prefix'))} right, and has the connector declared its topology?"
+            ) from None
+        try:
+            if on_started is not None:
+                on_started(ingester.queues)
+            await stop.wait()
+        finally:
+            await ingester.stop()
+        return ingester.counts
+
+
+@asynccontextmanager
+async def _ingesting(settings: DlqSettings, operator: str) -> AsyncIterator[tuple[Bus, DeadLetterStore]]:
+    bus = await _connected_bus(settings, operator)
+    try:
+        store = await _open_store(settings, create=True)
+        try:
+            yield bus, store
+        finally:
+            # The channels first: what is unacked goes back to the DLQ before the store goes away.
+            await bus.close()
+            await store.aclose()
+    finally:
+        await bus.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,7 +372,7 @@ async def replay(
     progress: Callable[[int], Progress] | None = None,
 ) -> ReplayOutcome:
     """Plan (frozen selection), then dry-run or replay it; see :mod:`connector.dlq.replay`."""
-    bus, ingestor, auditor = session.require_broker()
+    bus, auditor = session.require_broker()
     store = session.store
     live = await store.live_runs()  # also marks runs that died as interrupted
     plan = plan_replay(await store.candidates(selection), again=options.again, live_runs=live)
@@ -311,9 +435,7 @@ async def replay(
                 bus.publish,
                 operator=session.operator,
                 audit_id=action.audit_id,
-                canaries=CanaryWatcher(
-                    bus, store, ingestor, session.names, dead_letter_queues=session.names.dead_letter_queues
-                ),
+                canaries=CanaryWatcher(bus, store, session.names),
                 on_progress=progress(len(plan.eligible)) if progress is not None else None,
             )
             request = ReplayRequest(
@@ -408,7 +530,7 @@ async def edit(
     assignments: Sequence[str] = (),
     propose: Propose | None = None,
 ) -> Edited:
-    _, _, auditor = session.require_broker()
+    _, auditor = session.require_broker()
     (dead_letter_id,) = await resolve_ids(session.store, [text])
     record = await session.store.get(dead_letter_id)
     if record is None or record.body is None:
@@ -487,7 +609,7 @@ Confirm = Callable[[int, list[Group]], bool]
 async def purge(
     session: DlqSession, selection: Filter, *, reason: str, everything: bool, confirm: Confirm
 ) -> Purged:
-    _, _, auditor = session.require_broker()
+    _, auditor = session.require_broker()
     if not selection.narrows and not everything:
         raise UsageError("purge needs ids or a filter (or --all to purge every matching dead letter)")
     store = session.store
@@ -516,7 +638,7 @@ EXPORT_PAGE = 1000
 async def export(
     session: DlqSession, selection: Filter, out: TextIO, *, reason: str | None
 ) -> tuple[int, str | None]:
-    _, _, auditor = session.require_broker()
+    _, auditor = session.require_broker()
     ids = [c.id for c in await session.store.candidates(selection)]
     async with auditor.action("export", reason=reason, selection=audit_selection(selection, ids)) as action:
         written = 0
@@ -537,7 +659,7 @@ class Imported:
 
 
 async def import_lines(session: DlqSession, lines: Iterable[str], *, reason: str | None) -> Imported:
-    _, _, auditor = session.require_broker()
+    _, auditor = session.require_broker()
     records = read_lines(lines, now=dt.datetime.now(dt.UTC))
     ids = [r.id for r in records]
     async with auditor.action("import", reason=reason, selection=audit_selection(None, ids)) as action:

@@ -33,7 +33,7 @@ from connector.dlq.sql import (
     SqlStore,
     schema_statements,
 )
-from connector.dlq.store import StoreUnavailable
+from connector.dlq.store import StoreMissing, StoreUnavailable
 from connector.logging import get_logger, register_secret
 from connector.state.postgres import advisory_key, describe_dsn
 
@@ -123,6 +123,7 @@ class PostgresStore(SqlStore):
         max_size: int = 4,
         command_timeout: float = 30.0,
         application_name: str = "severa-connector-dlq",
+        create: bool = True,
     ) -> None:
         super().__init__(PostgresDialect(), table_prefix=table_prefix)
         try:
@@ -139,6 +140,7 @@ class PostgresStore(SqlStore):
         self._max_size = max_size
         self._command_timeout = command_timeout
         self._application_name = application_name
+        self._create = create
         self._pool: Any = None
         self._run_conns: dict[str, Any] = {}
 
@@ -161,6 +163,8 @@ class PostgresStore(SqlStore):
         log.debug("dlq.store_opened", backend=self.backend, where=self.where, prefix=self.table_prefix)
 
     async def _migrate(self) -> None:
+        if not self._create:
+            await self._require_schema()
         async with self._session(write=True) as session:
             # Operators starting together would race CREATE TABLE IF NOT EXISTS.
             await session.execute(
@@ -189,6 +193,19 @@ class PostgresStore(SqlStore):
                     "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, migrated_at = now()",
                     [COMPONENT, SCHEMA_VERSION],
                 )
+
+    async def _require_schema(self) -> None:
+        """Refuse (without creating anything) a database whose dead-letter tables do not exist."""
+        async with self._session(write=False) as session:
+            rows = await session.fetch("SELECT to_regclass($1) IS NOT NULL AS present", [self.versions_table])
+            found = bool(rows[0]["present"])
+            if found:
+                rows = await session.fetch(
+                    f"SELECT 1 FROM {self.versions_table} WHERE component = $1", [COMPONENT]
+                )
+                found = bool(rows)
+        if not found:
+            raise StoreMissing(f"there are no dead-letter tables {self.table_prefix}* in {self.where}")
 
     async def _close(self) -> None:
         for replay_id in list(self._run_conns):

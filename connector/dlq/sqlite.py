@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -38,7 +39,7 @@ from connector.dlq.sql import (
     SqlStore,
     schema_statements,
 )
-from connector.dlq.store import StoreUnavailable
+from connector.dlq.store import StoreMissing, StoreUnavailable
 from connector.logging import get_logger
 
 if sys.platform != "win32":
@@ -118,16 +119,22 @@ class SqliteStore(SqlStore):
     """The store in one SQLite file (or ``":memory:"``, living as long as the object).
 
     :param busy_timeout: seconds a write waits for another process's write transaction.
+    :param create: create the file (and its schema) if missing; ``False`` raises
+        :class:`~connector.dlq.store.StoreMissing` instead -- for commands that must find the
+        store the ingesters fill, never start an empty one of their own.
     """
 
     backend = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 15.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 15.0, create: bool = True
+    ) -> None:
         super().__init__(SqliteDialect())
         self.path = os.fspath(path)
         if not self.path:
             raise ValueError("SQLite store path must not be empty (use ':memory:')")
         self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._create = create
         self._conn: aiosqlite.Connection | None = None
         # One connection, so sessions take turns: a transaction must not interleave with another.
         self._turn = asyncio.Lock()
@@ -139,23 +146,58 @@ class SqliteStore(SqlStore):
         return Path(f"{self.path}.runs")
 
     async def _open(self) -> None:
+        if not self._create and not self._exists():
+            raise StoreMissing(f"there is no dead-letter store at {self.path}")
         if self.path != MEMORY and not Path(self.path).parent.is_dir():
             raise StoreUnavailable(
                 f"the directory of the dead-letter store {self.path} does not exist",
                 reason="dlq_store_path_missing",
             )
         with self._translating("open the database"):
-            self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            await self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            await self._conn.execute("PRAGMA journal_mode = WAL")
-            await self._conn.execute("PRAGMA synchronous = FULL")
+            if self._create or self.path == MEMORY:
+                conn = await aiosqlite.connect(self.path, isolation_level=None)
+            else:
+                # mode=rw: SQLite itself refuses to create the file, should it vanish after the check.
+                conn = await aiosqlite.connect(self._rw_uri(), uri=True, isolation_level=None)
+        self._conn = conn
+        conn.row_factory = sqlite3.Row
+        try:
+            with self._translating("open the database"):
+                await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                if not self._create:
+                    await self._require_schema(conn)
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            await self._close()
+            raise
         try:
             await self._migrate()
         except BaseException:
             await self._close()
             raise
         log.debug("dlq.store_opened", backend=self.backend, path=self.path)
+
+    def _exists(self) -> bool:
+        return self.path == MEMORY or Path(self.path).is_file()
+
+    def _rw_uri(self) -> str:
+        return f"file:{quote(os.path.abspath(self.path))}?mode=rw"
+
+    async def _require_schema(self, conn: aiosqlite.Connection) -> None:
+        """Refuse, before writing a byte (WAL switch included), a file that is not a store: the
+        ledger, a mistyped path, an empty file."""
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            )
+        )
+        if rows:
+            rows = list(
+                await conn.execute_fetchall("SELECT 1 FROM schema_version WHERE component = ?1", [COMPONENT])
+            )
+        if not rows:
+            raise StoreMissing(f"{self.path} is not a dead-letter store (no dead-letter schema in it)")
 
     async def _migrate(self) -> None:
         async with self._session(write=True) as session:

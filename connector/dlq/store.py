@@ -45,6 +45,16 @@ class StoreUnavailable(SystemicError):
     reason = "dlq_store_unavailable"
 
 
+class StoreMissing(ConfigError):
+    """The store does not exist and was opened with ``create=False`` (exit code 2).
+
+    Only the ingesters create a store; a command pointed at a store nobody ingests into would show
+    an empty world, so it is told, not given a fresh empty store.
+    """
+
+    reason = "dlq_store_missing"
+
+
 class InvalidStoreURL(ConfigError, ValueError):
     """The dead-letter store URL names no backend we have (exit code 2)."""
 
@@ -209,8 +219,12 @@ class DeadLetterStore(abc.ABC):
         """The latest audit records, newest first."""
 
 
-def open_store(url: str, *, table_prefix: str | None = None) -> DeadLetterStore:
-    """Build the store ``url`` names (not yet opened). Messages never repeat the URL (passwords)."""
+def open_store(url: str, *, table_prefix: str | None = None, create: bool = True) -> DeadLetterStore:
+    """Build the store ``url`` names (not yet opened). Messages never repeat the URL (passwords).
+
+    ``create=False``: :meth:`~DeadLetterStore.setup` raises :class:`StoreMissing` instead of
+    creating a store (a SQLite file, or PostgreSQL tables) that is not there yet.
+    """
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:
@@ -228,12 +242,12 @@ def open_store(url: str, *, table_prefix: str | None = None) -> DeadLetterStore:
             raise InvalidStoreURL("a sqlite store URL needs a path: sqlite:///path/to/file.db")
         from connector.dlq.sqlite import SqliteStore
 
-        return SqliteStore(path)
+        return SqliteStore(path, create=create)
     if scheme in ("postgresql", "postgres"):
         if not parts.netloc and not parts.path and not parts.query:
             raise InvalidStoreURL("a postgresql store URL needs at least a host or a database")
         from connector.dlq.postgres import DEFAULT_TABLE_PREFIX, PostgresStore
 
-        return PostgresStore(url.strip(), table_prefix=table_prefix or DEFAULT_TABLE_PREFIX)
+        return PostgresStore(url.strip(), table_prefix=table_prefix or DEFAULT_TABLE_PREFIX, create=create)
     shown = f"{scheme!r}" if scheme else "none"
     raise InvalidStoreURL(f"unsupported dead-letter store URL scheme {shown}; accepted: {ACCEPTED_URLS}")

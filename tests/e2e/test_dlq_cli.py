@@ -7,8 +7,9 @@ entry per event. And the same replay killed with SIGKILL halfway, then rerun: st
 entry per event.
 
 The CLI runs as a subprocess (``python -m connector dlq …``) while the connector runs in this
-test's event loop; everything waits on conditions (store counts, Severa's entries, queue depth),
-never on fixed sleeps.
+test's event loop, and ``dlq ingest --follow`` runs beside it as the central ingest role (what the
+connector pods do once they run the ingester themselves); everything waits on conditions (store
+counts, Severa's entries, queue depth), never on fixed sleeps.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from connector.topology import Names
 from schemas.dlq import DlqAuditRecord
 from tests.factories import event_dict
 from tests.harness import SEVERA_KEY, Broker, connector_settings, wait_until
+from tests.integration.test_dlq_broker import park
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -99,6 +102,29 @@ def cli(amqp_url: str, topology: Names, tmp_path: Path) -> Cli:
         "COLUMNS": "200",
     }
     return Cli(env=env, store_path=store_path, audit_log=audit_log)
+
+
+@asynccontextmanager
+async def following(cli: Cli) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``dlq ingest --follow`` for as long as the block runs; SIGTERM then, and it must exit 0."""
+    process = await cli.start("ingest", "--follow")
+    try:
+        assert process.stderr is not None
+        line = await asyncio.wait_for(process.stderr.readline(), 60)
+        assert b"until SIGTERM" in line, line
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+
+
+async def stored(path: Path) -> int:
+    if not await asyncio.to_thread(path.exists):
+        return 0
+    async with SqliteStore(path) as store:
+        return await store.count(Filter(statuses=frozenset()))
 
 
 class RestartableConnector:
@@ -191,6 +217,10 @@ async def dead_lettered_group(broker: Broker, cli: Cli) -> str:
         what=f"{EVENTS} dead letters (have {len(broker.results.failed)})",
     )
     assert {r["reason"] for r in broker.results.failed} == {"unknown_work_type"}
+    for _ in range(3000):  # the ingest role takes them into the store as they arrive
+        if await stored(cli.store_path) >= EVENTS:
+            break
+        await asyncio.sleep(0.02)
     groups = await cli.json("list", "--group-by", "error")
     assert len(groups) == 1, groups
     (group,) = groups
@@ -256,6 +286,13 @@ async def test_a_bad_mapping_group_is_fixed_previewed_canaried_and_replayed_exac
     cli: Cli,
     mapping_file: Path,
 ) -> None:
+    async with following(cli):
+        await _fixed_previewed_canaried_and_replayed(connector, broker, severa, cli, mapping_file)
+
+
+async def _fixed_previewed_canaried_and_replayed(
+    connector: RestartableConnector, broker: Broker, severa: FakeSevera, cli: Cli, mapping_file: Path
+) -> None:
     expected = await publish_events(broker, EVENTS)
     group = await dead_lettered_group(broker, cli)
     assert not set(descriptions(severa)) & expected
@@ -320,8 +357,9 @@ async def test_a_replay_killed_halfway_and_rerun_loses_and_duplicates_nothing(
     cli: Cli,
     mapping_file: Path,
 ) -> None:
-    expected = await publish_events(broker, EVENTS)
-    group = await dead_lettered_group(broker, cli)
+    async with following(cli):
+        expected = await publish_events(broker, EVENTS)
+        group = await dead_lettered_group(broker, cli)
     await fix_mapping(mapping_file, connector)
 
     first = await cli.start("replay", "--group", group, "--rate", "400", "--reason", "mapping fixed")
@@ -353,3 +391,24 @@ async def test_a_replay_killed_halfway_and_rerun_loses_and_duplicates_nothing(
     await all_settled(severa, broker, expected)
     assert_exactly_once(severa, expected)
     assert await store_counts(cli.store_path, group) == {"parked": 0, "replaying": 0, "replayed": EVENTS}
+
+
+async def test_ingest_follow_takes_dead_letters_as_they_arrive_and_drains_on_sigterm(
+    cli: Cli, broker: Broker, topology: Names
+) -> None:
+    assert not cli.store_path.exists()
+    async with following(cli) as process:
+        await park(broker.channel, topology, 50)
+        for _ in range(1500):
+            if await stored(cli.store_path) == 50:
+                break
+            await asyncio.sleep(0.02)
+        assert await stored(cli.store_path) == 50
+        await park(broker.channel, topology, 50, start=50)  # still arriving when SIGTERM comes
+        process.send_signal(signal.SIGTERM)
+    # Whatever it had taken was committed and acked before it exited; the rest waits in the DLQ.
+    assert await stored(cli.store_path) + await broker.depth(topology.workhours_dlq) == 100
+    code, _, stderr = await cli.run("ingest")
+    assert code == 0, stderr
+    assert await stored(cli.store_path) == 100
+    assert await broker.depth(topology.workhours_dlq) == 0

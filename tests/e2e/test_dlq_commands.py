@@ -1,7 +1,9 @@
 """Each ``dlq`` command as ops use it (typer's CliRunner, real broker, real store): output, exit codes.
 
-Exit codes: 0 done, 1 partly done (the failed ids are named), 2 usage or configuration error with
-one clear message and nothing changed.
+Exit codes: 0 done, 1 partly done (the failed ids are named), 2 usage or configuration error (a
+missing store included) with one clear message and nothing changed, 3 the broker or the store did
+not answer. Only ``dlq ingest`` takes dead letters off the broker; the tests run it where the
+connector pods would have ingested.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from typer.testing import CliRunner, Result
 
+from connector.bus import ready_count
 from connector.cli import app
 from connector.topology import Names
 from schemas.dlq import DlqAuditRecord
@@ -40,16 +43,31 @@ class Dlq:
             self.runner.invoke, app, ["dlq", *args], env={**self.env, **(env or {})}
         )
 
-    async def json(self, *args: str) -> Any:
-        result = await self(*args, "--json")
+    async def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        result = await self(*args, "--json", env=env)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+    async def ingest(self, env: dict[str, str] | None = None) -> Any:
+        """What the connector pods do all the time: take the DLQs into the store."""
+        return await self.json("ingest", env=env)
+
+
+# No .env of the working copy, no ledger of the developer's: only what the test sets.
+STORE_HINT_ENV = {"SEVERA_CONNECTOR_STATE_URL": "sqlite:///:memory:"}
+STORE_SETTING = "SEVERA_CONNECTOR_DLQ__STORE_URL"
+BROKER_DOWN = {"SEVERA_CONNECTOR_RABBITMQ__URL": "amqp://guest:guest@127.0.0.1:1/"}
+
+
+def one_line(text: str) -> bool:
+    return len(text.strip().splitlines()) == 1 and "Traceback" not in text
 
 
 @pytest.fixture
 def dlq(amqp_url: str, topology: Names, tmp_path: Path) -> Dlq:
     return Dlq(
         {
+            **STORE_HINT_ENV,
             "SEVERA_CONNECTOR_RABBITMQ__URL": amqp_url,
             "SEVERA_CONNECTOR_RABBITMQ__PREFIX": topology.prefix,
             "SEVERA_CONNECTOR_DLQ__STORE_URL": f"sqlite:///{tmp_path / 'dlq.db'}",
@@ -84,6 +102,7 @@ async def park_event(channel: AbstractChannel, names: Names, body: dict[str, Any
 
 
 async def only_id(dlq: Dlq) -> str:
+    await dlq.ingest()
     listed = await dlq.json("list")
     (row,) = listed["dead_letters"]
     return str(row["id"])
@@ -111,24 +130,103 @@ class TestUsage:
     async def test_usage_errors_exit_2_with_one_message_and_no_traceback(
         self, dlq: Dlq, args: list[str], says: str
     ) -> None:
+        await dlq.ingest()  # the store exists, as it would where the pods ingest
         result = await dlq(*args)
         assert result.exit_code == 2, result.output
         assert says in result.output
         assert "Traceback" not in result.output
 
-    async def test_without_a_broker_the_store_can_still_be_browsed_but_nothing_changed(
+    async def test_an_unreachable_broker_is_an_error_not_an_empty_table_and_store_only_browses(
         self, dlq: Dlq, channel: AbstractChannel, topology: Names
     ) -> None:
         await park(channel, topology, 2)
-        assert (await dlq.json("list"))["total"] == 2
-        down = {"SEVERA_CONNECTOR_RABBITMQ__URL": "amqp://guest:guest@127.0.0.1:1/"}
-        listed = await dlq("list", "--json", env=down)
-        assert listed.exit_code == 0
+        await dlq.ingest()
+        listed = await dlq("list", "--json", env=BROKER_DOWN)
+        assert listed.exit_code == 3, listed.output
+        assert listed.stdout == ""
+        assert "cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/" in listed.stderr
+        assert one_line(listed.stderr)
+        browsed = await dlq("list", "--json", "--store-only", env=BROKER_DOWN)
+        assert browsed.exit_code == 0, browsed.output
+        assert json.loads(browsed.stdout)["total"] == 2
+        refused = await dlq("replay", "--all", "--reason", "r", env=BROKER_DOWN)
+        assert refused.exit_code == 3
+        assert "cannot reach RabbitMQ" in refused.stderr
+        assert one_line(refused.stderr)
+
+
+class TestTheStoreIsFilledOnlyByIngest:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param(["list"], id="list"),
+            pytest.param(["list", "--group-by", "error", "--store-only"], id="list by group, store only"),
+            pytest.param(["show", "abcdef123456"], id="show"),
+            pytest.param(["audit"], id="audit"),
+            pytest.param(["export"], id="export"),
+            pytest.param(["replay", "--all", "--reason", "r"], id="replay"),
+            pytest.param(["purge", "--all", "--reason", "r", "--yes"], id="purge"),
+        ],
+    )
+    async def test_a_command_without_the_store_moves_nothing_and_says_where_to_point_it(
+        self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path, args: list[str]
+    ) -> None:
+        await park(channel, topology, 4)
+        result = await dlq(*args)
+        assert result.exit_code == 2, result.output
+        assert one_line(result.stderr), result.stderr
+        assert str(tmp_path / "dlq.db") in result.stderr.replace("\n", "")
+        assert STORE_SETTING in result.stderr
+        assert "the connector pods create it when they ingest" in result.stderr
+        assert not (tmp_path / "dlq.db").exists()
+        assert await dlq_depth(channel, topology) == 4  # still in the broker: nothing was taken
+
+    async def test_list_says_how_many_wait_in_the_broker_without_taking_them(
+        self, dlq: Dlq, channel: AbstractChannel, topology: Names
+    ) -> None:
+        await park(channel, topology, 2)
+        await dlq.ingest()
+        await park(channel, topology, 3, start=2)
+        listed = await dlq("list", "--json")
+        assert listed.exit_code == 0, listed.output
         assert json.loads(listed.stdout)["total"] == 2
-        assert "showing the store as of its last ingest" in listed.stderr
-        refused = await dlq("replay", "--all", "--reason", "r", env=down)
-        assert refused.exit_code == 2
-        assert "needs RabbitMQ" in refused.stderr
+        assert f"3 dead letters still in {topology.workhours_dlq}, not yet ingested" in listed.stderr
+        assert await dlq_depth(channel, topology) == 3
+        quiet = await dlq("list", "--store-only")
+        assert "not yet ingested" not in quiet.stderr
+
+    async def test_ingest_creates_the_store_and_moves_each_dead_letter_once(
+        self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path
+    ) -> None:
+        await park(channel, topology, 4)
+        first = await dlq.ingest()
+        assert (first["received"], first["stored"], first["already_stored"]) == (4, 4, 0)
+        assert first["per_queue"] == {topology.workhours_dlq: 4}
+        assert (tmp_path / "dlq.db").exists()
+        assert await dlq_depth(channel, topology) == 0
+        again = await dlq.ingest()
+        assert (again["received"], again["stored"]) == (0, 0)
+        assert (await dlq.json("list"))["total"] == 4
+        said = await dlq("ingest")
+        assert "ingested 0 new dead letters" in said.stderr
+
+    async def test_ingest_with_an_unreachable_broker_creates_no_store(self, dlq: Dlq, tmp_path: Path) -> None:
+        result = await dlq("ingest", env=BROKER_DOWN)
+        assert result.exit_code == 3, result.output
+        assert one_line(result.stderr)
+        assert not (tmp_path / "dlq.db").exists()
+
+    async def test_an_unreachable_postgresql_store_is_one_line_and_exit_3(self, dlq: Dlq) -> None:
+        down = {STORE_SETTING: "postgresql://postgres:secret@127.0.0.1:1/test"}
+        result = await dlq("list", env=down)
+        assert result.exit_code == 3, result.output
+        assert one_line(result.stderr), result.stderr
+        assert "cannot open the dead-letter store" in result.stderr
+        assert "secret" not in result.stderr
+
+
+async def dlq_depth(channel: AbstractChannel, names: Names) -> int:
+    return await ready_count(channel, names.workhours_dlq)
 
 
 class TestBrowse:
@@ -137,6 +235,7 @@ class TestBrowse:
     ) -> None:
         await park(channel, topology, 3)
         await park(channel, topology, 2, start=3, reason="unknown_user")
+        await dlq.ingest()
         assert (await dlq.json("list"))["total"] == 5
         assert (await dlq.json("list", "--error-code", "unknown_user"))["total"] == 2
         assert (await dlq.json("list", "--header", "producer=tracker", "--limit", "1"))["total"] == 5
@@ -213,6 +312,7 @@ class TestChange:
         self, dlq: Dlq, channel: AbstractChannel, topology: Names
     ) -> None:
         await park(channel, topology, 3)
+        await dlq.ingest()
         refused = await dlq("purge", "--error-code", "unknown_work_type", "--reason", "junk")
         assert refused.exit_code == 2
         assert "--yes" in refused.stderr
@@ -227,11 +327,15 @@ class TestChange:
         self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path
     ) -> None:
         await park(channel, topology, 4)
+        await dlq.ingest()
         exported = tmp_path / "dead-letters.jsonl"
         result = await dlq("export", "--output", str(exported), "--reason", "ticket 42")
         assert result.exit_code == 0, result.output
         assert len(exported.read_text().splitlines()) == 4
         other = {"SEVERA_CONNECTOR_DLQ__STORE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
+        refused = await dlq("import", str(exported), env=other)
+        assert refused.exit_code == 2, refused.output  # an import fills a store; it does not make one
+        await dlq.ingest(env=other)  # the DLQ is empty now: this only creates the other store
         imported = await dlq("import", str(exported), env=other)
         assert imported.exit_code == 0, imported.output
         again = await dlq("import", str(exported), env=other)
@@ -245,6 +349,7 @@ class TestChange:
     ) -> None:
         await park(channel, topology, 2)
         await park(channel, topology, 1, start=2, queue=f"{topology.prefix}q.gone")
+        await dlq.ingest()
         result = await dlq("replay", "--error-code", "unknown_work_type", "--reason", "fixed")
         assert result.exit_code == 1, result.output
         gone = next(r for r in (await dlq.json("list"))["dead_letters"])
@@ -256,6 +361,7 @@ class TestChange:
         self, dlq: Dlq, channel: AbstractChannel, topology: Names
     ) -> None:
         await park(channel, topology, 5)
+        await dlq.ingest()
         result = await dlq("replay", "--all", "--canary", "2", "--reason", "try")
         assert result.exit_code == 1, result.output
         assert "stopped after the canary" in result.stderr
@@ -265,6 +371,7 @@ class TestChange:
         self, dlq: Dlq, channel: AbstractChannel, topology: Names
     ) -> None:
         await park(channel, topology, 1)
+        await dlq.ingest()
         assert (await dlq("replay", "--all", "--dry-run", "--reason", "look first")).exit_code == 0
         records = await dlq.json("audit")
         assert [(r["phase"], r["command"], r["dry_run"]) for r in records] == [

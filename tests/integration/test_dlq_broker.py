@@ -2,7 +2,8 @@
 
 The "connector" here is either absent (replayed messages wait in the work queue, where the test
 reads them) or a stand-in that dead-letters every replayed message again with the real
-:class:`~connector.dlq.DeadLetterer`, to see a canary fail.
+:class:`~connector.dlq.DeadLetterer` while a :class:`~connector.dlq.ingest.DeadLetterIngester`
+stores what comes back, as the connector pods do, to see a canary fail.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -20,12 +22,13 @@ import aio_pika
 import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from connector.bus import Bus
 from connector.config import DlqSettings
 from connector.dlq import DeadLetterer
 from connector.dlq.contracts import flows_by_queue
-from connector.dlq.ingest import Ingestor
+from connector.dlq.ingest import DEFAULT_LINGER_SECONDS, DeadLetterIngester, Ingestor
 from connector.dlq.operations import DlqSession, ReplayOptions, open_session, replay
 from connector.dlq.records import DeadLetterRecord
 from connector.dlq.selection import Filter
@@ -107,13 +110,15 @@ def settings_for(amqp_url: str, names: Names, tmp_path: Path, **dlq: Any) -> Dlq
 @pytest.fixture
 async def session(amqp_url: str, topology: Names, tmp_path: Path) -> AsyncIterator[DlqSession]:
     settings = settings_for(amqp_url, topology, tmp_path, canary_timeout_seconds=10, replay_batch=10)
-    async with open_session(settings, operator="ops-test", ingest=False, need_broker=True) as opened:
+    async with open_session(settings, operator="ops-test", need_broker=True, create_store=True) as opened:
         yield opened
 
 
 async def ingest(session: DlqSession) -> int:
-    assert session.ingestor is not None
-    return (await session.ingestor.ingest(session.names.dead_letter_queues)).received
+    """What ``dlq ingest`` does: drain the DLQs into the session's store."""
+    assert session.bus is not None
+    ingestor = Ingestor(session.bus, session.store, flows_by_queue=flows_by_queue(session.names))
+    return (await ingestor.ingest(session.names.dead_letter_queues)).received
 
 
 async def drain(channel: AbstractChannel, queue: str) -> list[AbstractIncomingMessage]:
@@ -130,24 +135,33 @@ async def depth(channel: AbstractChannel, queue: str) -> int:
 
 
 class FlakyStore(DeadLetterStore):
-    """Delegates to a real store; its ``fail_on``-th ``add`` fails before or after committing."""
+    """Delegates to a real store; its ``fail_on``-th ``add`` fails before or after committing.
+
+    It records the ids of each ``add`` that returned (the ingest acks those) and of the one that
+    failed, so a test can say exactly what must come back, wherever the batches were cut.
+    """
 
     def __init__(self, inner: DeadLetterStore, *, fail_on: int, when: Literal["before", "after"]) -> None:
         self._inner = inner
         self._fail_on = fail_on
         self._when = when
         self.adds = 0
+        self.returned: list[list[str]] = []
+        self.failed: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def add(self, records: Sequence[DeadLetterRecord], **kw: Any) -> list[str]:
         self.adds += 1
-        if self.adds == self._fail_on and self._when == "before":
-            raise StoreUnavailable("disk full")
+        if self.adds == self._fail_on:
+            self.failed = [r.id for r in records]
+            if self._when == "before":
+                raise StoreUnavailable("disk full")
         added = await self._inner.add(records, **kw)
         if self.adds == self._fail_on:
             raise StoreUnavailable("lost the answer after the commit")
+        self.returned.append([r.id for r in records])
         return added
 
     setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
@@ -169,6 +183,15 @@ class TestIngest:
         assert (await ingestor.ingest(topology.dead_letter_queues)).received == 0
 
     @pytest.mark.parametrize(
+        "linger",
+        [
+            pytest.param(DEFAULT_LINGER_SECONDS, id="batches fill as usual"),
+            # What CPU starvation does: the linger runs out before the deliveries already read are
+            # handed over, so batches close short -- and the failure splits the DLQ elsewhere.
+            pytest.param(0.0, id="batches close early as on a starved event loop"),
+        ],
+    )
+    @pytest.mark.parametrize(
         "when",
         [
             pytest.param("before", id="the store fails before committing a batch"),
@@ -181,19 +204,29 @@ class TestIngest:
         channel: AbstractChannel,
         topology: Names,
         when: Literal["before", "after"],
+        linger: float,
     ) -> None:
         await park(channel, topology, 60)
         assert session.bus is not None
         flaky = FlakyStore(session.store, fail_on=2, when=when)
         with pytest.raises(StoreUnavailable):
-            await Ingestor(session.bus, flaky, batch=20).ingest(topology.dead_letter_queues)
+            await Ingestor(session.bus, flaky, batch=20, linger_seconds=linger).ingest(
+                topology.dead_letter_queues
+            )
+        (acked,) = flaky.returned  # the first batch, whatever its size; the second one failed
         # What was not acked went back to the DLQ when the ingest's channel closed.
-        await wait_until_depth(channel, topology.workhours_dlq, 40)
-        report = await Ingestor(session.bus, session.store, batch=20).ingest(topology.dead_letter_queues)
-        assert report.received == 40
-        assert report.already_stored == (20 if when == "after" else 0)
+        await wait_until_depth(channel, topology.workhours_dlq, 60 - len(acked))
+        report = await Ingestor(session.bus, session.store, batch=20, linger_seconds=linger).ingest(
+            topology.dead_letter_queues
+        )
+        assert report.received == 60 - len(acked)
+        assert report.already_stored == (len(flaky.failed) if when == "after" else 0)
         stored = await session.store.find(Filter())
-        assert sorted(numbers(stored)) == list(range(60))
+        assert sorted(numbers(stored)) == list(range(60))  # each dead letter once: none lost, none twice
+        assert len({r.message_id for r in stored}) == 60
+        for row in stored:
+            assert [e.kind for e in await session.store.events(row.id)] == ["ingested"]
+        assert await depth(channel, topology.workhours_dlq) == 0
 
     async def test_a_message_the_broker_dead_lettered_for_its_delivery_limit_keeps_its_story(
         self, session: DlqSession, channel: AbstractChannel, topology: Names
@@ -226,6 +259,145 @@ class TestIngest:
             assert row.message_id == "m-1"
         finally:
             await channel.queue_delete(poison)
+
+
+class OutageStore(DeadLetterStore):
+    """Delegates to a real store; every ``add`` fails while ``down`` is set, or waits on ``gate``."""
+
+    def __init__(self, inner: DeadLetterStore) -> None:
+        self._inner = inner
+        self.down = True
+        self.failures = 0
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def add(self, records: Sequence[DeadLetterRecord], **kw: Any) -> list[str]:
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.down:
+            self.failures += 1
+            raise StoreUnavailable("the database is down")
+        return await self._inner.add(records, **kw)
+
+    setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
+    run_lock = start_run = live_runs = claim = mark_replayed = release = finish_run = run = None  # type: ignore[assignment]
+    edit = purge = record_audit = audits = None  # type: ignore[assignment]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 15.0) -> None:
+    """Poll an observable state until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def ingester_bus(amqp_url: str, topology: Names) -> AsyncIterator[Bus]:
+    """The pod's own connection: closing it hands back whatever its ingester left unacked."""
+    bus = Bus(amqp_url, name="dlq-ingester-test")
+    await bus.connect()
+    yield bus
+    await bus.close()
+
+
+class TestDeadLetterIngester:
+    async def test_dead_letters_arriving_while_it_runs_are_stored_once_in_order_and_acked(
+        self, session: DlqSession, channel: AbstractChannel, topology: Names, ingester_bus: Bus
+    ) -> None:
+        await park(channel, topology, 30)
+        ingester = DeadLetterIngester(ingester_bus, session.store, topology.dead_letter_queues, prefetch=8)
+        await ingester.start()
+        assert ingester.healthy
+        await park(channel, topology, 30, start=30)  # and more while it runs
+        await eventually(lambda: _counted(session.store, 60), what="60 dead letters in the store")
+        await ingester.stop()
+        await ingester.stop()  # idempotent
+        assert not ingester.healthy
+        with pytest.raises(RuntimeError, match="cannot be restarted"):
+            await ingester.start()
+        await ingester_bus.close()  # anything unacked would be back in the DLQ now
+        assert await depth(channel, topology.workhours_dlq) == 0
+        assert numbers(await session.store.find(Filter())) == list(range(60))
+        assert (ingester.counts.received, ingester.counts.stored, ingester.counts.requeued) == (60, 60, 0)
+
+    async def test_a_store_outage_puts_every_message_back_marks_it_unhealthy_and_it_recovers(
+        self, session: DlqSession, channel: AbstractChannel, topology: Names, ingester_bus: Bus
+    ) -> None:
+        store = OutageStore(session.store)
+        ingester = DeadLetterIngester(
+            ingester_bus,
+            store,
+            topology.dead_letter_queues,
+            retry_initial_seconds=0.01,
+            retry_max_seconds=0.05,
+        )
+        async with ingester:
+            await park(channel, topology, 10)
+            await eventually(lambda: _true(store.failures >= 3), what="the store to be tried and fail")
+            assert not ingester.healthy
+            assert ingester.last_error is not None
+            assert "the database is down" in ingester.last_error
+            assert await session.store.count(Filter()) == 0
+            store.down = False
+            await eventually(lambda: _counted(session.store, 10), what="10 dead letters after the outage")
+            await eventually(lambda: _true(ingester.healthy), what="the ingester to report healthy again")
+            assert ingester.last_error is None
+        await ingester_bus.close()
+        assert await depth(channel, topology.workhours_dlq) == 0
+        assert sorted(numbers(await session.store.find(Filter()))) == list(range(10))
+        assert ingester.counts.requeued >= 1
+        assert ingester.counts.stored == 10
+
+    async def test_stop_waits_for_the_commits_in_flight_and_acks_them(
+        self, session: DlqSession, channel: AbstractChannel, topology: Names, ingester_bus: Bus
+    ) -> None:
+        store = OutageStore(session.store)
+        store.down = False
+        store.gate = asyncio.Event()
+        ingester = DeadLetterIngester(ingester_bus, store, topology.dead_letter_queues, prefetch=5)
+        await ingester.start()
+        await park(channel, topology, 5)
+        await store.entered.wait()  # a commit is in flight, held by the gate
+        stopping = asyncio.create_task(ingester.stop())
+        try:
+            await eventually(lambda: _true(not ingester.running), what="the stop to begin")
+            assert not stopping.done()
+            store.gate.set()
+            await stopping
+        finally:
+            store.gate.set()
+            await asyncio.gather(stopping, return_exceptions=True)
+        assert ingester.counts.stored == await session.store.count(Filter()) > 0
+        await ingester_bus.close()
+        # What was committed was acked; whatever was not yet delivered is still waiting.
+        assert await depth(channel, topology.workhours_dlq) == 5 - ingester.counts.received
+
+    async def test_a_missing_dlq_fails_the_start_and_leaves_nothing_consuming(
+        self, session: DlqSession, topology: Names, ingester_bus: Bus
+    ) -> None:
+        queues = [topology.workhours_dlq, f"{topology.prefix}q.nowhere.dlq"]
+        ingester = DeadLetterIngester(ingester_bus, session.store, queues)
+        with pytest.raises(ChannelNotFoundEntity):
+            await ingester.start()
+        assert not ingester.healthy
+
+
+async def _counted(store: DeadLetterStore, expected: int) -> bool:
+    return await store.count(Filter()) == expected
+
+
+async def _counted_back(store: DeadLetterStore, replay_id: str, expected: int) -> bool:
+    return await store.count(Filter(replay_ids=(replay_id,))) == expected
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def wait_until_depth(channel: AbstractChannel, queue: str, expected: int) -> None:
@@ -362,15 +534,20 @@ class TestReplay:
             outcome = await replay(
                 session, Filter(reasons=("unknown_work_type",)), ReplayOptions(reason="r", canary=3)
             )
-        report = outcome.report
-        assert report is not None
+            report = outcome.report
+            assert report is not None
+            # The pods' ingester stores the canaries as they come back; the first failure is enough.
+            await eventually(
+                lambda: _counted_back(session.store, report.replay_id, 3), what="the 3 canaries back"
+            )
         assert report.status == "canary_failed"
         assert report.canary is not None
-        assert len(report.canary.failed) == 3
+        assert 1 <= len(report.canary.failed) <= 3
         assert all("unknown_work_type" in why for why in report.canary.failed.values())
         assert len(report.replayed) == 3
         back = await session.store.find(Filter(replay_ids=(report.replay_id,)))
-        assert sorted(r.replayed_from or "" for r in back) == sorted(report.canary.failed)
+        assert sorted(r.replayed_from or "" for r in back) == sorted(report.replayed)
+        assert set(report.canary.failed) <= set(report.replayed)
         assert (
             await session.store.count(Filter(statuses=frozenset({"parked"}), groups=(back[0].group_id,)))
             == 20
@@ -380,7 +557,7 @@ class TestReplay:
         self, amqp_url: str, channel: AbstractChannel, topology: Names, tmp_path: Path
     ) -> None:
         settings = settings_for(amqp_url, topology, tmp_path, canary_timeout_seconds=0.5)
-        async with open_session(settings, operator="ops", ingest=True, need_broker=True) as opened:
+        async with open_session(settings, operator="ops", need_broker=True, create_store=True) as opened:
             await park(channel, topology, 5)
             await ingest(opened)
             outcome = await replay(
@@ -409,9 +586,10 @@ class TestReplay:
         try:
             await park(channel, topology, 200)
             async with (
-                open_session(settings, operator="alice", ingest=True, need_broker=True) as alice,
-                open_session(settings, operator="bob", ingest=True, need_broker=True) as bob,
+                open_session(settings, operator="alice", need_broker=True, create_store=True) as alice,
+                open_session(settings, operator="bob", need_broker=True) as bob,
             ):
+                await ingest(alice)
                 assert await alice.store.count(Filter()) == 200
                 both = await asyncio.gather(
                     replay(alice, Filter(reasons=("unknown_work_type",)), ReplayOptions(reason="a")),
@@ -434,9 +612,13 @@ class TestReplay:
 
 @asynccontextmanager
 async def still_broken(session: DlqSession, names: Names) -> AsyncIterator[None]:
-    """A stand-in connector whose mapping is still wrong: it dead-letters every message again."""
+    """A stand-in connector whose mapping is still wrong: it dead-letters every message again, and
+    its ingester stores what comes back to the DLQ (where the canary watch looks)."""
     bus = Bus(session.settings.rabbitmq.url.get_secret_value(), name="still-broken")
     await bus.connect()
+    ingester = DeadLetterIngester(
+        bus, session.store, names.dead_letter_queues, flows_by_queue=flows_by_queue(names)
+    )
     dead_letters = DeadLetterer(
         bus, exchange=names.dead_letter_exchange, queue=names.workhours_queue, flow="work_hours", pod="p"
     )
@@ -449,10 +631,12 @@ async def still_broken(session: DlqSession, names: Names) -> AsyncIterator[None]
 
     consumer = await bus.consumer(names.workhours_queue, handle, prefetch=10)
     await consumer.start()
+    await ingester.start()
     try:
         yield
     finally:
         await consumer.stop()
+        await ingester.stop()
         await bus.close()
 
 

@@ -27,7 +27,7 @@ from connector.dlq.grouping import GroupBy
 from connector.dlq.records import DeadLetterRecord, ReplayRun
 from connector.dlq.selection import Filter, HeaderMatch
 from connector.dlq.sql import SqlStore
-from connector.dlq.store import open_store
+from connector.dlq.store import StoreMissing, StoreUnavailable, open_store
 from connector.errors import UsageError
 from schemas.dlq import AuditSelection, DlqAuditRecord
 from tests.dlq_factories import T0, record
@@ -246,6 +246,53 @@ class TestIngestAndQueries:
         assert ids(await store.related(unrelated)) == [same_id.id]
 
 
+class TestOpeningWithoutCreating:
+    """Only the ingesters create a store; everything else must find it or say it is not there."""
+
+    async def test_a_store_that_is_not_there_is_reported_and_not_created(self, backend: Backend) -> None:
+        store = open_store(backend.url, table_prefix=backend.prefix, create=False)
+        with pytest.raises(StoreMissing, match="no dead-letter"):
+            await store.setup()
+        await store.aclose()
+        if backend.name == "sqlite":
+            assert not await asyncio.to_thread(Path(backend.url.removeprefix("sqlite:///")).exists)
+        else:
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                made = await conn.fetchval(
+                    "SELECT to_regclass($1) IS NOT NULL", f"{backend.prefix}dead_letters"
+                )
+            finally:
+                await conn.close()
+            assert made is False
+
+    async def test_a_store_an_ingester_created_opens_with_its_rows(self, backend: Backend) -> None:
+        created = await backend.open()
+        await created.add([record()])
+        found = open_store(backend.url, table_prefix=backend.prefix, create=False)
+        assert isinstance(found, SqlStore)
+        await found.setup()
+        backend.opened.append(found)
+        assert await found.count(Filter()) == 1
+
+    async def test_a_file_that_is_not_a_store_is_left_alone(self, tmp_path: Path) -> None:
+        other = tmp_path / "ledger.db"
+        other.write_bytes(b"")
+        store = open_store(f"sqlite:///{other}", create=False)
+        with pytest.raises(StoreMissing, match="not a dead-letter store"):
+            await store.setup()
+        await store.aclose()
+        assert other.read_bytes() == b""
+
+    async def test_an_unreachable_postgresql_store_is_unavailable_not_missing(self) -> None:
+        store = open_store("postgresql://postgres@127.0.0.1:1/test", create=False)
+        with pytest.raises(StoreUnavailable) as raised:
+            await store.setup()
+        await store.aclose()
+        assert not isinstance(raised.value, StoreMissing)
+        assert "127.0.0.1:1" in raised.value.message
+
+
 class TestReplayState:
     async def test_a_claim_takes_parked_rows_once_and_leaves_replayed_ones_unless_again(
         self, store: SqlStore
@@ -321,7 +368,7 @@ class TestReplayState:
                 f"""
                 import asyncio, datetime as dt, os, sys
                 from connector.dlq.records import ReplayRun
-                from connector.dlq.store import open_store
+                from connector.dlq.store import StoreMissing, StoreUnavailable, open_store
 
                 async def main():
                     store = open_store({backend.url!r}, table_prefix={backend.prefix!r})

@@ -17,6 +17,8 @@ import pytest
 
 from adapters.severa.fake.server import FakeSevera
 from connector.config import Settings
+from connector.dlq.selection import Filter
+from connector.dlq.store import open_store
 from connector.topology import Names, build_topology
 from tests.factories import event_dict
 from tests.harness import SEVERA_KEY, Broker, running_connector, wait_until
@@ -76,12 +78,19 @@ async def test_a_bad_event_with_nobody_listening_is_parked_once_and_its_notice_c
             == 1,
             what="the bad event parked",
         )
+        assert connector._ingester is not None
+        await wait_until(lambda: connector._ingester.counts.stored == 1, what="the dead letter ingested")
         failed_notices = connector.metrics.results_unroutable.labels(
             flow="work_hours", event_type="workhour.failed"
         )._value.get()
-    letters = await broker.drain_dlq()
-    assert [m.message_id for m in letters] == ["bad-1"]
     assert failed_notices == 1
+    # The pod ingested the dead letter into the central store (beside its ledger): the DLQ queue
+    # is empty and the record is there for the `dlq` commands.
+    assert await broker.depth(topology.workhours_dlq) == 0
+    async with open_store(settings.dlq_store_url(), create=False) as store:
+        records = await store.find(Filter())
+    assert [r.message_id for r in records] == ["bad-1"]
+    assert records[0].reason == "invalid_json"
 
 
 async def test_the_optional_results_queue_keeps_every_result_for_a_source_not_listening_yet(

@@ -59,3 +59,20 @@ def test_describe_carries_reason_and_safe_context() -> None:
         "kind": "user",
         "value": "JDOE",
     }
+
+
+def test_a_lock_timeout_that_outlives_the_retries_is_escalated_to_a_systemic_ledger_error() -> None:
+    from connector.errors import Category, outage_behind
+    from connector.state.ledger import LedgerLockTimeout, LedgerUnavailable
+
+    escalated = outage_behind(LedgerLockTimeout("gave up waiting 240s for the lock on 'x'"))
+    assert isinstance(escalated, LedgerUnavailable)
+    assert escalated.category is Category.SYSTEMIC
+    assert escalated.reason == "ledger_lock_timeout_persistent"
+
+
+def test_a_transient_error_without_a_systemic_counterpart_climbs_the_ladder() -> None:
+    from connector.bus import PublishFailed
+    from connector.errors import outage_behind
+
+    assert outage_behind(PublishFailed("no confirm")) is None
