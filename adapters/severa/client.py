@@ -11,9 +11,15 @@ One call, in order:
 2. wait for a concurrency slot (``max_concurrency``) and, if configured, for the rate limiter;
 3. POST it (``Content-Type: text/xml; charset=utf-8`` and the quoted ``SOAPAction`` WCF routes
    on) through one pooled :class:`aiohttp.ClientSession`, within ``timeout_seconds``;
-4. read at most ``max_response_bytes``, parse safely, record the ``Quota``/``UsedQuota`` headers,
+4. read at most ``max_response_bytes`` into one buffer, its bytes reserved from a budget all calls
+   of the client share (``max_buffered_bytes``, :mod:`adapters.severa.budget`), and hang up as soon
+   as an answer outgrows the limit; parse safely, record the ``Quota``/``UsedQuota`` headers,
    turn a fault into a :mod:`connector.errors` error (:mod:`adapters.severa.faults`), or read the
    body with zeep and map it to a port record (:mod:`adapters.severa.mapping`).
+
+Memory stays bounded across retries too: the buffer is emptied on every path, and an error leaving
+the client has the local variables of its traceback's frames cleared (the frames and lines stay),
+so an error the core keeps does not keep the answer, its parsed tree or its chunks with it.
 
 No retries happen here. The core owns the retry policy (it knows whether a message may be retried,
 how often, and must look before repeating a write whose ``outcome_unknown`` is set); a second,
@@ -30,6 +36,7 @@ import asyncio
 import datetime as dt
 import enum
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from types import TracebackType
@@ -40,6 +47,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from adapters.severa.budget import ByteBudget, Reservation
 from adapters.severa.config import SeveraClientConfig
 from adapters.severa.contract import (
     MalformedReply,
@@ -108,12 +116,13 @@ class _ReplyTooLarge(Exception):
 
 
 class _Timing:
-    """When the request went on the wire (None: it never did), for latency and the debug line."""
+    """When the request went on the wire (None: it never did) and the HTTP status of its answer."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("sent", "status")
 
     def __init__(self) -> None:
         self.sent: float | None = None
+        self.status: int | None = None
 
 
 class SeveraClient:
@@ -146,6 +155,9 @@ class SeveraClient:
         self._contract = contract if contract is not None else default_contract()
         self._metrics: SeveraMetrics | None = severa_metrics(registry) if registry is not None else None
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._budget = ByteBudget(
+            config.max_buffered_bytes, largest=config.max_response_bytes, holders=config.max_concurrency
+        )
         self._limiter = _limiter(config.rate_limit_per_second)
         self._session: aiohttp.ClientSession | None = None
         self._state = _State.IDLE
@@ -255,6 +267,18 @@ class SeveraClient:
         }
         return await self._call(Ops.GET_HOUR_ENTRIES_BY_DATE_AND_USER, params, _many(hour_entry_from_severa))
 
+    async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]:
+        """Entries added or changed at or after the start of ``since``'s minute (an aware datetime).
+
+        Severa matches ``startDate`` to the minute and reads it as UTC, so the minute is floored here
+        and sent as UTC (``Z``, which WCF reads as UTC rather than as the server's local time).
+        """
+        if since.tzinfo is None or since.utcoffset() is None:
+            raise ValueError(f"since must be an aware datetime (UTC), got the naive {since!r}")
+        start = since.astimezone(dt.UTC).replace(second=0, microsecond=0)
+        params = {"startDate": start}
+        return await self._call(Ops.GET_HOUR_ENTRIES_CHANGED_SINCE, params, _many(hour_entry_from_severa))
+
     async def add_hour_entry(self, entry: NewHourEntry) -> HourEntry:
         params = {"hourEntryInfo": new_hour_entry_to_severa(entry)}
         return await self._call(Ops.ADD_HOUR_ENTRY, params, _required(hour_entry_from_severa))
@@ -293,32 +317,47 @@ class SeveraClient:
 
     async def _call(self, ref: OperationRef, params: Mapping[str, Any], convert: Callable[[Any], T]) -> T:
         timing = _Timing()
-        status: int | None = None
         try:
-            if self._state is _State.CLOSED:
-                raise SeveraUnavailable(
-                    f"The Severa client is closed, so {ref} was not sent (the service is shutting down).",
-                    reason="severa_client_closed",
-                    outcome_unknown=False,
-                    operation=ref.label,
-                )
-            operation = self._contract.operation(ref)
-            key = self._key_for_call() if ref.authenticated else None
-            body = _build(operation, params, key)
-            status, content = await self._post(operation, body, timing)
-            raw = self._read(operation, status, content, key)
-            try:
-                result = convert(raw)
-            except EntityMismatch as exc:
-                raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
+            result, found = await self._exchange(ref, params, convert, timing)
         except ConnectorError as error:
-            self._observe(ref, error.reason, status, timing, error)
+            # The core keeps errors (retry state, the circuit's last error); their tracebacks must
+            # not keep the answer, its parsed tree or its chunks alive with them.
+            _forget_locals(error)
+            self._observe(ref, error.reason, timing, error)
             if isinstance(error, SeveraAuthenticationFailed):
                 # The key may have been rotated a moment ago: make sure the next call reads it afresh.
                 self._keys.refresh()
             raise
-        self._observe(ref, "not_found" if raw is NOT_FOUND_ANSWER else "ok", status, timing, None)
+        self._observe(ref, "ok" if found else "not_found", timing, None)
         return result
+
+    async def _exchange(
+        self, ref: OperationRef, params: Mapping[str, Any], convert: Callable[[Any], T], timing: _Timing
+    ) -> tuple[T, bool]:
+        """One request and its answer: the converted result, and whether Severa found what was asked."""
+        if self._state is _State.CLOSED:
+            raise SeveraUnavailable(
+                f"The Severa client is closed, so {ref} was not sent (the service is shutting down).",
+                reason="severa_client_closed",
+                outcome_unknown=False,
+                operation=ref.label,
+            )
+        operation = self._contract.operation(ref)
+        key = self._key_for_call() if ref.authenticated else None
+        body = _build(operation, params, key)
+        # The answer's bytes count against the budget until they are parsed, and the buffer is
+        # emptied on every path.
+        answer = bytearray()
+        try:
+            async with self._budget.reservation() as share:
+                status = await self._post(operation, body, timing, share, answer)
+                raw = self._read(operation, status, answer, key)
+        finally:
+            answer.clear()
+        try:
+            return convert(raw), raw is not NOT_FOUND_ANSWER
+        except EntityMismatch as exc:
+            raise classify_http(status, ref, url=self._url, problem=str(exc)) from exc
 
     def _key_for_call(self) -> str:
         key = self._keys.current().get_secret_value()
@@ -328,24 +367,32 @@ class SeveraClient:
                 self._on_key_loaded(key)
         return key
 
-    async def _post(self, operation: Operation, body: bytes, timing: _Timing) -> tuple[int, bytes]:
-        """Send within the concurrency and rate limits; the answer's status and body."""
+    async def _post(
+        self, operation: Operation, body: bytes, timing: _Timing, share: Reservation, answer: bytearray
+    ) -> int:
+        """Send within the concurrency and rate limits; the answer's status, its body put into ``answer``."""
         ref = operation.ref
         session = self._session or self._open()
         async with self._semaphore:
             if self._limiter is not None:
                 await self._limiter.acquire()
             timing.sent = time.perf_counter()
+            deadline = asyncio.get_running_loop().time() + self._config.timeout_seconds
             try:
                 async with session.post(self._url, data=body, headers=operation.http_headers) as response:
-                    status = response.status
+                    status = timing.status = response.status
                     try:
-                        content = await self._receive(response)
-                    except _ReplyTooLarge as exc:
-                        limit_mib = self._config.max_response_bytes / 2**20
+                        # Waiting for the budget is part of the call's time, as reading is.
+                        async with asyncio.timeout_at(deadline):
+                            await self._receive(response, share, answer)
+                    except _ReplyTooLarge:
+                        # Raised without its cause: nothing of the answer is worth keeping.
                         raise classify_http(
-                            status, ref, url=self._url, problem=f"larger than the {limit_mib:g} MiB limit"
-                        ) from exc
+                            status,
+                            ref,
+                            url=self._url,
+                            problem=f"larger than the {self._limit_mib:g} MiB limit",
+                        ) from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise classify_transport(
                     exc, ref, url=self._url, timeout=self._config.timeout_seconds
@@ -360,33 +407,56 @@ class SeveraClient:
                     outcome_unknown=False,
                     operation=ref.label,
                 ) from exc
-        return status, content
+        return status
 
-    async def _receive(self, response: aiohttp.ClientResponse) -> bytes:
+    @property
+    def _limit_mib(self) -> float:
+        return self._config.max_response_bytes / 2**20
+
+    async def _receive(self, response: aiohttp.ClientResponse, share: Reservation, answer: bytearray) -> None:
+        """Read the body into ``answer``, never holding more than ``share`` or ``max_response_bytes``.
+
+        A body that outgrows the limit stops the read at once and closes the connection (the rest of
+        an endless answer is never fetched); what was read is dropped before the error is raised.
+        Not ``response.read()``: it joins a list of chunks into a second copy of the whole body.
+        """
         limit = self._config.max_response_bytes
         length = response.content_length
         if length is not None and length > limit:
+            response.close()
             raise _ReplyTooLarge
         if length is not None and "Content-Encoding" not in response.headers:
-            return await response.read()
-        # Unknown or compressed length: count what we actually hold.
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise _ReplyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+            # The parser delivers at most Content-Length bytes: reserve exactly that.
+            await share.grow_to(length)
+        else:
+            # Chunked or compressed: the size is known only once it has been read.
+            await share.grow_to(self._budget.initial)
+        try:
+            async for chunk in response.content.iter_any():
+                size = len(answer) + len(chunk)
+                if size > share.held:
+                    if size > limit:
+                        raise _ReplyTooLarge
+                    await share.grow_to(limit)
+                answer += chunk
+        except BaseException:
+            response.close()
+            answer.clear()
+            raise
 
-    def _read(self, operation: Operation, status: int, content: bytes, key: str | None) -> Any:
-        """The body as zeep objects, :data:`NOT_FOUND_ANSWER`, or a classified error."""
+    def _read(self, operation: Operation, status: int, content: bytearray, key: str | None) -> Any:
+        """The body as zeep objects, :data:`NOT_FOUND_ANSWER`, or a classified error.
+
+        Empties ``content`` once lxml holds the document: the tree is all that is needed from then on.
+        """
         ref = operation.ref
         try:
             reply = parse_reply(content)
         except MalformedReply as exc:
             # lxml quotes bits of the document; a server echoing the key must not smuggle it out.
             raise classify_http(status, ref, url=self._url, problem=redact(str(exc), key)) from exc
+        finally:
+            content.clear()
         self._note_quota(reply)
         if reply.fault is not None:
             outcome = classify_fault(
@@ -419,7 +489,6 @@ class SeveraClient:
         self,
         ref: OperationRef,
         outcome: str,
-        status: int | None,
         timing: _Timing,
         error: ConnectorError | None,
     ) -> None:
@@ -431,13 +500,30 @@ class SeveraClient:
             "severa.call",
             operation=ref.label,
             outcome=outcome,
-            http_status=status,
+            http_status=timing.status,
             duration_ms=round(seconds * 1000, 1) if seconds is not None else None,
             outcome_unknown=getattr(error, "outcome_unknown", None),
         )
 
     def __repr__(self) -> str:
         return f"SeveraClient(url={self._url!r}, key={self._keys!r}, state={self._state.value})"
+
+
+def _forget_locals(error: BaseException) -> None:
+    """Drop the local variables of every finished frame in ``error``'s tracebacks (its chain too).
+
+    The frames stay (a logged traceback still shows every line); their variables, which may hold
+    a 64 MiB answer, go. Frames still running (the caller's) are left alone by ``clear_frames``.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
 
 
 def _build(operation: Operation, params: Mapping[str, Any], key: str | None) -> bytes:

@@ -23,6 +23,9 @@ TEST_URL = "https://sync-test.severa.com/webservice/S3/API.svc"
 
 #: Severa's own advice: allow responses up to 64 MiB (GetAllCases, invoices with rows …).
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Answers held at once by one client: two of the largest, a quarter of a 512 MiB pod, so that
+#: parsing and everything else still fit beside them.
+DEFAULT_MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
@@ -88,6 +91,15 @@ class SeveraClientConfig(BaseModel):
         ge=1024,
         description="Largest response body accepted; larger answers are treated as Severa being unusable.",
     )
+    max_buffered_bytes: int = Field(
+        default=DEFAULT_MAX_BUFFERED_BYTES,
+        ge=1024,
+        description=(
+            "Response bytes all concurrent calls of one client may hold at once (at least "
+            "max_response_bytes); a call whose answer does not fit waits for others to finish. Keep it "
+            "well below the pod's memory limit: parsing an answer takes a few times its size again."
+        ),
+    )
     use_env_proxy: bool = Field(
         default=False,
         description="Send through the proxy named by HTTP(S)_PROXY / NO_PROXY in the environment.",
@@ -114,6 +126,9 @@ class SeveraClientConfig(BaseModel):
             # Fewer connections than concurrent calls would make calls queue for a connection
             # inside their own timeout, turning local congestion into fake Severa timeouts.
             raise ValueError("pool_size must be at least max_concurrency")
+        if self.max_buffered_bytes < self.max_response_bytes:
+            # One answer of the largest allowed size must fit, or such a call would wait for ever.
+            raise ValueError("max_buffered_bytes must be at least max_response_bytes")
         return self
 
     @property

@@ -154,12 +154,16 @@ _REPLY_PARSER: Final = etree.XMLParser(
 )
 
 
-def parse_reply(content: bytes) -> Reply:
-    """Parse a reply safely and pick out fault and quota headers; raises :class:`MalformedReply`."""
-    if not content.strip():
+def parse_reply(content: bytes | bytearray) -> Reply:
+    """Parse a reply safely and pick out fault and quota headers; raises :class:`MalformedReply`.
+
+    ``content`` may be the client's receive buffer: nothing here copies it (``strip()`` would).
+    """
+    if not content or content.isspace():
         raise MalformedReply("empty body")
     try:
-        root = etree.fromstring(content, _REPLY_PARSER)
+        # lxml reads any buffer; its stubs only admit str and bytes.
+        root = etree.fromstring(content, _REPLY_PARSER)  # type: ignore[arg-type]
     except etree.XMLSyntaxError as exc:
         raise MalformedReply(f"not well-formed XML ({exc.msg})") from exc
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype

@@ -12,8 +12,11 @@ may have reached Severa and we cannot tell whether it was applied, and False whe
 (connection refused, connect timeout, a typed refusal, HTTP 503/429 where the server says it did not
 handle the request). The core must look before repeating such a write.
 
-Server-provided text (fault strings, descriptions) goes into messages verbatim except for the API
-key: a server that echoes the key back would otherwise smuggle it into logs and DLQ headers.
+Server-provided text (fault strings, descriptions, fault codes, what was wrong with a body) goes into
+messages with the API key redacted — a server that echoes the key back would otherwise smuggle it into
+logs and DLQ headers — and cut to :data:`MAX_SEVERA_TEXT_CHARS`: the message travels into result
+events, log lines and dead-letter headers, and a fault carrying a megabyte of description must not
+make a megabyte event. Redaction comes first, so that a cut never leaves part of the key behind.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ from connector.errors import (
 )
 
 REDACTED: Final = "[redacted]"
+
+#: The most of one piece of Severa's text an error message quotes; Severa's own descriptions are a
+#: sentence or two, validation faults listing several problems a few hundred characters.
+MAX_SEVERA_TEXT_CHARS: Final = 500
+#: The same for a name Severa sends (fault code, detail type): real ones are under 40 characters.
+MAX_SEVERA_NAME_CHARS: Final = 100
+TRUNCATED: Final = " …[truncated]"
 
 #: Severa's fault detail types, by what they mean for us.
 AUTHENTICATION_FAILURE: Final = "AuthenticationFailureException"
@@ -76,9 +86,18 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+def quote(text: str, secret: str | None, *, limit: int = MAX_SEVERA_TEXT_CHARS) -> str:
+    """Server text as an error message may carry it: the key redacted, at most ``limit`` characters
+    (a longer text is cut and ends in :data:`TRUNCATED`)."""
+    text = redact(text, secret)
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
 def _said(fault: SoapFault, secret: str | None) -> str:
     """What Severa said, preferring the typed detail's description over the generic faultstring."""
-    return redact(fault.description or fault.string or "no description", secret)
+    return quote(fault.description or fault.string or "no description", secret)
 
 
 def classify_fault(
@@ -92,15 +111,26 @@ def classify_fault(
 ) -> ConnectorError | NotFound:
     """The error for a SOAP fault, or :data:`NOT_FOUND_ANSWER` for a NotFound on a read."""
     kind = fault.detail_type
+    if kind is not None:
+        kind = quote(kind, secret, limit=MAX_SEVERA_NAME_CHARS)
     said = _said(fault, secret)
-    context = {"operation": op.label, "fault_code": fault.code or ""}
+    fault_code = quote(fault.code or "", secret, limit=MAX_SEVERA_NAME_CHARS)
+    context = {"operation": op.label, "fault_code": fault_code}
     faultstring = fault.string.lower()
 
     if kind == AUTHENTICATION_FAILURE or (kind is None and "access denied" in faultstring):
+        # Systemic even when only a write is refused and look-ups (and the probe) pass: every write
+        # would fail the same way, and no message is to blame for it. Say what that pattern means.
+        rights = (
+            f"; if look-ups still succeed, the key's user lacks the right to write {_entity(op)} records "
+            "(Severa user rights)"
+            if op.write
+            else ""
+        )
         return SeveraAuthenticationFailed(
             f"Severa refused the API key ({kind or 'Access denied'}) on {op}: check {key_origin}; "
             "a regenerated key invalidates the old one, and the key's user needs the API right with the "
-            f"API add-on active. Severa said: {said}",
+            f"API add-on active{rights}. Severa said: {said}",
             fault=kind or "AccessDenied",
             **context,
         )
@@ -132,7 +162,7 @@ def classify_fault(
             f"Severa rejected {op}: {said} ({kind}){hint}",
             fault=_REJECTIONS[kind],
             operation=op.label,
-            fault_code=fault.code or "",
+            fault_code=fault_code,
         )
     if kind == GENERAL_FAILURE:
         # Severa hit an internal error; whether a write was committed before it is not knowable.
@@ -143,7 +173,7 @@ def classify_fault(
             fault=kind,
             **context,
         )
-    code = (fault.code or "").rpartition(":")[2]
+    code = fault_code.rpartition(":")[2]
     if kind is None and code in _PROTOCOL_FAULTS:
         # WCF's dispatcher refused the request before Severa's code ran (unknown action, a body
         # that does not deserialize, an unknown mustUnderstand header): it can never succeed as is.
@@ -151,10 +181,10 @@ def classify_fault(
             f"Severa's SOAP layer rejected {op}: {said} ({code})",
             fault=_PROTOCOL_FAULTS[code],
             operation=op.label,
-            fault_code=fault.code or "",
+            fault_code=fault_code,
         )
     return SeveraUnavailable(
-        f"Severa answered {op} with an unexpected fault: {said} ({kind or fault.code or 'no code'})"
+        f"Severa answered {op} with an unexpected fault: {said} ({kind or fault_code or 'no code'})"
         f"{_MAY_WRITE_LANDED if op.write else ''}",
         reason="severa_fault",
         outcome_unknown=op.write,
@@ -163,11 +193,18 @@ def classify_fault(
     )
 
 
+def _entity(op: OperationRef) -> str:
+    """``HourEntry`` for ``IHourEntry``: what a contract's writes change."""
+    return op.contract.removeprefix("I")
+
+
 def classify_http(status: int, op: OperationRef, *, url: str, problem: str) -> ConnectorError:
     """The error for an HTTP answer that carries no SOAP envelope we can read.
 
-    ``problem`` says what was wrong with the body (already free of secrets).
+    ``problem`` says what was wrong with the body (already free of secrets; it may quote the body,
+    so it is cut to :data:`MAX_SEVERA_TEXT_CHARS` here).
     """
+    problem = quote(problem, None)
     context = {"operation": op.label, "http_status": status}
     if status in (401, 403):
         return SeveraAuthenticationFailed(

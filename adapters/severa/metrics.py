@@ -5,14 +5,26 @@ more than one client (the service, a ``check`` run, tests). :func:`severa_metric
 out one :class:`SeveraMetrics` per registry; tests pass their own registry and never collide.
 Labels stay bounded: the operation label comes from a fixed catalogue, the outcome is ``ok``,
 ``not_found`` or the error's ``reason``.
+
+**Quota before it is known.** Severa reports its quota only in answers, so until the first answer
+that carries ``Quota``/``UsedQuota`` the adapter does not know it. A plain gauge would read 0/0
+then, which looks like a spent quota (``severa_quota_limit_calls - severa_quota_used_calls`` is 0).
+The two quota series are therefore *absent* until known, rather than NaN: an alert such as
+``severa_quota_used_calls / severa_quota_limit_calls > 0.8`` is empty (not firing) either way, but
+absence also keeps aggregations across pods right (``sum``/``max`` skip a pod that has no reading,
+while one NaN turns a ``sum`` into NaN), and ``absent(severa_quota_limit_calls)`` can alert when no
+pod has talked to Severa for a long time.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from connector.ports import QuotaReading
 
@@ -36,16 +48,8 @@ class SeveraMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.quota_limit = Gauge(
-            "severa_quota_limit_calls",
-            "The organisation's daily call quota, from Severa's Quota response header.",
-            registry=registry,
-        )
-        self.quota_used = Gauge(
-            "severa_quota_used_calls",
-            "Calls used today, from Severa's UsedQuota response header.",
-            registry=registry,
-        )
+        self.quota = _QuotaCollector()
+        registry.register(self.quota)
 
     def observe(self, operation: str, outcome: str, seconds: float | None) -> None:
         self.calls.labels(operation, outcome).inc()
@@ -53,8 +57,30 @@ class SeveraMetrics:
             self.latency.labels(operation).observe(seconds)
 
     def set_quota(self, reading: QuotaReading) -> None:
-        self.quota_limit.set(reading.quota)
-        self.quota_used.set(reading.used)
+        self.quota.reading = reading
+
+
+class _QuotaCollector(Collector):
+    """``severa_quota_limit_calls`` and ``severa_quota_used_calls``, exported once a reading exists."""
+
+    _LIMIT = ("severa_quota_limit_calls", "The organisation's daily call quota, from Severa's Quota header.")
+    _USED = ("severa_quota_used_calls", "Calls used today, from Severa's UsedQuota response header.")
+
+    def __init__(self) -> None:
+        self.reading: QuotaReading | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, so that the registry reserves them even while there is nothing to export.
+        return [GaugeMetricFamily(*self._LIMIT), GaugeMetricFamily(*self._USED)]
+
+    def collect(self) -> Iterable[Metric]:
+        reading = self.reading
+        if reading is None:
+            return []
+        return [
+            GaugeMetricFamily(*self._LIMIT, value=reading.quota),
+            GaugeMetricFamily(*self._USED, value=reading.used),
+        ]
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SeveraMetrics] = weakref.WeakKeyDictionary()

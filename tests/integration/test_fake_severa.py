@@ -21,7 +21,7 @@ import zeep
 import zeep.exceptions
 from lxml import etree
 
-from adapters.severa.fake import DEMO_SEED_PATH, FakeSevera, FaultRule, Phase, SeedError
+from adapters.severa.fake import DEMO_SEED_PATH, FakeSevera, FaultRule, HourEntryRefused, Phase, SeedError
 from adapters.severa.fake.handlers import HANDLERS, NULL_WHEN_EMPTY
 from adapters.severa.fake.soap import NS_SOAP_ENV, NS_WCF_ADDRESSING_NONE, NS_WCF_DISPATCHER, NS_XSI
 from adapters.severa.wsdl.spec import DEFAULT_ADDRESS, NS_SERVICE, SPEC, Fault
@@ -614,6 +614,112 @@ class TestChangedSince:
         assert [entry.GUID for entry in since.result] == [added.result.GUID]
 
 
+class TestHourEntriesByHand:
+    """Entries a person types into Severa: no API call, but the same change time ChangedSince reads."""
+
+    TYPED: dict[str, Any] = {
+        "UserGUID": AINO,
+        "CaseGUID": CASE_ACME,
+        "PhaseGUID": PHASE_FRONTEND,
+        "EventDate": "2025-06-03",
+        "Quantity": "7.5",
+        "Description": "Typed in by hand",
+    }
+
+    @staticmethod
+    async def changed_since(caller: SoapCaller, start: dt.datetime) -> list[str]:
+        reply = await caller.call("GetHourEntriesChangedSince", startDate=start)
+        assert reply.status == 200
+        return [entry.GUID for entry in reply.result or []]
+
+    async def test_entered_edited_and_deleted_through_the_admin_api(self, severa_soap: SoapCaller) -> None:
+        fake = severa_soap.fake
+        http = severa_soap.session
+        fake.clock = lambda: dt.datetime(2030, 1, 1, 9, 30, 5, tzinfo=dt.UTC)
+        async with http.post(admin(fake, "/hour-entries"), json=self.TYPED) as response:
+            assert response.status == 201
+            typed = await response.json()
+        guid = typed["GUID"]
+        assert (typed["Quantity"], typed["WorkTypeGUID"]) == ("7.5", WT_DEV)  # filled in as Add does
+        assert typed["AccountGUID"] == ACME
+        assert fake.store.hour_entries.changed_at(guid) == dt.datetime(2030, 1, 1, 9, 30, 5, tzinfo=dt.UTC)
+        assert await self.changed_since(severa_soap, dt.datetime(2030, 1, 1, 9, 30, 59)) == [guid]
+        assert fake.calls["AddNewHourEntry"] == 0
+
+        fake.clock = lambda: dt.datetime(2030, 1, 1, 10, 0, 1, tzinfo=dt.UTC)
+        async with http.patch(admin(fake, f"/hour-entries/{guid}"), json={"Quantity": "3"}) as response:
+            assert response.status == 200
+            edited = await response.json()
+        assert (edited["Quantity"], edited["Description"]) == ("3", "Typed in by hand")
+        assert await self.changed_since(severa_soap, dt.datetime(2030, 1, 1, 10, 0)) == [guid]
+        assert await self.changed_since(severa_soap, dt.datetime(2030, 1, 1, 10, 1)) == []
+
+        async with http.delete(admin(fake, f"/hour-entries/{guid}")) as response:
+            assert response.status == 204
+        async with http.delete(admin(fake, f"/hour-entries/{guid}")) as response:
+            assert response.status == 404
+        assert guid not in await self.changed_since(severa_soap, dt.datetime(2020, 1, 1))
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "status", "error"),
+        [
+            pytest.param(
+                "POST",
+                "/hour-entries",
+                {**TYPED, "Quantity": "1000"},
+                400,
+                "Validation: Quantity must be greater than 0",
+                id="an entry Severa would refuse",
+            ),
+            pytest.param(
+                "POST", "/hour-entries", {**TYPED, "Hours": 1}, 400, "no member(s)", id="an unknown member"
+            ),
+            pytest.param(
+                "PATCH",
+                f"/hour-entries/{ENTRY_MIKKO}",
+                {"Mood": "good"},
+                400,
+                "no member",
+                id="unknown member",
+            ),
+            pytest.param(
+                "PATCH",
+                "/hour-entries/no-such-entry",
+                {"Quantity": "1"},
+                404,
+                "no hour entry",
+                id="unknown entry",
+            ),
+            pytest.param(
+                "PATCH",
+                f"/hour-entries/{ENTRY_INVOICED}",
+                {"Quantity": "1"},
+                400,
+                "read-only",
+                id="an invoiced entry cannot be edited",
+            ),
+        ],
+    )
+    async def test_what_severa_would_refuse_is_refused(
+        self, severa_soap: SoapCaller, method: str, path: str, body: dict[str, Any], status: int, error: str
+    ) -> None:
+        fake = severa_soap.fake
+        before = {entry["GUID"]: dict(entry) for entry in fake.store.hour_entries}
+        async with severa_soap.session.request(method, admin(fake, path), json=body) as response:
+            assert response.status == status
+            assert error in (await response.json())["error"]
+        assert {entry["GUID"]: dict(entry) for entry in fake.store.hour_entries} == before
+
+    async def test_in_process_too(self, fake_severa: FakeSevera) -> None:
+        fake_severa.clock = lambda: dt.datetime(2030, 2, 1, 12, 0, tzinfo=dt.UTC)
+        typed = fake_severa.enter_hour_entry(self.TYPED)
+        assert fake_severa.store.hour_entries.changed_at(typed["GUID"]) == fake_severa.clock()
+        with pytest.raises(HourEntryRefused, match="Validation"):
+            fake_severa.enter_hour_entry({**self.TYPED, "Quantity": "0"})
+        assert fake_severa.remove_hour_entry(typed["GUID"]) is True
+        assert fake_severa.remove_hour_entry(typed["GUID"]) is False
+
+
 class TestQuota:
     async def test_every_answer_carries_the_quota_headers_and_every_call_counts(
         self, severa_soap: SoapCaller
@@ -755,6 +861,18 @@ class TestFaultInjection:
         quota = await severa_soap.call("GetAllWorkTypes")
         assert "not valid" in assert_fault(wrong_key, Fault.AUTHENTICATION_FAILURE, severa_soap)
         assert assert_fault(quota, Fault.QUOTA_LIMIT_EXCEEDED, severa_soap) == "Quota limit reached"
+        assert (await severa_soap.call("GetAllWorkTypes")).status == 200
+
+    async def test_a_key_refused_on_one_operation_says_what_to_fix(self, severa_soap: SoapCaller) -> None:
+        """Only AddNewHourEntry is refused: the description names the missing right and the other cause."""
+        severa_soap.fake.faults.soap_fault(Fault.AUTHENTICATION_FAILURE, operation="AddNewHourEntry")
+        assert (await severa_soap.call("GetUserByCode", userCode="AIVI")).status == 200
+        refused = await severa_soap.call("AddNewHourEntry", hourEntryInfo=new_entry())
+        assert assert_fault(refused, Fault.AUTHENTICATION_FAILURE, severa_soap) == (
+            "Access denied to IHourEntry.AddNewHourEntry: the API key's user lacks the right to write "
+            "HourEntry records, or the API key was regenerated."
+        )
+        assert severa_soap.fake.calls["AddNewHourEntry"] == 1
         assert (await severa_soap.call("GetAllWorkTypes")).status == 200
 
     async def test_the_next_n_calls(self, severa_soap: SoapCaller) -> None:

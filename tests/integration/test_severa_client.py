@@ -283,6 +283,88 @@ ADD = "AddNewHourEntry"
 READ = "GetUserByCode"
 
 
+def at(hour: int, minute: int, second: int = 0) -> dt.datetime:
+    return dt.datetime(2030, 1, 1, hour, minute, second, tzinfo=dt.UTC)
+
+
+class TestHourEntriesChangedSince:
+    @pytest.fixture
+    def two_entries(self, fake: FakeSevera, client: SeveraClient) -> Callable[[], Awaitable[tuple[str, str]]]:
+        """One entry typed by hand at 08:14:30 UTC, one added through the client at 08:15:10 UTC."""
+
+        async def make() -> tuple[str, str]:
+            fake.clock = lambda: at(8, 14, 30)
+            typed = fake.enter_hour_entry(
+                {
+                    "UserGUID": USER,
+                    "CaseGUID": CASE,
+                    "PhaseGUID": PHASE,
+                    "EventDate": "2025-03-04",
+                    "Quantity": "1.5",
+                    "Description": "Sprint review",
+                }
+            )
+            fake.clock = lambda: at(8, 15, 10)
+            added = await client.add_hour_entry(new_entry())
+            return typed["GUID"], added.guid
+
+        return make
+
+    @pytest.mark.parametrize(
+        ("since", "expect"),
+        [
+            pytest.param(at(8, 15, 59), {"added"}, id="later in the minute of the change finds it"),
+            pytest.param(at(8, 14), {"typed", "added"}, id="an earlier minute finds both"),
+            pytest.param(at(8, 16), set(), id="the next minute finds nothing"),
+            pytest.param(
+                dt.datetime(2030, 1, 1, 10, 15, 59, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+                {"added"},
+                id="another offset is the same instant in UTC",
+            ),
+        ],
+    )
+    async def test_entries_changed_at_or_after_the_minute(
+        self,
+        client: SeveraClient,
+        two_entries: Callable[[], Awaitable[tuple[str, str]]],
+        since: dt.datetime,
+        expect: set[str],
+    ) -> None:
+        typed, added = await two_entries()
+        names = {typed: "typed", added: "added"}
+        found = await client.get_hour_entries_changed_since(since)
+        assert {names[entry.guid] for entry in found} == expect
+        assert all(isinstance(entry, HourEntry) for entry in found)
+
+    async def test_an_entry_changed_by_hand_moves_forward(
+        self, fake: FakeSevera, client: SeveraClient, two_entries: Callable[[], Awaitable[tuple[str, str]]]
+    ) -> None:
+        typed, _ = await two_entries()
+        fake.clock = lambda: at(9, 0, 5)
+        fake.edit_hour_entry(typed, {"Quantity": "2.25"})
+        found = await client.get_hour_entries_changed_since(at(9, 0, 30))
+        assert [(entry.guid, entry.quantity) for entry in found] == [(typed, Decimal("2.25"))]
+
+    async def test_the_floored_minute_goes_out_as_utc(self, canned: CannedSevera) -> None:
+        canned.body = _soap(
+            "<GetHourEntriesChangedSinceResponse xmlns='http://soap.severa.com/'>"
+            "<GetHourEntriesChangedSinceResult/></GetHourEntriesChangedSinceResponse>"
+        )
+        since = dt.datetime(2030, 1, 1, 10, 15, 59, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+        async with SeveraClient(make_config(canned.url), registry=None) as severa:
+            assert await severa.get_hour_entries_changed_since(since) == []
+        (request,) = canned.requests
+        (start,) = etree.fromstring(request).iter("{*}startDate")
+        assert start.text == "2030-01-01T08:15:00Z"
+
+    async def test_a_naive_time_is_refused_before_anything_is_sent(
+        self, fake: FakeSevera, client: SeveraClient
+    ) -> None:
+        with pytest.raises(ValueError, match="aware"):
+            await client.get_hour_entries_changed_since(dt.datetime(2030, 1, 1, 8, 15))
+        assert fake.calls["GetHourEntriesChangedSince"] == 0
+
+
 async def add(client: SeveraClient) -> object:
     return await client.add_hour_entry(new_entry())
 
@@ -416,6 +498,40 @@ class TestFaults:
         assert "SEVERA_CONNECTOR_SEVERA__API_KEY" in info.value.message
         assert "a regenerated key invalidates the old one" in info.value.message
 
+    async def test_a_key_refused_for_writes_only_is_systemic_and_names_the_right(
+        self, fake: FakeSevera, client: SeveraClient
+    ) -> None:
+        """The probe and look-ups pass, AddNewHourEntry is refused: every write would fail alike."""
+        fake.faults.soap_fault(Fault.AUTHENTICATION_FAILURE, operation=ADD)
+        await client.probe()
+        assert await client.get_user_by_code("AIVI") is not None
+        with pytest.raises(SeveraAuthenticationFailed) as info:
+            await client.add_hour_entry(new_entry())
+        error = info.value
+        assert error.category is Category.SYSTEMIC
+        assert (error.reason, error.context["operation"]) == (
+            "severa_authentication_failed",
+            "IHourEntry.AddNewHourEntry",
+        )
+        assert "if look-ups still succeed, the key's user lacks the right to write HourEntry records" in (
+            error.message
+        )
+        # What the fake answered names both fixes, and it reaches the message.
+        assert (
+            "Severa said: Access denied to IHourEntry.AddNewHourEntry: the API key's user lacks the right "
+            "to write HourEntry records, or the API key was regenerated." in error.message
+        )
+        assert stored_entries(fake) == []
+
+    async def test_a_megabyte_of_fault_text_is_cut(self, fake: FakeSevera, client: SeveraClient) -> None:
+        fake.faults.soap_fault(Fault.VALIDATION, "Quantity is wrong. " * 55_189, operation=ADD, times=1)
+        with pytest.raises(SeveraRejected) as info:
+            await client.add_hour_entry(new_entry())
+        message = info.value.message
+        assert message.startswith("Severa rejected AddNewHourEntry: Quantity is wrong. ")
+        assert len(message) < 1000
+        assert "…[truncated]" in message
+
     async def test_an_exhausted_quota_is_systemic(self, fake: FakeSevera, client: SeveraClient) -> None:
         fake.quota.exhaust()
         with pytest.raises(SeveraQuotaExceeded) as info:
@@ -517,6 +633,7 @@ class CannedSevera:
         self.body = b""
         self.content_type = "text/xml"
         self.truncate = False  # promise the whole body, send half of it, hang up
+        self.requests: list[bytes] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -536,7 +653,7 @@ class CannedSevera:
         await self._runner.cleanup()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        self.requests.append(await request.read())
         if not self.truncate:
             return web.Response(status=self.status, body=self.body, content_type=self.content_type)
         response = web.StreamResponse(status=self.status)
@@ -709,6 +826,31 @@ class TestQuotaAndMetrics:
         assert client.quota.used == 1202
         assert registry.get_sample_value("severa_quota_limit_calls") == 5000
         assert registry.get_sample_value("severa_quota_used_calls") == 1202
+
+    async def test_the_quota_is_absent_until_severa_reported_it(
+        self, fake: FakeSevera, canned: CannedSevera, registry: CollectorRegistry
+    ) -> None:
+        """0/0 would read as a spent quota; no series at all reads as "not known yet"."""
+
+        def exported() -> list[str]:
+            return [
+                line for line in generate_latest(registry).decode().splitlines() if "severa_quota" in line
+            ]
+
+        canned.body = _soap(
+            "<GetVersionResponse xmlns='http://soap.severa.com/'><GetVersionResult>1"
+            "</GetVersionResult></GetVersionResponse>"
+        )
+        async with SeveraClient(make_config(canned.url), registry=registry) as severa:
+            assert exported() == []
+            await severa.get_version()  # an answer without the quota headers
+            assert exported() == []
+            assert registry.get_sample_value("severa_quota_limit_calls") is None
+        fake.quota.set(limit=5000, used=10)
+        async with SeveraClient(make_config(fake.url), registry=registry) as severa:
+            await severa.get_version()
+        assert registry.get_sample_value("severa_quota_limit_calls") == 5000
+        assert registry.get_sample_value("severa_quota_used_calls") == 11
 
     async def test_calls_are_counted_by_operation_and_outcome(
         self, fake: FakeSevera, client: SeveraClient, registry: CollectorRegistry

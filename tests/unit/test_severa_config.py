@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from adapters.severa.config import DEFAULT_MAX_RESPONSE_BYTES, SeveraClientConfig
+from adapters.severa.config import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_RESPONSE_BYTES, SeveraClientConfig
 
 KEY = "k3y-that-must-not-leak"
 
@@ -17,6 +17,8 @@ def test_defaults() -> None:
     config = SeveraClientConfig(api_key=KEY)
     assert config.endpoint == "https://sync.severa.com/webservice/S3/API.svc"
     assert config.max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES == 64 * 2**20
+    # Two of the largest answers at once, a quarter of a 512 MiB pod.
+    assert config.max_buffered_bytes == DEFAULT_MAX_BUFFERED_BYTES == 128 * 2**20
     assert config.connection_pool_size == config.max_concurrency
     assert config.rate_limit_per_second is None
     assert config.business_unit_guid is None
@@ -56,6 +58,11 @@ def test_key_file(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"api_key": KEY, "max_concurrency": 0}, "greater than 0", id="concurrency must be positive"
+        ),
+        pytest.param(
+            {"api_key": KEY, "max_response_bytes": 256 * 2**20},
+            "max_buffered_bytes must be at least max_response_bytes",
+            id="the largest answer must fit in the buffer budget",
         ),
         pytest.param(
             {"api_key": KEY, "rate_limit_per_second": 0}, "greater than 0", id="rate must be positive"

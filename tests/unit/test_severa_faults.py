@@ -6,7 +6,17 @@ import aiohttp
 import pytest
 
 from adapters.severa.contract import OperationRef, Ops, SoapFault
-from adapters.severa.faults import NOT_FOUND_ANSWER, classify_fault, classify_http, classify_transport, redact
+from adapters.severa.faults import (
+    MAX_SEVERA_NAME_CHARS,
+    MAX_SEVERA_TEXT_CHARS,
+    NOT_FOUND_ANSWER,
+    TRUNCATED,
+    classify_fault,
+    classify_http,
+    classify_transport,
+    quote,
+    redact,
+)
 from connector.errors import (
     Category,
     ConnectorError,
@@ -206,6 +216,59 @@ def test_a_key_echoed_by_the_server_is_redacted() -> None:
         assert KEY not in str(error)
         assert KEY not in repr(error)
         assert "[redacted]" in str(error)
+
+
+def test_an_authentication_failure_on_a_write_names_the_missing_right() -> None:
+    """Refused on AddNewHourEntry while look-ups pass: still systemic, and the message says why."""
+    error = fault(typed("AuthenticationFailureException", "Access denied"), WRITE)
+    assert isinstance(error, SeveraAuthenticationFailed)
+    assert error.category is Category.SYSTEMIC
+    assert "if look-ups still succeed, the key's user lacks the right to write HourEntry records" in (
+        error.message
+    )
+    assert "a regenerated key invalidates the old one" in error.message
+    read_error = fault(typed("AuthenticationFailureException", "Access denied"), READ)
+    assert isinstance(read_error, SeveraAuthenticationFailed)
+    assert "right to write" not in read_error.message
+
+
+MEGABYTE_OF_TEXT = "Quantity is wrong. " * 55_189  # a little over 1 MiB
+
+
+@pytest.mark.parametrize(
+    "soap_fault",
+    [
+        pytest.param(typed("ValidationException", MEGABYTE_OF_TEXT), id="a rejection"),
+        pytest.param(typed("GeneralFailureException", MEGABYTE_OF_TEXT, code="s:Server"), id="a failure"),
+        pytest.param(typed("AuthenticationFailureException", MEGABYTE_OF_TEXT), id="a refused key"),
+        pytest.param(SoapFault("s:Server", MEGABYTE_OF_TEXT, None, None), id="an untyped fault"),
+        pytest.param(SoapFault("s:" + "X" * 2**20, "boom", None, None), id="a huge fault code"),
+        pytest.param(typed("Y" * 2**20 + "Exception"), id="a huge detail type"),
+    ],
+)
+def test_severas_text_is_cut_to_a_few_hundred_characters(soap_fault: SoapFault) -> None:
+    error = fault(soap_fault, WRITE)
+    assert isinstance(error, ConnectorError)
+    # The text quoted at most once at full length, the names short, the rest is our own sentence.
+    assert len(error.message) < MAX_SEVERA_TEXT_CHARS + 2 * MAX_SEVERA_NAME_CHARS + 400
+    assert TRUNCATED in error.message
+    assert all(len(str(value)) <= MAX_SEVERA_NAME_CHARS for value in error.context.values())
+
+
+def test_a_key_is_redacted_before_the_text_is_cut() -> None:
+    """A cut through the middle of the key must not leave its first half in the message."""
+    text = "x" * (MAX_SEVERA_TEXT_CHARS - 8) + KEY + "y" * 100
+    quoted = quote(text, KEY)
+    assert KEY[:8] not in quoted
+    assert quoted.endswith(TRUNCATED)
+    assert len(quoted) == MAX_SEVERA_TEXT_CHARS
+    assert quote("short", KEY) == "short"
+
+
+def test_a_body_quoted_by_an_http_problem_is_cut() -> None:
+    error = classify_http(200, READ, url=URL, problem=f"root element is {'z' * 2**20!r}")
+    assert len(error.message) < MAX_SEVERA_TEXT_CHARS + 200
+    assert TRUNCATED in error.message
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule, Fau
 from adapters.severa.fake.handlers import NULL_WHEN_EMPTY
 from adapters.severa.fake.quota import DEFAULT_DAILY_QUOTA, QuotaMeter
 from adapters.severa.fake.seed import DEMO_SEED_PATH, SeedError, SeedSource
-from adapters.severa.fake.server import ENDPOINT_PATH, NO_AUTH_OPERATIONS, FakeSevera, serve
+from adapters.severa.fake.server import ENDPOINT_PATH, NO_AUTH_OPERATIONS, FakeSevera, HourEntryRefused, serve
 from adapters.severa.fake.store import Record, SeveraStore, Table
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "FaultKind",
     "FaultRule",
     "FaultRuleError",
+    "HourEntryRefused",
     "Phase",
     "QuotaMeter",
     "Record",

@@ -16,7 +16,13 @@ loopback or a private network only.
 ``POST   /admin/api-key``             ``{"api_key": "..."}``: rotate the key
 ``POST   /admin/quota``               ``{"limit": n, "used": m}`` and/or ``{"exhaust": true}``
 ``DELETE /admin/calls``               zero the per-operation call counters
+``POST   /admin/hour-entries``        an entry typed in by hand (seed-style JSON); 201 with it
+``PATCH  /admin/hour-entries/{guid}`` change members of an entry by hand; 200 with it (404 if unknown)
+``DELETE /admin/hour-entries/{guid}`` delete an entry by hand (404 if unknown)
 ====================================  =============================================================
+
+Entries made or changed by hand get the fake's current time as their change time, as the ones
+written through the API do: ``GetHourEntriesChangedSince`` finds them.
 
 Fault rule JSON: ``{"kind": "latency|http_error|drop|soap_fault|wrong_key|quota_exhausted",
 "operation": "AddNewHourEntry" | null, "probability": 1.0, "times": 3 | null,
@@ -27,6 +33,7 @@ Fault rule JSON: ``{"kind": "latency|http_error|drop|soap_fault|wrong_key|quota_
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +47,9 @@ if TYPE_CHECKING:
     from adapters.severa.fake.server import FakeSevera
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Records hold datetimes, Decimals and bytes: JSON gets their ``str`` (ISO dates, exact numbers).
+_dumps = functools.partial(json.dumps, default=str)
 
 
 class _BadRequest(Exception):
@@ -133,6 +143,27 @@ def admin_routes(fake: FakeSevera) -> list[web.RouteDef]:
         fake.calls.clear()
         return web.Response(status=204)
 
+    async def enter_hour_entry(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise _BadRequest("expected an HourEntry object")
+        return web.json_response(fake.enter_hour_entry(body), status=201, dumps=_dumps)
+
+    async def edit_hour_entry(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise _BadRequest("expected an object of the HourEntry members to change")
+        guid = request.match_info["guid"]
+        if guid not in fake.store.hour_entries:
+            return web.json_response({"error": f"no hour entry {guid}"}, status=404)
+        return web.json_response(fake.edit_hour_entry(guid, body), dumps=_dumps)
+
+    async def remove_hour_entry(request: web.Request) -> web.StreamResponse:
+        guid = request.match_info["guid"]
+        if not fake.remove_hour_entry(guid):
+            return web.json_response({"error": f"no hour entry {guid}"}, status=404)
+        return web.Response(status=204)
+
     return [
         web.get("/admin/state", _guarded(state)),
         web.get("/admin/faults", _guarded(list_faults)),
@@ -144,4 +175,7 @@ def admin_routes(fake: FakeSevera) -> list[web.RouteDef]:
         web.post("/admin/api-key", _guarded(api_key)),
         web.post("/admin/quota", _guarded(quota)),
         web.delete("/admin/calls", _guarded(clear_calls)),
+        web.post("/admin/hour-entries", _guarded(enter_hour_entry)),
+        web.patch("/admin/hour-entries/{guid}", _guarded(edit_hour_entry)),
+        web.delete("/admin/hour-entries/{guid}", _guarded(remove_hour_entry)),
     ]

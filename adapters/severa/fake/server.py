@@ -32,7 +32,7 @@ import enum
 import functools
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -46,7 +46,15 @@ from adapters.severa.fake.codec import SoapCodec, get_codec
 from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule
 from adapters.severa.fake.handlers import HANDLERS, NULL_WHEN_EMPTY, Context
 from adapters.severa.fake.quota import DEFAULT_DAILY_QUOTA, QuotaMeter
-from adapters.severa.fake.seed import DEMO_SEED_PATH, SeedSource, apply_seed, read_seed
+from adapters.severa.fake.seed import (
+    DEMO_SEED_PATH,
+    SeedError,
+    SeedSource,
+    apply_seed,
+    coerce_record,
+    coerce_value,
+    read_seed,
+)
 from adapters.severa.fake.soap import (
     CONTENT_TYPE,
     QUOTA_LIMIT_MESSAGE,
@@ -62,7 +70,7 @@ from adapters.severa.fake.soap import (
     service_fault_envelope,
     web_service_password,
 )
-from adapters.severa.fake.store import SeveraStore
+from adapters.severa.fake.store import Record, SeveraStore
 from adapters.severa.wsdl import WSDL_PATH
 from adapters.severa.wsdl.spec import DEFAULT_ADDRESS, SPEC, Fault, Operation
 
@@ -78,6 +86,18 @@ SHUTDOWN_TIMEOUT: Final = 1.0
 
 AUTH_MISSING: Final = "Access denied: no API key was sent (WebServicePassword SOAP header)."
 AUTH_INVALID: Final = "Access denied: the API key is not valid."
+
+
+def auth_refused_for(operation: str) -> str:
+    """The description of an AuthenticationFailure injected on one operation only: it names the fix."""
+    contract = SPEC.operation(operation).contract
+    access = "write" if operation.startswith(("Add", "Update", "Delete", "Set")) else "read"
+    return (
+        f"Access denied to {contract}.{operation}: the API key's user lacks the right to {access} "
+        f"{contract.removeprefix('I')} records, or the API key was regenerated."
+    )
+
+
 _INJECTED_DESCRIPTIONS: Final = {
     Fault.AUTHENTICATION_FAILURE: AUTH_INVALID,
     Fault.NOT_FOUND: "The requested object was not found.",
@@ -95,6 +115,10 @@ Clock = Callable[[], dt.datetime]
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class HourEntryRefused(ValueError):
+    """An hour entry entered or edited by hand that Severa would refuse; the message says why."""
 
 
 class _Lifecycle(enum.Enum):
@@ -126,6 +150,8 @@ class FakeSevera:
     The object is the test's window into the service: ``store`` (entities), ``calls`` (requests
     per operation), ``faults`` (:class:`FaultInjector`), ``quota`` (:class:`QuotaMeter`),
     ``internal_errors`` (bugs of the fake itself, answered as WCF's InternalServiceFault).
+    :meth:`enter_hour_entry`, :meth:`edit_hour_entry` and :meth:`remove_hour_entry` change hour
+    entries as a person in Severa's UI would (also over the admin API), stamped by ``clock``.
     A closed fake cannot be started again.
     """
 
@@ -270,6 +296,47 @@ class FakeSevera:
         self.quota.reset()
         self.faults.clear()
         self.faults.reseed()
+
+    # ------------------------------------------------------------------ hour entries "by hand"
+    # What a person does in Severa's own UI: no API call, no quota, no fault injection, but the
+    # same validation and the same change time (from ``clock``) that GetHourEntriesChangedSince reads.
+
+    def enter_hour_entry(self, values: Mapping[str, Any]) -> Record:
+        """Store an hour entry typed in by hand (seed-style values: ISO dates, numbers as strings …).
+
+        Validated and completed exactly as ``AddNewHourEntry`` does (a new GUID, the account and
+        work type filled in); raises :class:`HourEntryRefused` with Severa's words when it would
+        refuse the entry.
+        """
+        record = coerce_record("HourEntry", values, "hour entry")
+        return self._by_hand("AddNewHourEntry", record)
+
+    def edit_hour_entry(self, guid: str, changes: Mapping[str, Any]) -> Record:
+        """Change members of a stored entry by hand; the others keep their values (unlike the API's
+        UpdateHourEntry, which replaces the whole entry). :class:`KeyError` for an unknown GUID."""
+        current = self.store.hour_entries.get(guid)
+        if current is None:
+            raise KeyError(f"no hour entry {guid}")
+        entity = SPEC.complex_type("HourEntry")
+        record = dict(current)
+        for name, value in changes.items():
+            if name == "GUID":
+                raise SeedError("GUID cannot be changed")
+            record[name] = coerce_value(entity.member(name).type, value, f"hour entry.{name}")
+        return self._by_hand("UpdateHourEntry", record)
+
+    def remove_hour_entry(self, guid: str) -> bool:
+        """Delete an entry by hand (``False`` if there is none). Severa reports no deletions through
+        ``*ChangedSince``: the entry simply stops being there."""
+        return self.store.hour_entries.delete(guid)
+
+    def _by_hand(self, operation: str, record: Record) -> Record:
+        context = Context(self.store, self.clock(), SPEC.operation(operation))
+        try:
+            stored: Record = HANDLERS[operation](context, hourEntryInfo=record)
+        except ServiceFault as fault:
+            raise HourEntryRefused(f"{fault.fault.value}: {fault.description}") from None
+        return stored
 
     def state(self) -> dict[str, Any]:
         """A JSON-ready snapshot for humans and the admin endpoint (never the key)."""
@@ -422,6 +489,9 @@ class FakeSevera:
             return ServiceFault(Fault.AUTHENTICATION_FAILURE, AUTH_INVALID)
         if rule.kind is FaultKind.QUOTA_EXHAUSTED:
             return ServiceFault(Fault.QUOTA_LIMIT_EXCEEDED, QUOTA_LIMIT_MESSAGE)
+        if rule.message is None and rule.fault is Fault.AUTHENTICATION_FAILURE and rule.operation:
+            # Refused on one operation while the others pass: the key is fine, its user's rights are not.
+            return ServiceFault(rule.fault, auth_refused_for(rule.operation))
         return ServiceFault(rule.fault, rule.message or _INJECTED_DESCRIPTIONS[rule.fault])
 
     @staticmethod
