@@ -32,6 +32,7 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aiormq.abc import FieldTable
 from aiormq.exceptions import AMQPConnectionError
 
 from connector.errors import TransientError
@@ -109,15 +110,34 @@ class Bus:
     def is_connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
-    async def connect(self) -> None:
+    async def connect(self, *, retry_seconds: float | None = None, safe_url: str = "") -> None:
+        """Connect, once -- or, with ``retry_seconds``, retrying with backoff for that long in total.
+
+        Retrying is for start-up (pods often start before the broker): a refused login or vhost
+        fails at once and an exhausted budget fails with one line naming the setting
+        (:func:`connector.startup.connect_broker`). Once connected, the robust connection
+        reconnects by itself.
+        """
         if self._closed:
             raise RuntimeError("Bus is closed; create a new one")
         if self._connection is not None:
             return
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._name}
-        )
-        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        properties: FieldTable = {"connection_name": self._name}
+        connection: AbstractRobustConnection
+        if retry_seconds is None:
+            connection = await aio_pika.connect_robust(self._url, client_properties=properties)
+        else:
+            from connector.startup import connect_broker
+
+            connection = await connect_broker(
+                lambda timeout: aio_pika.connect_robust(
+                    self._url, client_properties=properties, timeout=timeout
+                ),
+                safe_url=safe_url,
+                total_seconds=retry_seconds,
+            )
+        self._connection = connection
+        self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def close(self) -> None:
         """Close consumer channels, then the publish channel, then the connection. Idempotent."""

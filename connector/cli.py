@@ -1,7 +1,10 @@
 """The ``severa-connector`` command line: thin typer commands over service functions.
 
 Exit codes: 0 success, 1 the command ran and found a problem (a failed check, a demo whose events
-did not all settle), 2 bad configuration or usage (one clear message, no traceback).
+did not all settle), 2 bad configuration or usage -- including a broker that refuses the login or
+the vhost and a port in use --, 3 a peer (the broker) still unreachable after the bounded start-up
+retries (:mod:`connector.startup`). Codes 2 and 3 come with exactly one line on stderr that names
+the setting or the peer and what to do; never a traceback.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ import contextlib
 import json
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from connector import __version__
-from connector.config import CommonSettings, Settings, load_settings
+from connector.config import CommonSettings, Settings, load_settings, one_line
 from connector.dlq.cli import dlq_app
-from connector.errors import ConfigError
-from connector.logging import configure_logging
+from connector.errors import ConfigError, ConnectorError
+from connector.logging import configure_logging, get_logger
+from connector.startup import StartupError
 
 app = typer.Typer(
     name="severa-connector",
@@ -30,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+log = get_logger(__name__)
 err = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
@@ -53,22 +59,37 @@ def main_callback(
     """Event-driven bridge between RabbitMQ and the Visma Severa SOAP API."""
 
 
+def _fail(label: str, message: str, code: int) -> NoReturn:
+    """Print ``label: message`` as exactly one line on stderr and exit with ``code``.
+
+    A ``Text`` so that brackets in the message (``[10, 60, 600]``) are not read as markup, and
+    ``soft_wrap`` so that a narrow terminal or a log collector never sees it split.
+    """
+    err.print(Text.assemble((f"{label}: ", "bold red"), one_line(message)), soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; configuration errors become exit code 2 with one message."""
+    """Run a command's coroutine; configuration and start-up errors become one line and an exit code."""
     try:
         return asyncio.run(coro)
+    except StartupError as exc:
+        coro.close()
+        _fail("cannot start", exc.message, exc.exit_code)
     except ConfigError as exc:
         coro.close()
-        err.print(f"[bold red]configuration error:[/] {exc.message}")
-        raise typer.Exit(EXIT_CONFIG) from None
+        _fail("configuration error", exc.message, EXIT_CONFIG)
+    except ConnectorError as exc:  # our own errors say what went wrong; the traceback is for debugging
+        coro.close()
+        log.debug("command_failed", exc_info=exc)
+        _fail("failed", exc.message, EXIT_PROBLEM)
 
 
 def _settings(cls: type[CommonSettings] = Settings) -> Any:
     try:
         settings = load_settings(cls)
     except ConfigError as exc:
-        err.print(f"[bold red]configuration error:[/] {exc.message}")
-        raise typer.Exit(EXIT_CONFIG) from None
+        _fail("configuration error", exc.message, EXIT_CONFIG)
     configure_logging(settings.log.level, settings.log.format)
     return settings
 
@@ -137,6 +158,17 @@ def check() -> None:
         out.print(f"[bold red]{len(failed)} of {len(results)} checks failed[/]")
         raise typer.Exit(EXIT_PROBLEM)
     out.print(f"[bold green]all {len(results)} checks passed[/]")
+
+
+@app.command("settings")
+def settings_reference() -> None:
+    """Print every setting (environment variable, type, default, description) as Markdown.
+
+    ``docs/settings.md`` is this output: regenerate it with ``severa-connector settings > docs/settings.md``.
+    """
+    from connector.settings_doc import render_settings_reference
+
+    typer.echo(render_settings_reference(), nl=False)
 
 
 schemas_app = typer.Typer(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)

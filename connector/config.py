@@ -2,32 +2,47 @@
 
 Every setting comes from an environment variable prefixed ``SEVERA_CONNECTOR_`` (nested groups
 joined by ``__``, e.g. ``SEVERA_CONNECTOR_SEVERA__URL``) or from a ``.env`` file in the working
-directory. The Severa API key comes from ``SEVERA_CONNECTOR_SEVERA__API_KEY`` or, in Kubernetes,
+directory. A list, or a whole group at once (``SEVERA_CONNECTOR_SEVERA='{"url": …}'``), is written
+as JSON. The Severa API key comes from ``SEVERA_CONNECTOR_SEVERA__API_KEY`` or, in Kubernetes,
 from a mounted Secret file named by ``SEVERA_CONNECTOR_SEVERA__API_KEY_FILE`` (re-read when it
-changes). Nothing here is read at import time.
+changes). Nothing here is read at import time. ``docs/settings.md`` lists every setting; it is
+generated from these models by ``severa-connector settings``.
 
 Invalid configuration raises :class:`connector.errors.ConfigError` whose message names each bad
-setting by its environment variable, so the CLI can print it and exit with code 2.
+setting by its environment variable, so the CLI can print it and exit with code 2. Everything that
+can be checked without a peer is checked here -- a ledger URL no backend understands, a mapping
+file that is missing or does not parse -- so that a bad setting stops the start before the broker
+is touched, not after the topology was declared.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined, to_jsonable_python
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+from pydantic_settings.sources import DotEnvSettingsSource, EnvSettingsSource
 
 from adapters.severa.config import SeveraClientConfig
 from connector.errors import ConfigError
+from connector.mapping.table import load_mapping_table
+from connector.state import open_ledger
 
 ENV_PREFIX = "SEVERA_CONNECTOR_"
 ENV_NESTED_DELIMITER = "__"
 
 
 class RabbitSettings(BaseModel):
+    """The RabbitMQ broker every command talks to."""
+
     url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
         description="AMQP URL of the broker (its password is treated as a secret).",
@@ -36,6 +51,24 @@ class RabbitSettings(BaseModel):
     prefetch: int = Field(default=32, ge=1, le=1000, description="Messages handled concurrently per pod.")
     publish_timeout_seconds: float = Field(default=10.0, gt=0, description="Wait for a publisher confirm.")
     delivery_limit: int = Field(default=20, ge=2, description="Quorum-queue redelivery safety net.")
+    connect_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long `run` keeps retrying to reach the broker at start, in total (pods often "
+        "start before the broker); then it exits with code 3.",
+    )
+    consumer_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=120,
+        description="The broker's consumer_timeout (RabbitMQ default 30 min): every delivery is settled "
+        "at least a minute before it, and work_hours.hold_seconds must fit inside.",
+    )
+    results_queue: bool = Field(
+        default=False,
+        description="Declare the durable queue q.workhours.results bound to every result event, for a "
+        "source that wants results kept while it is not listening (it must consume it). Off: results "
+        "reach only queues you bind yourself; unroutable ones are counted, never an error.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -51,7 +84,11 @@ class RabbitSettings(BaseModel):
 
 
 class LogSettings(BaseModel):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """What the connector logs, and how (structured JSON for log collectors)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe level written (case-insensitive)."
+    )
     format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a TTY, JSON otherwise (containers)."
     )
@@ -63,17 +100,21 @@ class LogSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    enabled: bool = True
-    host: str = "0.0.0.0"
+    """The health and metrics endpoint of ``run`` (Kubernetes probes, Prometheus)."""
+
+    enabled: bool = Field(default=True, description="Serve /healthz, /readyz and /metrics.")
+    host: str = Field(default="0.0.0.0", description="Interface to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="/healthz /readyz /metrics")
 
 
 class RetrySettings(BaseModel):
     """In-process retries of transient failures (jittered exponential backoff)."""
 
-    attempts: int = Field(default=4, ge=1, le=20)
-    initial_seconds: float = Field(default=0.2, gt=0)
-    max_seconds: float = Field(default=5.0, gt=0)
+    attempts: int = Field(
+        default=4, ge=1, le=20, description="Tries of one message in-process, the first included."
+    )
+    initial_seconds: float = Field(default=0.2, gt=0, description="Wait before the first in-process retry.")
+    max_seconds: float = Field(default=5.0, gt=0, description="Longest wait between in-process retries.")
     ladder_seconds: tuple[float, ...] = Field(
         default=(10.0, 60.0, 600.0),
         description="Delayed retries after the in-process ones (JSON list, e.g. [10, 60, 600]); "
@@ -91,20 +132,93 @@ class RetrySettings(BaseModel):
 class CircuitSettings(BaseModel):
     """How a systemic failure (auth, quota, outage) pauses and probes."""
 
-    probe_initial_seconds: float = Field(default=1.0, gt=0)
-    probe_max_seconds: float = Field(default=60.0, gt=0)
+    probe_initial_seconds: float = Field(
+        default=1.0, gt=0, description="Wait before the first probe of a paused Severa."
+    )
+    probe_max_seconds: float = Field(default=60.0, gt=0, description="Longest wait between probes.")
+    poison_strikes: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="A message that fails systemically this many times while other messages succeed is "
+        "dead-lettered as a suspected poison message (it cannot pause the pod more often).",
+    )
 
 
 class WorkHoursSettings(BaseModel):
+    """The work-hours flow: resolving references and holding messages while Severa is unusable."""
+
     cache_ttl_seconds: float = Field(
         default=300.0, ge=0, description="How long resolved users/cases/phases/work types are reused."
     )
     hold_seconds: float = Field(
         default=600.0,
         gt=0,
-        description="How long a message is held unacked while Severa is unusable before it is "
-        "returned to the queue (keep below the broker's consumer_timeout, 30 min by default).",
+        description="How long a message is held unacked while Severa is unusable before it is put "
+        "back on the queue (republished, not requeued); must be below rabbitmq.consumer_timeout_seconds "
+        "minus 60 s.",
     )
+
+
+DEFAULT_STATE_URL = "sqlite:///severa-connector-state.db"
+DEFAULT_DLQ_STORE_FILE = "severa-connector-dlq.db"
+DEFAULT_DLQ_AUDIT_FILE = "severa-connector-dlq-audit.jsonl"
+
+
+class DeadLetterSettings(BaseModel):
+    """The dead-letter store and its tools: where the store and the audit log live, how ingest runs.
+
+    The connector pods (or a ``dlq ingest --follow`` role) ingest the DLQs into the store and create
+    it; the ``dlq`` commands only open it, so every one of them must be pointed at the same store.
+    """
+
+    store_url: str | None = Field(
+        default=None,
+        description="Dead-letter store: sqlite:///<path> (one host) or postgresql://… (several pods or "
+        "operators). Default: next to the ledger -- the same PostgreSQL database as state_url, or "
+        f"{DEFAULT_DLQ_STORE_FILE} in the directory of a SQLite ledger. The connector creates it when "
+        "it ingests; the dlq commands refuse to run without it.",
+    )
+    store_table_prefix: str = Field(
+        default="severa_connector_",
+        pattern=r"^[a-z_][a-z0-9_]{0,39}$",
+        description="PostgreSQL only: prefix of the store's tables (several connectors in one database).",
+    )
+    audit_log: str | None = Field(
+        default=None,
+        description="JSON-lines file every replay/edit/purge/import/export appends its audit records to; "
+        "'-' for stderr. Default: next to a SQLite store file; stderr with a PostgreSQL store (whose "
+        "dlq_audit table and the audit queue are then the durable, shared copies).",
+    )
+    replay_batch: int = Field(
+        default=100, ge=1, le=5000, description="Messages claimed, published and confirmed per step."
+    )
+    canary_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="How long `replay --canary` waits for the canaries' outcome."
+    )
+    ingest_max_seconds: float = Field(
+        default=300.0, gt=0, description="Cap on one `dlq ingest` while producers keep adding to the DLQ."
+    )
+    ingest: bool = Field(
+        default=True,
+        description="`run`: ingest every DLQ into the store continuously (commit, then ack). Turn off only "
+        "where a dedicated `dlq ingest --follow` role does it.",
+    )
+    ingest_prefetch: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Dead letters the continuous ingester (connector pods, `dlq ingest --follow`) holds "
+        "unacked per DLQ while it commits them to the store.",
+    )
+
+    def resolved_store_url(self, state_url: str) -> str:
+        """The store URL: the one set, else the default beside the ledger ``state_url`` names.
+
+        One rule for the connector (which creates the store) and the ``dlq`` commands (which must
+        find that same store), so the two cannot drift apart.
+        """
+        return self.store_url or default_dlq_store_url(state_url)
 
 
 class CommonSettings(BaseSettings):
@@ -146,42 +260,80 @@ class Settings(CommonSettings):
         default=10.0, ge=0, description="How often the mapping file is checked for changes."
     )
     drain_seconds: float = Field(default=20.0, ge=0, description="Grace period for in-flight work.")
+    dlq: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
 
+    def dlq_store_url(self) -> str:
+        """Where this pod ingests dead letters to (see :meth:`DeadLetterSettings.resolved_store_url`)."""
+        return self.dlq.resolved_store_url(self.state_url)
 
-DEFAULT_STATE_URL = "sqlite:///severa-connector-state.db"
-DEFAULT_DLQ_STORE_FILE = "severa-connector-dlq.db"
-DEFAULT_DLQ_AUDIT_FILE = "severa-connector-dlq-audit.jsonl"
+    @field_validator("state_url")
+    @classmethod
+    def _ledger_url(cls, value: str) -> str:
+        """Refuse a URL no ledger backend takes now, not after the broker's topology was declared.
 
+        ``open_ledger`` builds the backend without I/O, so it is the one authority on accepted URLs.
+        A SQLite file is created on first use but its directory is not: a missing one is reported too.
+        """
+        open_ledger(value)  # InvalidLedgerURL is a ValueError: reported under this setting's name
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() == "sqlite":
+            path = unquote(parts.path[1:])
+            if path != ":memory:" and not Path(path).parent.is_dir():
+                raise ValueError(f"the directory of the SQLite ledger {path!r} does not exist")
+        return value
 
-class DeadLetterSettings(BaseModel):
-    """The dead-letter tools (``severa-connector dlq``): where the store and the audit log live."""
+    @field_validator("mapping_file")
+    @classmethod
+    def _mapping_readable(cls, value: Path | None) -> Path | None:
+        """A missing or unparsable mapping file would otherwise only surface once consuming began."""
+        if value is not None:
+            try:
+                load_mapping_table(value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message} (fix the file, or unset the setting)") from None
+        return value
 
-    store_url: str | None = Field(
-        default=None,
-        description="Dead-letter store: sqlite:///<path> (one operator host) or postgresql://… (several "
-        "operators/pods). Default: next to the ledger -- the same PostgreSQL database as state_url, "
-        f"or {DEFAULT_DLQ_STORE_FILE} in the directory of a SQLite ledger.",
-    )
-    store_table_prefix: str = Field(
-        default="severa_connector_",
-        pattern=r"^[a-z_][a-z0-9_]{0,39}$",
-        description="PostgreSQL only: prefix of the store's tables (several connectors in one database).",
-    )
-    audit_log: str | None = Field(
-        default=None,
-        description="JSON-lines file every replay/edit/purge/import/export appends its audit records to; "
-        "'-' for stderr. Default: next to a SQLite store file; stderr with a PostgreSQL store (whose "
-        "dlq_audit table and the audit queue are then the durable, shared copies).",
-    )
-    replay_batch: int = Field(
-        default=100, ge=1, le=5000, description="Messages claimed, published and confirmed per step."
-    )
-    canary_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="How long `replay --canary` waits for the canaries' outcome."
-    )
-    ingest_max_seconds: float = Field(
-        default=300.0, gt=0, description="Cap on one ingest of the DLQ while producers keep adding to it."
-    )
+    @model_validator(mode="after")
+    def _bounds_add_up(self) -> Settings:
+        """Bounds that depend on each other, checked together so a pod never starts with a hold the
+        broker would cut short (it closes a channel that keeps a delivery past consumer_timeout)."""
+        budget = self.rabbitmq.consumer_timeout_seconds - 60.0
+        problems: list[tuple[tuple[str, ...], float, str]] = []
+        if self.work_hours.hold_seconds >= budget:
+            problems.append(
+                (
+                    ("work_hours", "hold_seconds"),
+                    self.work_hours.hold_seconds,
+                    f"must be below {env_name(('rabbitmq', 'consumer_timeout_seconds'))} minus 60 s "
+                    f"({budget:g}); lower it, or raise the broker's consumer_timeout and that setting",
+                )
+            )
+        if self.retry.initial_seconds > self.retry.max_seconds:
+            problems.append(
+                (
+                    ("retry", "initial_seconds"),
+                    self.retry.initial_seconds,
+                    f"must not exceed {env_name(('retry', 'max_seconds'))} ({self.retry.max_seconds:g})",
+                )
+            )
+        if self.circuit.probe_initial_seconds > self.circuit.probe_max_seconds:
+            problems.append(
+                (
+                    ("circuit", "probe_initial_seconds"),
+                    self.circuit.probe_initial_seconds,
+                    f"must not exceed {env_name(('circuit', 'probe_max_seconds'))} "
+                    f"({self.circuit.probe_max_seconds:g})",
+                )
+            )
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    {"type": "value_error", "loc": loc, "input": value, "ctx": {"error": ValueError(why)}}
+                    for loc, value, why in problems
+                ],
+            )
+        return self
 
 
 class DlqSettings(CommonSettings):
@@ -192,7 +344,8 @@ class DlqSettings(CommonSettings):
     dlq: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
 
     def dlq_store_url(self) -> str:
-        return self.dlq.store_url or default_dlq_store_url(self.state_url)
+        """The store the commands open (the same rule as :meth:`Settings.dlq_store_url`)."""
+        return self.dlq.resolved_store_url(self.state_url)
 
     def dlq_audit_log(self) -> Path | None:
         """Where audit lines go: a file, or ``None`` for stderr (see :class:`DeadLetterSettings`)."""
@@ -232,22 +385,141 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in loc)
 
 
+def _located(loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error belongs to; list positions become ``(item N)``, not ``__0``."""
+    names = tuple(part for part in loc if isinstance(part, str))
+    items = [str(part) for part in loc if isinstance(part, int)]
+    return env_name(names) + (f" (item {', '.join(items)})" if items else "")
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line: start-up failures are printed as exactly one line."""
+    return " ".join(text.split())
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    lines = ["invalid configuration:"]
+    parts: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
-        lines.append(f"  {env_name(tuple(error['loc']))}: {error['msg']}")
-    return "\n".join(lines)
+        message = error["msg"].removeprefix("Value error, ")
+        part = f"{_located(tuple(error['loc']))}: {one_line(message)}"
+        if part not in parts:
+            parts.append(part)
+    return "invalid configuration: " + "; ".join(parts)
+
+
+_SETTINGS_ERROR = re.compile(r'field "(?P<field>[^"]+)" from source "(?P<source>\w+)"')
+
+
+def _json_example(value: Any) -> str:
+    """``value`` as JSON, whole floats without ``.0``: the example reads like what people type."""
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, float) and item.is_integer():
+            return int(item)
+        if isinstance(item, list):
+            return [plain(i) for i in item]
+        if isinstance(item, dict):
+            return {k: plain(v) for k, v in item.items()}
+        return item
+
+    return json.dumps(plain(to_jsonable_python(value)), ensure_ascii=False)
+
+
+def _field_at(model: type[BaseModel], path: tuple[str, ...]) -> FieldInfo | None:
+    """The field an environment variable's nested path names (case-insensitively), if any."""
+    field: FieldInfo | None = None
+    for part in path:
+        fields = {name.lower(): info for name, info in model.model_fields.items()}
+        field = fields.get(part.lower())
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return field
+
+
+def _example_for(field: FieldInfo | None, variable: str) -> str:
+    if field is None:
+        return "a JSON value"
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if info.default not in (None, PydanticUndefined):
+                example = _json_example({name: info.default})
+                one_by_one = f"{variable}{ENV_NESTED_DELIMITER}{name.upper()}=…"
+                return f"{example}, or set its fields one by one ({one_by_one})"
+        return "{…}"
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, (list, tuple, set, frozenset)) and not default:
+        return "[]"
+    return _json_example(default)
+
+
+def _not_json_variable(source: EnvSettingsSource, field_name: str, field: FieldInfo) -> str | None:
+    """Which variable of ``field`` pydantic-settings failed to decode as JSON (its upper-case name).
+
+    pydantic-settings only says "error parsing value for field 'retry'"; the person who has to fix
+    it needs ``SEVERA_CONNECTOR_RETRY__LADDER_SECONDS``. Each candidate is decoded alone with the
+    source's own logic, so "complex" means exactly what it means to the library.
+    """
+    key = ENV_PREFIX + field_name
+    key = key if source.case_sensitive else key.lower()
+    direct = source.env_vars.get(key)
+    if direct is not None:
+        try:
+            json.loads(direct)
+        except ValueError:
+            return key.upper()
+    for name, value in source.env_vars.items():
+        if value is None or not name.startswith(key + ENV_NESTED_DELIMITER):
+            continue
+        try:
+            source.explode_env_vars(field_name, field, {name: value})
+        except ValueError:
+            return name.upper()
+    return None
+
+
+def explain_settings_error(cls: type[BaseSettings], exc: SettingsError) -> str:
+    """One line naming the variable pydantic-settings could not decode (never its value: it may be
+    a secret) and what it must look like."""
+    match = _SETTINGS_ERROR.search(str(exc))
+    cause = exc.__cause__ or exc
+    if match is None or match["field"] not in cls.model_fields:
+        return one_line(f"cannot read the settings: {cause}")
+    field_name = match["field"]
+    from_dotenv = match["source"] == DotEnvSettingsSource.__name__
+    source: EnvSettingsSource = DotEnvSettingsSource(cls) if from_dotenv else EnvSettingsSource(cls)
+    where = " (in .env)" if from_dotenv else ""
+    variable = _not_json_variable(source, field_name, cls.model_fields[field_name])
+    if variable is None:
+        return one_line(f"{env_name((field_name,))}{where} cannot be read: {cause}")
+    path = tuple(variable[len(ENV_PREFIX) :].split(ENV_NESTED_DELIMITER))
+    example = _example_for(_field_at(cls, path), variable)
+    return f"{variable}{where} must be JSON, e.g. {example}"
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
 def load_settings(cls: type[SettingsT] = Settings, **overrides: Any) -> SettingsT:  # type: ignore[assignment]
-    """Build the settings from the environment (+ ``.env``), or raise :class:`ConfigError`."""
+    """Build the settings from the environment (+ ``.env``), or raise :class:`ConfigError`.
+
+    Whatever goes wrong while reading the environment becomes a one-line :class:`ConfigError`:
+    pydantic's validation errors, pydantic-settings' own :class:`SettingsError` (a list or group
+    that is not JSON), an unreadable ``.env``.
+    """
     try:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(explain_settings_error(cls, exc)) from exc
+    except ConfigError:
+        raise
+    except Exception as exc:  # an unreadable or undecodable .env, and whatever else the sources raise
+        raise ConfigError(one_line(f"cannot read the settings: {type(exc).__name__}: {exc}")) from exc
 
 
 def mask_url_password(url: str) -> str:

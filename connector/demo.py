@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 from rich.console import Console
 from rich.table import Table
 
 from adapters.severa.fake.server import FakeSevera
 from connector.config import CommonSettings, Settings
+from connector.dlq.records import DeadLetterRecord
+from connector.dlq.selection import Filter
+from connector.dlq.store import open_store
 from connector.logging import register_secret
 from connector.service import ConnectorService
 from connector.topology import Names
-from schemas.dead_letter import DeadLetterHeaders
 
 DEMO_PREFIX = "demo."
 
@@ -164,9 +167,9 @@ async def run_demo(
                 amqp_url, client_properties={"connection_name": "demo-tracker"}
             )
             async with connection:
+                await _purge(connection, names)
                 channel = await connection.channel(publisher_confirms=True)
                 async with ConnectorService(settings) as service:
-                    await _purge(channel, names)
                     results = await _watch_results(channel, names)
                     exchange = await channel.get_exchange(names.workhours_exchange)
                     console.print(
@@ -184,13 +187,16 @@ async def run_demo(
                             timeout=10,
                         )
                     settled = await _wait(results, len(samples), timeout)
-                    dead = await _take_dead_letters(channel, names)
+                    expected_dead = sum(1 for s in samples if s.expect == "dead-lettered")
+                    # The pod ingests its dead letters into the store beside its ledger, where
+                    # `severa-connector dlq list` reads them; the demo reads the same store.
+                    settled = settled and await _wait_stored(service, expected_dead, timeout)
+                    dead = await _stored_dead_letters(settings)
                     quota = service.severa.quota if service.severa else None
             elapsed = time.perf_counter() - started
 
         _print_severa(console, fake)
         _print_dead_letters(console, dead)
-        expected_dead = sum(1 for s in samples if s.expect == "dead-lettered")
         added = len(fake.store.hour_entries) - seeded_entries
         ok = settled and len(dead) == expected_dead and added == good_events
         summary = (
@@ -204,10 +210,18 @@ async def run_demo(
         return ok
 
 
-async def _purge(channel: aio_pika.abc.AbstractChannel, names: Names) -> None:
+async def _purge(connection: aio_pika.abc.AbstractConnection, names: Names) -> None:
+    """Empty what an earlier demo run left behind, before the connector starts ingesting it."""
     for queue_name in (names.workhours_queue, names.workhours_dlq):
-        queue = await channel.get_queue(queue_name)
-        await queue.purge()
+        channel = await connection.channel()
+        try:
+            underlay = await channel.get_underlay_channel()
+            await underlay.queue_purge(queue_name)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            pass  # a first run: the connector declares it
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
 
 async def _watch_results(
@@ -234,15 +248,19 @@ async def _wait(results: list[AbstractIncomingMessage], count: int, timeout: flo
     return True
 
 
-async def _take_dead_letters(
-    channel: aio_pika.abc.AbstractChannel, names: Names
-) -> list[AbstractIncomingMessage]:
-    """Read the demo's DLQ (and empty it: the demo owns it)."""
-    queue = await channel.get_queue(names.workhours_dlq)
-    taken: list[AbstractIncomingMessage] = []
-    while (message := await queue.get(fail=False, no_ack=True)) is not None:
-        taken.append(message)
-    return taken
+async def _wait_stored(service: ConnectorService, count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while service.ingested < count:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def _stored_dead_letters(settings: Settings) -> list[DeadLetterRecord]:
+    """The dead letters the pod ingested, as `dlq list` shows them."""
+    async with open_store(settings.dlq_store_url(), create=False) as store:
+        return await store.find(Filter())
 
 
 def _print_severa(console: Console, fake: FakeSevera) -> None:
@@ -266,16 +284,15 @@ def _print_severa(console: Console, fake: FakeSevera) -> None:
     console.print(table)
 
 
-def _print_dead_letters(console: Console, dead: list[AbstractIncomingMessage]) -> None:
-    table = Table(title="Dead-letter queue (demo.q.workhours.dlq)", title_justify="left")
+def _print_dead_letters(console: Console, dead: list[DeadLetterRecord]) -> None:
+    table = Table(title="Dead letters (demo.q.workhours.dlq, ingested into the store)", title_justify="left")
     for column in ("reason", "why", "body"):
         table.add_column(column, overflow="fold")
-    for message in dead:
-        headers = DeadLetterHeaders.from_amqp(dict(message.headers or {}))
-        body = message.body.decode("utf-8", "replace")
+    for record in dead:
+        body = (record.body or b"").decode("utf-8", "replace")
         table.add_row(
-            headers.reason if headers else "?",
-            headers.message if headers else "(no x-dl headers)",
+            record.reason,
+            record.error_message,
             body if len(body) <= 60 else body[:57] + "…",
         )
     console.print(table)

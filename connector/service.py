@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from connector.bus import Bus, Consumer
 from connector.circuit import Circuit, CircuitState
-from connector.config import Settings
+from connector.config import Settings, env_name
 from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
 from connector.errors import Category, ConnectorError, SystemicError, describe
@@ -41,6 +41,7 @@ from connector.ports import SeveraGateway
 from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
 from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
+from connector.startup import explain_port_in_use
 from connector.state import open_ledger
 from connector.state.ledger import Ledger
 from connector.supervision import Heartbeat, TaskSupervisor
@@ -126,6 +127,11 @@ class ConnectorService:
     @property
     def consumer(self) -> Consumer | None:
         return self._consumer
+
+    @property
+    def ingested(self) -> int:
+        """Dead letters this pod has moved into the store so far."""
+        return int(self._ingester.counts.stored) if self._ingester is not None else 0
 
     @property
     def health_port(self) -> int | None:
@@ -234,10 +240,22 @@ class ConnectorService:
         log.info("connector_started", queue=self.names.workhours_queue, prefetch=settings.rabbitmq.prefetch)
 
     async def _start_health(self, health: HealthServer) -> None:
-        await health.start()
+        try:
+            await health.start()
+        except OSError as exc:
+            raise explain_port_in_use(
+                exc,
+                host=self.settings.http.host,
+                port=self.settings.http.port,
+                setting=env_name(("http", "port")),
+                host_setting=env_name(("http", "host")),
+            ) from None
 
     async def _connect(self, bus: Bus) -> None:
-        await bus.connect()
+        await bus.connect(
+            retry_seconds=self.settings.rabbitmq.connect_timeout_seconds,
+            safe_url=self.settings.rabbitmq.safe_url(),
+        )
 
     def _watch_keeper(self) -> None:
         if self._consumer is not None and self._consumer.keeper is not None:
@@ -404,7 +422,9 @@ class ConnectorService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("dlq_ingest_failed_retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                log.error(
+                    "dlq_ingest_failed_retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
+                )
             finally:
                 await _quietly("dlq_ingest_stop", ingester.stop())
                 await _quietly("dlq_store_close", store.aclose())

@@ -85,8 +85,11 @@ async def proxied_connector(
     parts = urlsplit(amqp_url)
     url = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}{parts.path or '/'}"
     settings = connector_settings(
-        amqp_url=url + "?reconnect_interval=0.2", names=topology, severa_url=severa.url,
-        api_key=SEVERA_KEY, state_dir=tmp_path,
+        amqp_url=url + "?reconnect_interval=0.2",
+        names=topology,
+        severa_url=severa.url,
+        api_key=SEVERA_KEY,
+        state_dir=tmp_path,
     )
     async with running_connector(settings) as service:
         yield service
@@ -151,7 +154,8 @@ async def test_a_dead_background_task_fails_liveness(
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
-            assert connector.consumer is not None and connector.consumer.keeper is not None
+            assert connector.consumer is not None
+            assert connector.consumer.keeper is not None
             connector.consumer.keeper.cancel()  # as if it had crashed: nobody asked it to stop
             await wait_until(lambda: connector.consumer.keeper.done(), what="the keeper to end")  # type: ignore[union-attr]
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:

@@ -93,7 +93,9 @@ class Rig:
     async def send(self, body: bytes = b'{"x": 1}', message_id: str = "m-1", **headers: object) -> None:
         await self.bus.publish(
             self.names.workhours_exchange,
-            OutgoingMessage(body=body, routing_key="workhour.created", message_id=message_id, headers=headers),
+            OutgoingMessage(
+                body=body, routing_key="workhour.created", message_id=message_id, headers=headers
+            ),
         )
 
     def outcome_count(self, outcome: str) -> float:

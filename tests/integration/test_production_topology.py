@@ -26,7 +26,9 @@ from tests.harness import SEVERA_KEY, Broker, running_connector, wait_until
 pytestmark = pytest.mark.integration
 
 
-def production_settings(amqp_url: str, names: Names, severa: FakeSevera, state_dir: Path, **extra: Any) -> Settings:
+def production_settings(
+    amqp_url: str, names: Names, severa: FakeSevera, state_dir: Path, **extra: Any
+) -> Settings:
     rabbitmq = {"url": amqp_url, "prefix": names.prefix, **extra.pop("rabbitmq", {})}
     return Settings(
         severa={"url": severa.url, "api_key": SEVERA_KEY},
@@ -54,7 +56,9 @@ async def test_1000_events_with_nobody_listening_to_results_leave_no_dead_letter
         for event in events:
             await broker.publish_event(event)
         await wait_until(
-            lambda: connector.metrics.messages.labels(flow="work_hours", outcome="acked")._value.get() == 1000,
+            lambda: (
+                connector.metrics.messages.labels(flow="work_hours", outcome="acked")._value.get() == 1000
+            ),
             timeout=120,
             what="1000 events acked",
         )
@@ -74,8 +78,10 @@ async def test_a_bad_event_with_nobody_listening_is_parked_once_and_its_notice_c
     async with running_connector(settings) as connector:
         await broker.publish(b"{not json", message_id="bad-1")
         await wait_until(
-            lambda: connector.metrics.messages.labels(flow="work_hours", outcome="dead_lettered")._value.get()
-            == 1,
+            lambda: (
+                connector.metrics.messages.labels(flow="work_hours", outcome="dead_lettered")._value.get()
+                == 1
+            ),
             what="the bad event parked",
         )
         assert connector._ingester is not None
@@ -108,7 +114,9 @@ async def test_the_optional_results_queue_keeps_every_result_for_a_source_not_li
                 await broker.publish_event(event_dict())
             await wait_until(lambda: len(severa.store.hour_entries) == 3, what="3 entries")
             await wait_until(
-                lambda: connector.metrics.messages.labels(flow="work_hours", outcome="acked")._value.get() == 3,
+                lambda: (
+                    connector.metrics.messages.labels(flow="work_hours", outcome="acked")._value.get() == 3
+                ),
                 what="3 acks",
             )
             assert (
@@ -135,7 +143,8 @@ async def test_the_pod_is_not_ready_until_it_has_reached_severa(
         await wait_until(lambda: severa.calls["GetUserByCode"] >= 1, what="the first keyed probe")
         readiness = connector.readiness()
         assert not readiness.ready
-        assert connector.consumer is not None and not connector.consumer.active
+        assert connector.consumer is not None
+        assert not connector.consumer.active
         severa.set_api_key(SEVERA_KEY)
         await wait_until(lambda: connector.readiness().ready, what="ready once Severa accepted the key")
         assert gauge._value.get() == 0

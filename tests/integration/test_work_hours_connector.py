@@ -31,6 +31,7 @@ def broker(listening_broker: Broker) -> Broker:
     bound to the results exchange); test_production_topology.py runs with nothing bound."""
     return listening_broker
 
+
 KEY = SEVERA_KEY
 
 

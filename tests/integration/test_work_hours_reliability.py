@@ -41,6 +41,14 @@ from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
+@pytest.fixture
+def broker(listening_broker: Broker) -> Broker:
+    """These tests count result events, so they listen as a source system would (its own queue
+    bound to the results exchange); test_production_topology.py runs with nothing bound."""
+    return listening_broker
+
+
 KEY = SEVERA_KEY
 POSTGRES_DSN = os.environ.get("LEDGER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,7 +275,7 @@ async def test_two_pods_sharing_a_postgres_ledger_never_duplicate(
 ) -> None:
     prefix = f"t_{uuid.uuid4().hex[:10]}_"
     events = bulk_events(300, "pods")
-    ledgers = [PostgresLedger(POSTGRES_DSN, table_prefix=prefix, max_size=20) for _ in range(2)]
+    ledgers = [PostgresLedger(POSTGRES_DSN, table_prefix=prefix, pool_size=20) for _ in range(2)]
     try:
         for ledger in ledgers:
             await ledger.setup()

@@ -7,6 +7,7 @@ import asyncio
 from connector.circuit import Circuit, CircuitState
 from connector.errors import SeveraAuthenticationFailed
 from connector.supervision import TaskSupervisor
+from tests.harness import wait_until
 
 REFUSED = SeveraAuthenticationFailed("refused")
 
@@ -23,11 +24,11 @@ async def test_half_open_admits_exactly_one_held_message() -> None:
     circuit = Circuit()
     circuit.trip(REFUSED)
     waiters = [asyncio.create_task(circuit.wait_usable(5)) for _ in range(3)]
-    while circuit.waiters < 3:
-        await asyncio.sleep(0)
+    await wait_until(lambda: circuit.waiters == 3, what="three held")
     circuit.half_open()
     done, pending = await asyncio.wait(waiters, timeout=0.2)
-    assert len(done) == 1 and len(pending) == 2
+    assert len(done) == 1
+    assert len(pending) == 2
     circuit.record_success()  # the trial went through
     assert circuit.state is CircuitState.CLOSED
     assert circuit.evidence_of_health
@@ -39,8 +40,7 @@ async def test_a_failed_trial_opens_the_circuit_again_and_admits_nobody() -> Non
     circuit.trip(REFUSED)
     first = asyncio.create_task(circuit.wait_usable(5))
     second = asyncio.create_task(circuit.wait_usable(0.3))
-    while circuit.waiters < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: circuit.waiters == 2, what="two held")
     circuit.half_open()
     assert await first
     circuit.trip(REFUSED)
