@@ -76,6 +76,26 @@ class OutgoingMessage:
     reply_to: str | None = None
     priority: int | None = None
 
+    @classmethod
+    def copy_of(
+        cls, message: AbstractIncomingMessage, *, routing_key: str, headers: Mapping[str, Any]
+    ) -> OutgoingMessage:
+        """A republish of ``message`` (retry, put-back, dead letter): body and properties kept."""
+        return cls(
+            body=message.body,
+            routing_key=routing_key,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            content_type=message.content_type or "application/octet-stream",
+            headers=headers,
+            timestamp=message.timestamp,
+            content_encoding=message.content_encoding,
+            app_id=message.app_id,
+            reply_to=message.reply_to,
+            priority=message.priority,
+        )
+
 
 class Bus:
     """One robust AMQP connection with a confirmed publish channel and consumer channels."""

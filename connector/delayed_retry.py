@@ -56,13 +56,18 @@ class RetryLadder:
         headers[RETRY_STEP_HEADER] = header_int(headers, RETRY_STEP_HEADER) + 1
         headers[ATTEMPTS_HEADER] = header_int(headers, ATTEMPTS_HEADER) + failure.attempts
         headers[RETRY_REASON_HEADER] = failure.reason
-        await self._bus.publish("", _copy(message, retry_queue_name(self._queue, delay), headers))
+        await self._bus.publish(
+            "",
+            OutgoingMessage.copy_of(
+                message, routing_key=retry_queue_name(self._queue, delay), headers=headers
+            ),
+        )
         return delay
 
     async def put_back(self, message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> None:
         """Republish ``message`` to the tail of its work queue with ``headers`` added."""
         merged = {**_provenance(message, dt.datetime.now(dt.UTC)), **headers}
-        await self._bus.publish("", _copy(message, self._queue, merged))
+        await self._bus.publish("", OutgoingMessage.copy_of(message, routing_key=self._queue, headers=merged))
 
 
 def _provenance(message: AbstractIncomingMessage, failed_at: dt.datetime) -> dict[str, Any]:
@@ -71,21 +76,4 @@ def _provenance(message: AbstractIncomingMessage, failed_at: dt.datetime) -> dic
         exchange=message.exchange or "",
         routing_key=message.routing_key or "",
         failed_at=failed_at,
-    )
-
-
-def _copy(message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=message.body,
-        routing_key=routing_key,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        content_type=message.content_type or "application/octet-stream",
-        headers=headers,
-        timestamp=message.timestamp,
-        content_encoding=message.content_encoding,
-        app_id=message.app_id,
-        reply_to=message.reply_to,
-        priority=message.priority,
     )

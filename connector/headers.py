@@ -29,6 +29,11 @@ ORIGINAL_ROUTING_KEY_HEADER: Final = "x-original-routing-key"
 #: When the message first failed (ISO 8601, UTC).
 FIRST_FAILURE_HEADER: Final = "x-first-failure-at"
 
+#: Counters only the connector may set; see :func:`drop_untrusted_counters`.
+COUNTER_HEADERS: Final = frozenset(
+    {RETRY_STEP_HEADER, ATTEMPTS_HEADER, RETRY_REASON_HEADER, "x-systemic-strikes"}
+)
+
 PROVENANCE_HEADERS: Final = frozenset(
     {ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, FIRST_FAILURE_HEADER}
 )
@@ -82,3 +87,15 @@ def with_provenance(
     result.setdefault(ORIGINAL_ROUTING_KEY_HEADER, routing_key)
     result.setdefault(FIRST_FAILURE_HEADER, failed_at.astimezone(dt.UTC).isoformat())
     return result
+
+
+def drop_untrusted_counters(headers: dict[str, Any], delivered_via: str) -> None:
+    """Forget our counters on a message that did not come from one of our own republishes.
+
+    The connector republishes (retry ladder, put-back) through the default exchange only; a
+    message delivered through any other exchange was published by a producer or a replay, and
+    counters on it would let a producer shorten the retries or get a message parked as poison.
+    """
+    if delivered_via:
+        for name in COUNTER_HEADERS | PROVENANCE_HEADERS:
+            headers.pop(name, None)

@@ -48,7 +48,7 @@ from connector.errors import (
     outage_behind,
     reason_of,
 )
-from connector.headers import header_int
+from connector.headers import drop_untrusted_counters, header_int
 from connector.logging import bind_message_context, get_logger
 from connector.observability import Metrics
 from connector.retry import RetryPolicy
@@ -185,6 +185,8 @@ class MessageProcessor:
         self._put_back = put_back
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
+        if isinstance(message.headers, dict):
+            drop_untrusted_counters(message.headers, message.exchange or "")
         delivery = Delivery.from_message(message)
         started = time.perf_counter()
         with bind_message_context(

@@ -79,7 +79,7 @@ class DeadLetterHeaders(BaseModel):
     )
     category: Literal["transient", "permanent", "systemic"] = Field(alias="x-dl-category")
     error_class: str = _short("x-dl-error-class", "Our exception class name.")
-    reason: str = _short("x-dl-reason", "Short code, e.g. unknown_user, invalid_message.")
+    reason: str = _short("x-dl-reason", "Short code, e.g. unknown_user, schema_violation.")
     message: str = Field(alias="x-dl-message", max_length=MAX_MESSAGE_CHARS, description="For humans.")
     traceback: str = Field(default="", alias="x-dl-traceback", max_length=MAX_TRACEBACK_CHARS)
     attempts: int = Field(alias="x-dl-attempts", ge=1, description="Handling attempts made.")

@@ -71,7 +71,9 @@ class WorkHourFailed(BaseModel):
         description="The AMQP correlation_id of the failed message, if it had one (the result message "
         "carries it as its own correlation_id too).",
     )
-    reason: str = Field(description="Short code, e.g. unknown_user, invalid_message, severa_validation.")
+    reason: str = Field(
+        description="Short code, e.g. unknown_user, schema_violation, severa_validation (docs/work-hours-events.md lists them all)."
+    )
     message: str = Field(description="What went wrong, for a human.")
     dead_lettered: bool = Field(description="True: parked in the DLQ for ops to fix and replay.")
     failed_at: dt.datetime

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from connector.config import Settings
@@ -161,6 +162,24 @@ class Broker:
     async def depth(self, queue_name: str) -> int:
         queue = await self.channel.declare_queue(queue_name, passive=True)
         return queue.declaration_result.message_count or 0
+
+
+async def broker_view(connection: aio_pika.abc.AbstractConnection, queue: str) -> tuple[int, int]:
+    """(consumers, ready messages) of ``queue`` as the broker reports them right now.
+
+    A fresh channel per question: a passive declare of a queue that is gone (deleted, not yet
+    re-declared) closes the channel it was asked on; that answer is (0, 0).
+    """
+    channel = await connection.channel()
+    try:
+        underlay = await channel.get_underlay_channel()
+        declared = await underlay.queue_declare(queue, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return 0, 0
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return declared.consumer_count or 0, declared.message_count or 0
 
 
 @asynccontextmanager

@@ -137,22 +137,9 @@ class DeadLetterer:
         return {**original, **headers.to_amqp()}
 
     async def dead_letter(self, message: AbstractIncomingMessage, failure: Failure) -> None:
+        headers = self.headers_for(message, failure)
         await self._bus.publish(
-            self._exchange,
-            OutgoingMessage(
-                body=message.body,
-                routing_key=self._queue,
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                type=message.type,
-                content_type=message.content_type or "application/octet-stream",
-                headers=self.headers_for(message, failure),
-                timestamp=message.timestamp,
-                content_encoding=message.content_encoding,
-                app_id=message.app_id,
-                reply_to=message.reply_to,
-                priority=message.priority,
-            ),
+            self._exchange, OutgoingMessage.copy_of(message, routing_key=self._queue, headers=headers)
         )
 
 

@@ -16,35 +16,23 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
-import aiormq
 import pytest
 
 from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
 from connector.topology import Names
 from tests.factories import event_dict
-from tests.harness import SEVERA_KEY, Broker, connector_settings, running_connector, wait_until
+from tests.harness import (
+    SEVERA_KEY,
+    Broker,
+    broker_view,
+    connector_settings,
+    running_connector,
+    wait_until,
+)
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
-
-
-async def broker_view(connection: aio_pika.abc.AbstractConnection, queue: str) -> tuple[int, int]:
-    """(consumers, ready messages) of ``queue`` as the broker reports them right now.
-
-    A fresh channel per question: a passive declare of a queue that is gone (deleted, not yet
-    re-declared) closes the channel it was asked on; that answer is (0, 0).
-    """
-    channel = await connection.channel()
-    try:
-        underlay = await channel.get_underlay_channel()
-        declared = await underlay.queue_declare(queue, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return 0, 0
-    finally:
-        if not channel.is_closed:
-            await channel.close()
-    return declared.consumer_count or 0, declared.message_count or 0
 
 
 class View:

@@ -339,3 +339,13 @@ class SlowHandler:
         self.calls += 1
         if self.calls == 1:
             await self.release.wait()
+
+
+async def test_counters_a_producer_sets_are_ignored(rig: Rig) -> None:
+    """Only our own republishes (through the default exchange) may carry retry counters."""
+    handler = ScriptedHandler(TransientError("flaky"))
+    await rig.run(handler, attempts=1)
+    await rig.send(**{RETRY_STEP_HEADER: 99, ATTEMPTS_HEADER: 99, "x-systemic-strikes": 99})
+    await wait_until(lambda: rig.outcome_count("acked") == 1, what="the retry from the first rung")
+    assert rig.outcome_count("dead_lettered") == 0
+    assert handler.calls[1].headers[RETRY_STEP_HEADER] == 1

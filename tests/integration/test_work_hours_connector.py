@@ -20,7 +20,14 @@ from connector.service import ConnectorService
 from connector.topology import Names
 from schemas.dead_letter import DeadLetterHeaders
 from tests.factories import SEED_USER_GUID, event_dict
-from tests.harness import SEVERA_KEY, Broker, connector_settings, running_connector, wait_until
+from tests.harness import (
+    SEVERA_KEY,
+    Broker,
+    broker_view,
+    connector_settings,
+    running_connector,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -253,7 +260,10 @@ async def test_an_exhausted_quota_pauses_without_losing_or_dead_lettering(
 
 
 async def test_a_consumer_cancelled_by_the_broker_is_noticed_and_restored(
-    connector: ConnectorService, broker: Broker, severa: FakeSevera
+    connector: ConnectorService,
+    broker: Broker,
+    severa: FakeSevera,
+    amqp_connection: aio_pika.abc.AbstractConnection,
 ) -> None:
     await broker.channel.queue_delete(connector.names.workhours_queue)  # an operator's mistake
     await wait_until(lambda: not connector.readiness().ready, what="not-ready after the cancel")
@@ -263,6 +273,8 @@ async def test_a_consumer_cancelled_by_the_broker_is_noticed_and_restored(
     await broker.publish_event(event_dict())
     await broker.results.wait_for(1)
     assert len(hour_entries(severa)) == 1
+    # Restored once: the broker sees exactly one consumer (not ours plus a library-restored twin).
+    assert await broker_view(amqp_connection, connector.names.workhours_queue) == (1, 0)
 
 
 async def test_a_write_refused_for_authentication_while_probes_pass_is_held_never_dead_lettered(
@@ -283,3 +295,36 @@ async def test_a_write_refused_for_authentication_while_probes_pass_is_held_neve
     assert broker.results.failed == []
     assert len(hour_entries(severa)) == 3
     assert await broker.depth(connector.names.workhours_dlq) == 0
+
+
+async def test_a_lost_add_never_adopts_an_identical_entry_a_person_typed_by_hand_before(
+    connector: ConnectorService, broker: Broker, severa: FakeSevera
+) -> None:
+    """The Add never reached Severa and its answer is lost; a person's twin from earlier exists."""
+    import datetime as dt
+
+    from adapters.severa.fake.faults import Phase
+    from tests.factories import SEED_CASE_GUID, SEED_PHASE_GUID, SEED_WORK_TYPE_GUID
+
+    event = event_dict(hours="7.5", description="Wireframes")
+    real_clock = severa.clock
+    severa.clock = lambda: real_clock() - dt.timedelta(minutes=10)  # typed ten minutes ago
+    twin = severa.enter_hour_entry(
+        {
+            "UserGUID": SEED_USER_GUID,
+            "CaseGUID": SEED_CASE_GUID,
+            "PhaseGUID": SEED_PHASE_GUID,
+            "WorkTypeGUID": SEED_WORK_TYPE_GUID,
+            "EventDate": event["date"],
+            "Quantity": event["hours"],
+            "Description": event["description"],
+        }
+    )
+    severa.clock = real_clock
+    severa.faults.drop(operation="AddNewHourEntry", times=1, phase=Phase.BEFORE)  # never landed
+    await broker.publish_event(event)
+    await broker.results.wait_for(1)
+    [result] = broker.results.synced
+    assert result["severa_guid"] != twin["GUID"], "the person's entry was taken over"
+    assert len(hour_entries(severa)) == 2
+    assert severa.calls["GetHourEntriesChangedSince"] >= 1  # the lost Add was looked for

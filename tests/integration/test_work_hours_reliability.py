@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,9 +27,18 @@ import pytest
 from adapters.severa.fake.faults import Phase
 from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
+from connector.state import open_ledger
+from connector.state.ledger import Ledger
 from connector.state.postgres import PostgresLedger
 from connector.topology import Names
-from tests.factories import event_dict
+from schemas.identity import entry_key
+from tests.factories import (
+    SEED_CASE_GUID,
+    SEED_PHASE_GUID,
+    SEED_USER_GUID,
+    SEED_WORK_TYPE_GUID,
+    event_dict,
+)
 from tests.harness import (
     SEVERA_KEY,
     TEST_RETRY_LADDER,
@@ -55,8 +65,43 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def bulk_events(count: int, tag: str) -> list[dict[str, Any]]:
-    """Distinct events whose descriptions identify them in Severa."""
-    return [event_dict(description=f"{tag} #{i}", hours=str(1 + i % 8)) for i in range(count)]
+    """Events whose descriptions identify them in Severa -- and, every 25th, an identical-looking
+    twin: another external entry with the same user, date, case, phase, work type, hours and
+    description, so that finding a lost Add by its content must pick the right one of two."""
+    events: list[dict[str, Any]] = []
+    for i in range(count):
+        if i % 25 == 1:
+            twin_of = events[-1]
+            events.append(event_dict(description=twin_of["description"], hours=twin_of["hours"]))
+        else:
+            events.append(event_dict(description=f"{tag} #{i}", hours=str(1 + i % 8)))
+    return events
+
+
+def entry_content(entry: dict[str, Any]) -> tuple[str, ...]:
+    event_date = entry["EventDate"]
+    day = event_date.date().isoformat() if hasattr(event_date, "date") else str(event_date)[:10]
+    return (
+        str(entry["UserGUID"]),
+        str(entry["CaseGUID"]),
+        str(entry["PhaseGUID"]),
+        str(entry.get("WorkTypeGUID")),
+        day,
+        str(Decimal(str(entry["Quantity"])).normalize()),
+        str(entry["Description"]),
+    )
+
+
+def event_content(event: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        SEED_USER_GUID,
+        SEED_CASE_GUID,
+        SEED_PHASE_GUID,
+        SEED_WORK_TYPE_GUID,
+        event["date"],
+        str(Decimal(event["hours"]).normalize()),
+        event["description"],
+    )
 
 
 def descriptions(severa: FakeSevera, tag: str) -> Counter[str]:
@@ -65,14 +110,29 @@ def descriptions(severa: FakeSevera, tag: str) -> Counter[str]:
     )
 
 
-def assert_exactly_once(severa: FakeSevera, events: list[dict[str, Any]], tag: str) -> None:
-    seen = descriptions(severa, tag)
-    expected = {e["description"] for e in events}
-    duplicated = {d: n for d, n in seen.items() if n > 1}
-    assert not duplicated, f"duplicated in Severa: {list(duplicated)[:5]} ({len(duplicated)} in all)"
-    missing = expected - set(seen)
-    assert not missing, f"lost: {sorted(missing)[:5]} ({len(missing)} in all)"
-    assert set(seen) == expected
+async def assert_exactly_once(
+    severa: FakeSevera, events: list[dict[str, Any]], tag: str, ledger: Ledger | None = None
+) -> None:
+    """Severa holds each event's entry exactly once, field for field; with the ledger, each
+    external entry owns its own Severa entry (no two share a GUID) holding exactly its values."""
+    entries = {str(e["GUID"]): e for e in severa.store.hour_entries if str(e["Description"]).startswith(tag)}
+    got = Counter(entry_content(e) for e in entries.values())
+    want = Counter(event_content(e) for e in events)
+    duplicated, lost = got - want, want - got
+    assert not duplicated, f"duplicated in Severa: {list(duplicated)[:3]} ({sum(duplicated.values())} in all)"
+    assert not lost, f"lost: {list(lost)[:3]} ({sum(lost.values())} in all)"
+    if ledger is None:
+        return
+    owners: dict[str, str] = {}
+    for event in events:
+        key = entry_key(event["source"], event["source_entry_id"])
+        record = await ledger.get(key)
+        assert record is not None, f"{key}: not in the ledger"
+        assert record.state == "applied", f"{key}: {record.state}"
+        assert record.severa_guid in entries, f"{key}: its GUID {record.severa_guid} is not in Severa"
+        assert entry_content(entries[record.severa_guid]) == event_content(event), key
+        other = owners.setdefault(record.severa_guid, key)
+        assert other == key, f"{key} and {other} both own {record.severa_guid}"
 
 
 def synced_ids(broker: Broker) -> set[str]:
@@ -116,7 +176,8 @@ async def test_2000_events_with_forced_redeliveries_land_exactly_once(
             want = {e["event_id"] for e in events}
             await wait_until(lambda: want <= synced_ids(broker), timeout=120, what="every event synced")
     assert proxy.cuts >= 3
-    assert_exactly_once(severa, events, "bulk")
+    async with open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        await assert_exactly_once(severa, events, "bulk", ledger)
     assert broker.results.failed == []
     assert await broker.depth(topology.workhours_dlq) == 0
     assert severa.faults.rules[0].fired > 0, "no answer was lost: the test proved nothing"
@@ -176,7 +237,8 @@ async def test_a_connector_killed_mid_stream_and_restarted_leaves_severa_exact(
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 30)
-    assert_exactly_once(severa, events, "kill")
+    async with open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        await assert_exactly_once(severa, events, "kill", ledger)
     assert broker.results.failed == []
     assert await broker.depth(topology.workhours_dlq) == 0
 
@@ -206,7 +268,7 @@ async def test_sigterm_drains_in_flight_work_and_exits_cleanly(
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 30)
-    assert_exactly_once(severa, events, "term")
+    await assert_exactly_once(severa, events, "term")
     assert broker.results.failed == []
 
 
@@ -248,7 +310,7 @@ async def test_a_severa_outage_dead_letters_nothing_and_drains_afterwards(
         want = {e["event_id"] for e in during}
         await wait_until(lambda: want <= synced_ids(broker), timeout=60, what="the backlog to drain")
         await wait_until(lambda: connector.readiness().ready, what="ready again")
-    assert_exactly_once(severa, during, "outage-during")
+    await assert_exactly_once(severa, during, "outage-during")
     assert broker.results.failed == []
     assert await broker.depth(topology.workhours_dlq) == 0
 
@@ -281,6 +343,7 @@ async def test_two_pods_sharing_a_postgres_ledger_never_duplicate(
             await ledger.setup()
         pods: list[ConnectorService] = []
         for i, ledger in enumerate(ledgers):
+            (tmp_path / f"pod{i}").mkdir()
             settings = connector_settings(
                 amqp_url=amqp_url,
                 names=topology,
@@ -304,7 +367,7 @@ async def test_two_pods_sharing_a_postgres_ledger_never_duplicate(
                 await pod.close()
         acked = [pod.metrics.messages.labels(flow="work_hours", outcome="acked")._value.get() for pod in pods]
         assert all(count > 0 for count in acked), f"both pods must have competed: {acked}"
-        assert_exactly_once(severa, events, "pods")
+        await assert_exactly_once(severa, events, "pods", ledgers[0])
         outcomes = Counter(r["outcome"] for r in broker.results.synced)
         assert outcomes == {"created": 300, "unchanged": 300}
     finally:
