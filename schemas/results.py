@@ -72,7 +72,8 @@ class WorkHourFailed(BaseModel):
         "carries it as its own correlation_id too).",
     )
     reason: str = Field(
-        description="Short code, e.g. unknown_user, schema_violation, severa_validation (docs/work-hours-events.md lists them all)."
+        description="Short code, e.g. unknown_user, schema_violation, severa_validation "
+        "(docs/work-hours-events.md lists them all)."
     )
     message: str = Field(description="What went wrong, for a human.")
     dead_lettered: bool = Field(description="True: parked in the DLQ for ops to fix and replay.")
