@@ -41,9 +41,9 @@ from connector.ports import SeveraGateway
 from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
 from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
-from connector.startup import explain_port_in_use
+from connector.startup import EXIT_UNREACHABLE, StartupError, explain_port_in_use
 from connector.state import open_ledger
-from connector.state.ledger import Ledger
+from connector.state.ledger import Ledger, LedgerUnavailable
 from connector.supervision import Heartbeat, TaskSupervisor
 from connector.topology import Names, build_topology
 
@@ -165,12 +165,7 @@ class ConnectorService:
         if self._given_ledger is not None:
             self.ledger = self._given_ledger
         else:
-            self.ledger = open_ledger(
-                settings.state_url,
-                pool_size=ledger_pool_size(settings),
-                lock_timeout=ledger_lock_timeout(settings),
-            )
-            await self.ledger.setup()
+            self.ledger = await self._open_ledger()
 
         self.bus = Bus(
             settings.rabbitmq.url.get_secret_value(),
@@ -238,6 +233,50 @@ class ConnectorService:
         self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
         self._watch_keeper()
         log.info("connector_started", queue=self.names.workhours_queue, prefetch=settings.rabbitmq.prefetch)
+
+    async def _open_ledger(self) -> Ledger:
+        """Open the ledger, retrying an unreachable store within the start-up budget.
+
+        Pods often start before their database, as before their broker: the same budget
+        (``rabbitmq.connect_timeout_seconds``) applies, then one line and exit 3. Anything else
+        (a schema newer than this code, a SQLite file another process holds) fails at once.
+        """
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.rabbitmq.connect_timeout_seconds
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            ledger = open_ledger(
+                settings.state_url,
+                pool_size=ledger_pool_size(settings),
+                lock_timeout=ledger_lock_timeout(settings),
+            )
+            try:
+                await ledger.setup()
+            except LedgerUnavailable as exc:
+                left = deadline - loop.time()
+                if exc.reason != "ledger_unavailable":
+                    raise
+                if left <= 0:
+                    raise StartupError(
+                        f"{exc.message}; still unreachable after {attempt} attempts in "
+                        f"{settings.rabbitmq.connect_timeout_seconds:g}s: check "
+                        f"{env_name(('state_url',))} and that the database is up",
+                        exit_code=EXIT_UNREACHABLE,
+                        reason="ledger_unreachable",
+                    ) from None
+                log.warning(
+                    "ledger_unreachable_retrying",
+                    attempt=attempt,
+                    error=exc.message,
+                    seconds_left=round(left, 1),
+                )
+                await asyncio.sleep(min(delay, left))  # backoff before the next attempt
+                delay = min(delay * 2, 10.0)
+                continue
+            return ledger
 
     async def _start_health(self, health: HealthServer) -> None:
         try:

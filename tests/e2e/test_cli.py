@@ -239,6 +239,23 @@ def test_a_broker_that_does_not_answer_is_retried_with_progress_then_exit_3() ->
     assert {"attempt", "next_delay_seconds", "seconds_left"} <= set(retries[0])
 
 
+def test_a_ledger_database_that_does_not_answer_is_retried_then_exit_3_before_the_broker() -> None:
+    env = {
+        **QUIET,
+        **NO_BROKER,
+        "SEVERA_CONNECTOR_STATE_URL": "postgresql://postgres:s3cret-db-pass@127.0.0.1:1/test",
+        "SEVERA_CONNECTOR_RABBITMQ__CONNECT_TIMEOUT_SECONDS": "1.5",
+    }
+    result = run_cli("run", env=env, timeout=60)
+    assert result.returncode == 3, result.stderr
+    line = error_line(result)
+    assert "SEVERA_CONNECTOR_STATE_URL" in line
+    assert "RabbitMQ" not in line  # the ledger is opened before the broker is touched
+    assert "s3cret-db-pass" not in result.stderr
+    retries = [e for e in _log_events(result) if e["event"] == "ledger_unreachable_retrying"]
+    assert retries, result.stderr
+
+
 def test_settings_prints_the_committed_reference() -> None:
     result = run_cli("settings", timeout=30)
     assert result.returncode == 0, result.stderr
