@@ -9,7 +9,8 @@ Per event, for the entry ``X = entry_key(source, source_entry_id)`` at version `
     ledger has a newer version  out of order                         → "stale", ignored
     created / updated           resolve refs (cached) → map →
         known GUID              UpdateHourEntry (idempotent)         → "updated"
-        pending (answer lost)   look in Severa for the entry we may have added; adopt it if found
+        pending (answer lost)   look in Severa for the entry we may have added; claim it if found
+            ... it is newer     the landed Add is of a later version than the event → "stale"
         none                    mark pending → AddNewHourEntry → mark applied  → "created"
     deleted                     DeleteHourEntry if we know a GUID; tombstone at V → "deleted"
     publish workhour.synced     with confirms, correlation id propagated
@@ -31,7 +32,17 @@ be among the entries Severa reports changed since the pending mark was made
 (``GetHourEntriesChangedSince``; HourEntry carries no creation time). Severa matches that time to
 the minute, which leaves a residual window: a hand-made twin typed in the same minute just before
 our Add (or created or edited after our mark), followed by a lost answer where our Add did *not*
-land, is still adopted. The mark is taken on our clock and compared with Severa's, so a clock of
+land, is still adopted.
+
+Two *different* external entries whose events look alike (twins) can both be pending, each with
+its Add landed, and recover at the same time: their locks differ, so both see the same two
+candidates, and a check with ``owners_of`` followed by a write would let both take the same one.
+A candidate is therefore taken with :meth:`Ledger.claim`, which writes the GUID only if no other
+entry holds it, atomically across entries and pods; a refused claim moves on to the next
+candidate, and when none is left the Add counts as not landed. The claim records the pending
+version (whose content is what landed); an event older than that version is then stale.
+
+The mark is taken on our clock and compared with Severa's, so a clock of
 ours running more than that minute ahead of Severa's could hide our own landed Add and add a
 second entry; keep the hosts on NTP.
 """
@@ -50,7 +61,7 @@ from decimal import Decimal
 import pydantic
 
 from connector.bus import OutgoingMessage
-from connector.errors import InvalidMessage, SeveraRejected, VersionConflict
+from connector.errors import InvalidMessage, SeveraRejected, SeveraUnavailable, VersionConflict
 from connector.logging import bind_message_context, get_logger
 from connector.mapping.hour_entries import normalize_description, normalize_hours, to_new_hour_entry
 from connector.mapping.references import ReferenceResolver
@@ -246,22 +257,41 @@ class WorkHoursFlow:
         content = content_hash(event)
         guid = record.active_guid if record is not None else None
         if record is not None and record.state == "pending":
-            guid = await self._find_landed(event.external_id, record)
+            guid, landed_version = await self._claim_landed(event, record)
+            if guid is not None and landed_version > event.version:
+                return Applied("stale", guid)
         if guid is not None:
             updated = await self._severa.update_hour_entry(entry.with_guid(guid))
             await self._ledger.mark_applied(
                 event.external_id, event.version, updated.guid, content_hash=content
             )
             return Applied("updated", updated.guid)
-        await self._ledger.mark_pending(event.external_id, event.version, fingerprint(entry))
+        print_ = fingerprint(entry)
+        await self._ledger.mark_pending(event.external_id, event.version, print_)
         added = await self._severa.add_hour_entry(entry)
-        await self._ledger.mark_applied(event.external_id, event.version, added.guid, content_hash=content)
-        return Applied("created", added.guid)
+        if await self._ledger.claim(event.external_id, event.version, added.guid, content_hash=content):
+            return Applied("created", added.guid)
+        # A twin entry (identical content) recovering its own lost Add took ours between Severa's
+        # answer and this write; the entry its Add created is then ours -- they are alike.
+        log.warning("added_entry_claimed_by_twin", severa_guid=added.guid)
+        pending_now = await self._ledger.get(event.external_id)
+        if pending_now is not None and pending_now.state == "pending":
+            guid, _ = await self._claim_landed(event, pending_now)
+            if guid is not None:
+                await self._ledger.mark_applied(event.external_id, event.version, guid, content_hash=content)
+                return Applied("created", guid)
+        raise SeveraUnavailable(
+            f"the hour entry {added.guid} we added was claimed by another external entry and no twin "
+            "was left to take; retrying",
+            outcome_unknown=True,
+        )
 
     async def _delete(self, event: WorkHourEvent, record: LedgerRecord | None) -> Applied:
         guid = record.active_guid if record is not None else None
         if record is not None and record.state == "pending":
-            guid = await self._find_landed(event.external_id, record)
+            guid, landed_version = await self._claim_landed(event, record)
+            if guid is not None and landed_version > event.version:
+                return Applied("stale", guid)
         if guid is not None:
             try:
                 await self._severa.delete_hour_entry(guid)
@@ -272,16 +302,29 @@ class WorkHoursFlow:
         await self._ledger.mark_deleted(event.external_id, event.version)
         return Applied("deleted", guid)
 
-    async def _find_landed(self, external_id: str, record: LedgerRecord) -> str | None:
-        """The GUID of the Add whose answer we lost, if it landed in Severa; else None.
+    async def _claim_landed(self, event: WorkHourEvent, record: LedgerRecord) -> tuple[str | None, int]:
+        """Claim the Add whose answer we lost, if it landed in Severa: its GUID (None if it did not
+        land) and the version the claim recorded for it.
 
         A candidate matches the pending fingerprint, is owned by no other external entry, and was
         changed in Severa since the pending mark (``record.updated_at``), so an identical entry that
         existed before our Add was attempted is never taken over. The change list is asked for only
         when the fingerprint matched something: this path is rare, and the steady state pays nothing.
+        ``owners_of`` only skips candidates known to be taken; the claim decides, because a twin
+        entry recovering at the same moment may take the same candidate between the two.
         """
+        version = record.pending_version if record.pending_version is not None else event.version
+        for guid in await self._landed_candidates(event.external_id, record):
+            if await self._ledger.claim(event.external_id, version, guid):
+                log.info("lost_add_found_in_severa", severa_guid=guid)
+                return guid, version
+            log.info("lost_add_candidate_claimed_by_another_entry", severa_guid=guid)
+        return None, version
+
+    async def _landed_candidates(self, external_id: str, record: LedgerRecord) -> list[str]:
+        """GUIDs of Severa entries that may be the Add we lost, best first (see :meth:`_claim_landed`)."""
         if record.fingerprint is None:
-            return None
+            return []
         print_ = json.loads(record.fingerprint)
         day = dt.date.fromisoformat(print_["date"])
         candidates = [
@@ -290,7 +333,7 @@ class WorkHoursFlow:
             if _matches(c, print_)
         ]
         if not candidates:
-            return None
+            return []
         changed = await self._severa.get_hour_entries_changed_since(_as_utc(record.updated_at))
         since_mark = {c.guid for c in changed}
         older = [c.guid for c in candidates if c.guid not in since_mark]
@@ -300,13 +343,9 @@ class WorkHoursFlow:
             )
         candidates = [c for c in candidates if c.guid in since_mark]
         if not candidates:
-            return None
+            return []
         owners = await self._ledger.owners_of([c.guid for c in candidates])
-        for candidate in candidates:
-            if owners.get(candidate.guid, external_id) == external_id:
-                log.info("lost_add_found_in_severa", severa_guid=candidate.guid)
-                return candidate.guid
-        return None
+        return [c.guid for c in candidates if owners.get(c.guid, external_id) == external_id]
 
     async def notify_failure(self, delivery: Delivery, failure: Failure) -> None:
         """Publish ``workhour.failed`` for a dead-lettered event (the processor's hook).

@@ -7,7 +7,8 @@ or deleted, the Severa GUID written for it, a hash of the content applied, and -
 moment the flow decides to call ``Add`` and the moment the GUID is known -- a *pending* mark with
 a fingerprint of what was sent. A crash or timeout inside that window leaves the pending mark behind; the next
 delivery sees it and looks in Severa for the entry (matching the fingerprint, with a GUID that
-:meth:`Ledger.owners_of` says nobody else owns) instead of adding a duplicate. The flow::
+:meth:`Ledger.owners_of` says nobody else owns) and takes it with :meth:`Ledger.claim` instead of
+adding a duplicate. The flow::
 
     async with ledger.lock(x):                       # one task in one pod per external id
         rec = await ledger.get(x)
@@ -17,6 +18,12 @@ delivery sees it and looks in Severa for the entry (matching the fingerprint, wi
         guid = await severa.add(...)
         await ledger.mark_applied(x, v, guid, content_hash=h)
 
+The lock is per external id, so it cannot stop two *different* entries whose events look alike
+(same user, day, case, phase, work type, hours, description) from recovering at once and both
+taking one of their landed Adds: checking with :meth:`Ledger.owners_of` and then writing the GUID
+are two steps. :meth:`Ledger.claim` is the one step that is atomic across external ids: it writes
+the GUID only if no other live record holds it, and says whether it did.
+
 Backends (sibling modules) all honour the same contract, held to it by one parametrised test
 class (``tests/integration/test_ledger.py``):
 
@@ -24,9 +31,10 @@ class (``tests/integration/test_ledger.py``):
 * :class:`connector.state.sqlite.SqliteLedger` -- embedded default, one pod only;
 * :class:`connector.state.postgres.PostgresLedger` -- several pods.
 
-The reference semantics of the three writes live here as pure functions (:func:`pending`,
-:func:`applied`, :func:`deleted`); the in-memory fake uses them directly and the SQL backends
-restate them as single-statement upserts, so each write is atomic on its own even outside a lock.
+The reference semantics of the writes live here as pure functions (:func:`pending`,
+:func:`applied`, :func:`claimed`, :func:`deleted`); the in-memory fake uses them directly and the
+SQL backends restate them as single-statement upserts, so each write is atomic on its own even
+outside a lock (PostgreSQL's claim adds a per-GUID lock in front of its statement; see there).
 
 A lock that is lost while held (PostgreSQL: the session holding it died) makes every further call
 made under it fail with :class:`LedgerLockLost` rather than write unguarded; how each backend
@@ -39,7 +47,7 @@ import abc
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -194,6 +202,22 @@ class Ledger(Protocol):
         cleared.
         """
 
+    async def claim(
+        self, external_id: str, version: int, severa_guid: str, *, content_hash: str | None = None
+    ) -> bool:
+        """Take ``severa_guid`` for ``external_id``, unless another entry holds it; say whether it did.
+
+        In one atomic step, across every external id (and every pod, where the store is shared):
+        if no *other* record in state ``applied`` or ``pending`` holds ``severa_guid``, the record
+        becomes what :meth:`mark_applied` would write with ``content_hash=None`` -- state
+        ``applied``, ``version`` ``max(existing, version)``, the GUID set, pending data cleared --
+        and ``True`` is returned; otherwise nothing changes and the answer is ``False``. Creates the
+        record if missing. A recovery passes no hash: the content that landed is that of the
+        pending version, not necessarily of the event at hand. This is how a recovery adopts a
+        landed ``Add`` (see the module docstring), and how the write after our own ``Add`` records
+        it (with the event's hash): a twin entry recovering at that moment may have claimed it.
+        """
+
     async def mark_deleted(self, external_id: str, version: int) -> None:
         """Tombstone ``external_id`` at ``version`` so that a late, older "created" is ignored.
 
@@ -265,6 +289,28 @@ def applied(
         fingerprint=None,
         updated_at=now,
         content_hash=content_hash,
+    )
+
+
+def claimed(
+    records: Mapping[str, LedgerRecord],
+    external_id: str,
+    version: int,
+    severa_guid: str,
+    now: dt.datetime,
+    content_hash: str | None = None,
+) -> LedgerRecord | None:
+    """The record :meth:`Ledger.claim` writes for ``external_id`` given all ``records`` (keyed by
+    external id), or ``None`` if another applied or pending record holds ``severa_guid``."""
+    for record in records.values():
+        if (
+            record.external_id != external_id
+            and record.severa_guid == severa_guid
+            and record.state != "deleted"
+        ):
+            return None
+    return applied(
+        records.get(external_id), external_id, version, severa_guid, now, content_hash=content_hash
     )
 
 
@@ -447,6 +493,17 @@ class BaseLedger(abc.ABC):
         self._check_open()
         await self._mark_applied(external_id, version, severa_guid, content_hash)
 
+    async def claim(
+        self, external_id: str, version: int, severa_guid: str, *, content_hash: str | None = None
+    ) -> bool:
+        check_external_id(external_id)
+        check_version(version)
+        check_text("severa_guid", severa_guid)
+        if content_hash is not None:
+            check_text("content_hash", content_hash)
+        self._check_open()
+        return await self._claim(external_id, version, severa_guid, content_hash)
+
     async def mark_deleted(self, external_id: str, version: int) -> None:
         check_external_id(external_id)
         check_version(version)
@@ -519,6 +576,11 @@ class BaseLedger(abc.ABC):
     async def _mark_applied(
         self, external_id: str, version: int, severa_guid: str, content_hash: str | None
     ) -> None: ...
+
+    @abc.abstractmethod
+    async def _claim(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> bool: ...
 
     @abc.abstractmethod
     async def _mark_deleted(self, external_id: str, version: int) -> None: ...

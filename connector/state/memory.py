@@ -57,6 +57,18 @@ class InMemoryLedger(BaseLedger):
             previous, external_id, version, severa_guid, _ledger.utc_now(), content_hash=content_hash
         )
 
+    async def _claim(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> bool:
+        # No await between the check and the write: atomic against every other task of the loop.
+        record = _ledger.claimed(
+            self._records, external_id, version, severa_guid, _ledger.utc_now(), content_hash
+        )
+        if record is None:
+            return False
+        self._records[external_id] = record
+        return True
+
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         previous = self._records.get(external_id)
         self._records[external_id] = _ledger.deleted(previous, external_id, version, _ledger.utc_now())

@@ -13,9 +13,9 @@ pooled connection held for the whole ``async with ledger.lock(x)`` block:
 * asyncpg's pool also runs ``pg_advisory_unlock_all()`` when a connection is released: a second,
   independent net under the first.
 
-While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``owners_of``) run on the
-lock's connection, found through a context variable, instead of taking a second connection from
-the pool. That saves a pool round trip, it means ``pool_size`` tasks holding locks can never
+While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``claim``, ``owners_of``)
+run on the lock's connection, found through a context variable, instead of taking a second
+connection from the pool. That saves a pool round trip, it means ``pool_size`` tasks holding locks can never
 deadlock the pool by each waiting for one more connection, and it is what fences the lock (below).
 In front of the advisory lock sits a process-local :class:`asyncio.Lock` per id, so tasks of one
 pod queue in memory rather than each parking a connection on the server.
@@ -41,6 +41,18 @@ the very session that holds it -- no token column, no extra round trip:
 A failure that leaves the session alive (a constraint, a row-lock timeout) keeps the lock and is
 translated as usual.
 
+**Claims.** :meth:`PostgresLedger.claim` must be atomic across external ids, which the entry locks
+do not give: under read committed, two conditional updates for two ids can each check "nobody else
+holds this GUID" before either has committed, and both pass. So a claim is one short transaction
+that first takes ``pg_advisory_xact_lock(k1, k2)``, where ``(k1, k2)`` is :func:`guid_lock_keys`,
+and only then runs the conditional upsert, whose snapshot is taken after the lock was granted and
+so sees the claim that went before it. The two-key form lives in a key space of its own (in
+``pg_locks``, ``objsubid = 2``; the entry and schema locks take one ``bigint``, ``objsubid = 1``),
+so a GUID can never block an entry lock, whatever the hashes. The lock ends with the transaction,
+and the claim runs on the lock's connection like every other call under an entry's lock, so it
+is fenced the same way and takes no extra pooled connection. Nobody waits for an entry lock while
+holding a GUID lock, so the two kinds cannot deadlock.
+
 The pool holds ``pool_size`` connections: one per entry locked at once, so size it to the consumer
 prefetch plus a little headroom (probes, calls outside a lock). Waiting for a pooled connection is
 bounded by the lock timeout too, but is not charged to the entry's lock budget and is never
@@ -54,8 +66,9 @@ detects that and one side gets :class:`LedgerLockTimeout`, but it is still a was
 Session advisory locks need a real session: connect directly or through PgBouncer in *session*
 pooling mode. Transaction pooling would hand the lock's session to someone else.
 
-Durability is PostgreSQL's: each write is a single autocommitted upsert, acknowledged after the
-server has committed it (``synchronous_commit`` as configured on the server, ``on`` by default).
+Durability is PostgreSQL's: each write is a single autocommitted upsert (a claim: one short
+transaction), acknowledged after the server has committed it (``synchronous_commit`` as
+configured on the server, ``on`` by default).
 """
 
 from __future__ import annotations
@@ -110,6 +123,7 @@ _PREFIX_RE: Final = re.compile(r"(?:[a-z_][a-z0-9_]{0,39})?")
 # BLAKE2b personalisation keeps lock keys for entries apart from the key guarding migrations.
 _ENTRY_LOCK: Final = b"sc-ledger-entry"
 _SCHEMA_LOCK: Final = b"sc-ledger-schema"
+_GUID_LOCK: Final = b"sc-ledger-guid"
 
 # Failures that mean "the database cannot be used right now" (see _translating for exceptions).
 # InternalClientError is asyncpg losing track of a connection the server has just killed.
@@ -147,6 +161,20 @@ def advisory_key(table_prefix: str, external_id: str, *, purpose: bytes = _ENTRY
         f"{table_prefix}\x00{external_id}".encode(), digest_size=8, person=purpose
     ).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def guid_lock_keys(table_prefix: str, severa_guid: str) -> tuple[int, int]:
+    """The two signed 32-bit keys of the transaction lock that serialises claims of ``severa_guid``.
+
+    Taken as ``pg_advisory_xact_lock(k1, k2)``: the two-key form, a key space apart from the
+    one-``bigint`` entry locks (see "Claims" in the module docstring). The hash is
+    :func:`advisory_key`'s under a personalisation of its own, so it is stable across pods too.
+    Find a holder with ``... WHERE locktype = 'advisory' AND objsubid = 2 AND classid = <k1 as
+    unsigned> AND objid = <k2 as unsigned>``.
+    """
+    key = advisory_key(table_prefix, severa_guid, purpose=_GUID_LOCK)
+    high, low = key >> 32, key & 0xFFFF_FFFF
+    return high, low - (1 << 32) if low >= 1 << 31 else low
 
 
 def _terminate(conn: Any) -> None:
@@ -292,6 +320,24 @@ class PostgresLedger(BaseLedger):
                 pending_version = NULL,
                 fingerprint = NULL,
                 updated_at = EXCLUDED.updated_at"""
+        # The guard reads the other rows; run it only under the GUID's transaction lock (_claim).
+        # Casts: the values sit in a SELECT list, where the server cannot infer their types.
+        self._sql_claim = f"""
+            INSERT INTO {table} AS t ({columns})
+            SELECT $1::text, $2::bigint, 'applied', $3::text, NULL, NULL, now(), $4::text
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {table}
+                WHERE severa_guid = $3::text AND external_id <> $1::text AND state <> 'deleted'
+            )
+            ON CONFLICT (external_id) DO UPDATE SET
+                version = GREATEST(t.version, EXCLUDED.version),
+                state = 'applied',
+                severa_guid = EXCLUDED.severa_guid,
+                content_hash = EXCLUDED.content_hash,
+                pending_version = NULL,
+                fingerprint = NULL,
+                updated_at = EXCLUDED.updated_at
+            RETURNING true"""
         self._sql_deleted = f"""
             INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'deleted', NULL, NULL, NULL, now(), NULL)
             ON CONFLICT (external_id) DO UPDATE SET
@@ -571,6 +617,15 @@ class PostgresLedger(BaseLedger):
     ) -> None:
         async with self._connection("mark a record applied", write=True) as conn:
             await conn.execute(self._sql_applied, external_id, version, severa_guid, content_hash)
+
+    async def _claim(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> bool:
+        high, low = guid_lock_keys(self.table_prefix, severa_guid)
+        async with self._connection("claim a GUID", write=True) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", high, low)
+            claimed = await conn.fetchval(self._sql_claim, external_id, version, severa_guid, content_hash)
+        return bool(claimed)
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         async with self._connection("mark a record deleted", write=True) as conn:

@@ -144,6 +144,23 @@ ON CONFLICT (external_id) DO UPDATE SET
     pending_version = NULL,
     fingerprint = NULL,
     updated_at = excluded.updated_at"""
+# Claim: the upsert of _MARK_APPLIED behind a guard, in one statement. Statements on
+# the one connection run one at a time, so nobody writes between the guard and the upsert. An
+# INSERT ... SELECT that yields no row changes nothing, so the row count says whether we claimed.
+_CLAIM: Final = f"""
+INSERT INTO ledger ({_COLUMNS})
+SELECT ?1, ?2, 'applied', ?3, NULL, NULL, ?4, ?5
+WHERE NOT EXISTS (
+    SELECT 1 FROM ledger WHERE severa_guid = ?3 AND external_id <> ?1 AND state <> 'deleted'
+)
+ON CONFLICT (external_id) DO UPDATE SET
+    version = max(version, excluded.version),
+    state = 'applied',
+    severa_guid = excluded.severa_guid,
+    content_hash = excluded.content_hash,
+    pending_version = NULL,
+    fingerprint = NULL,
+    updated_at = excluded.updated_at"""
 _MARK_DELETED: Final = f"""
 INSERT INTO ledger ({_COLUMNS}) VALUES (?1, ?2, 'deleted', NULL, NULL, NULL, ?3, NULL)
 ON CONFLICT (external_id) DO UPDATE SET
@@ -302,6 +319,14 @@ class SqliteLedger(BaseLedger):
             await self._connection().execute(
                 _MARK_APPLIED, (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
             )
+
+    async def _claim(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> bool:
+        with self._translating("claim a GUID"):
+            params = (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
+            async with self._connection().execute(_CLAIM, params) as cursor:
+                return cursor.rowcount == 1
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         with self._translating("mark a record deleted"):

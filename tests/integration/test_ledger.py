@@ -506,6 +506,8 @@ class TestRecords:
             pytest.param("mark_deleted", ("a\x00b", 1), id="a NUL character in an id is refused"),
             pytest.param("mark_pending", (X, 1, "\udc80"), id="unpaired surrogates are refused"),
             pytest.param("owners_of", ([""],), id="an empty guid in a lookup is refused"),
+            pytest.param("claim", (X, 1, ""), id="an empty guid is not claimed"),
+            pytest.param("claim", (X, -1, "G1"), id="a claim at a negative version is refused"),
         ],
     )
     async def test_bad_arguments_are_value_errors_not_store_failures(
@@ -515,6 +517,89 @@ class TestRecords:
         with pytest.raises(ValueError, match=r"."):
             await getattr(ledger, call)(*args)
         assert await ledger.count() == 0
+
+    async def test_a_claim_of_a_guid_nobody_holds_applies_the_pending_record(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(X, 1, "G1", content_hash="H1")
+        await ledger.mark_pending(X, 2, FINGERPRINT)
+
+        assert await ledger.claim(X, 2, "G2") is True
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid, rec.pending_version, rec.fingerprint) == (
+            "applied",
+            2,
+            "G2",
+            None,
+            None,
+        )
+        assert rec.content_hash is None, "what landed is the pending version's content, not H1's"
+        assert await ledger.owners_of(["G1", "G2"]) == {"G2": X}
+
+    async def test_a_claim_never_lowers_the_version_and_creates_a_missing_record(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        await ledger.mark_deleted(X, 5)
+        assert await ledger.claim(X, 3, "G1") is True
+        rec = await ledger.get(X)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid) == ("applied", 5, "G1")
+
+        assert await ledger.claim(Y, 2, "G2") is True
+        rec = await ledger.get(Y)
+        assert rec is not None
+        assert (rec.state, rec.version, rec.severa_guid, rec.content_hash) == ("applied", 2, "G2", None)
+
+    async def test_a_claim_of_a_guid_another_entry_holds_is_refused_and_changes_nothing(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(Y, 1, "GY")  # applied: holds GY
+        await ledger.mark_applied(Z, 1, "GZ")
+        await ledger.mark_pending(Z, 2, FINGERPRINT)  # pending: still holds GZ
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        before = await ledger.get(X)
+
+        assert await ledger.claim(X, 1, "GY") is False
+        assert await ledger.claim(X, 1, "GZ") is False
+        assert await ledger.get(X) == before
+        assert await ledger.owners_of(["GY", "GZ"]) == {"GY": Y, "GZ": Z}
+
+        assert await ledger.claim("new:1", 1, "GY") is False
+        assert await ledger.get("new:1") is None, "a refused claim creates no record"
+        assert await ledger.count() == 3
+
+    async def test_a_claim_may_take_a_guid_held_only_by_a_tombstone_or_by_itself(
+        self, backend: Backend
+    ) -> None:
+        ledger = await backend.open()
+        await ledger.mark_applied(Y, 1, "GY")
+        await ledger.mark_deleted(Y, 2)  # tombstones own nothing
+        await ledger.mark_pending(X, 1, FINGERPRINT)
+        assert await ledger.claim(X, 1, "GY") is True
+        assert await ledger.claim(X, 1, "GY") is True, "claiming again what we hold is a no-op"
+        assert await ledger.owners_of(["GY"]) == {"GY": X}
+
+    async def test_of_many_entries_claiming_one_guid_at_once_exactly_one_wins(self, backend: Backend) -> None:
+        ledger = await backend.open()
+        ids = [f"tracker:twin-{i}" for i in range(10)]
+        for external_id in ids:
+            await ledger.mark_pending(external_id, 1, FINGERPRINT)
+
+        async def claim(external_id: str) -> bool:
+            async with ledger.lock(external_id):
+                return await ledger.claim(external_id, 1, "G-shared")
+
+        async with asyncio.timeout(30):
+            won = await asyncio.gather(*(claim(external_id) for external_id in ids))
+        assert won.count(True) == 1
+        winner = ids[won.index(True)]
+        assert await ledger.owners_of(["G-shared"]) == {"G-shared": winner}
+        for external_id, claimed in zip(ids, won, strict=True):
+            rec = await ledger.get(external_id)
+            assert rec is not None
+            assert rec.state == ("applied" if claimed else "pending")
 
     async def test_fifty_tasks_apply_distinct_ids_concurrently(self, backend: Backend) -> None:
         ledger = await backend.open()
@@ -905,6 +990,7 @@ class TestPostgres:
                 assert await ledger.get(X) is None
                 await ledger.mark_pending(X, 1, FINGERPRINT)
                 assert await ledger.owners_of(["G1"]) == {}
+                assert await ledger.claim(X, 1, "G0")
                 await ledger.mark_applied(X, 1, "G1")
                 assert await ledger.count() == 1
         finally:
@@ -974,6 +1060,8 @@ class TestPostgres:
                 with pytest.raises(LedgerLockLost):
                     await pod_a.mark_pending(X, 2, FINGERPRINT)
                 with pytest.raises(LedgerLockLost):
+                    await pod_a.claim(X, 1, "G-added-by-A")
+                with pytest.raises(LedgerLockLost):
                     await pod_a.get(X)
         # Leaving A's block did not raise, and B's record is what the ledger holds.
         rec = await pod_b.get(X)
@@ -1022,6 +1110,30 @@ class TestPostgres:
             pass
         async with asyncio.timeout(10), pod.lock(X):
             await pod.mark_applied(X, 1, "G1")
+
+    async def test_two_pods_claiming_one_guid_for_two_entries_at_once_never_both_win(
+        self, backend: Backend
+    ) -> None:
+        # Read committed lets two guarded upserts that start together both pass their guard; the
+        # claim must serialise them per GUID. Many rounds, because a single one may win by luck.
+        pod_a, pod_b = await backend.open(), await backend.open()
+        rounds = 60
+        for pod, external_id in ((pod_a, X), (pod_b, Y)):
+            await pod.mark_pending(external_id, 1, FINGERPRINT)
+
+        async def claim(pod: BaseLedger, external_id: str, guid: str) -> bool:
+            async with pod.lock(external_id):
+                return await pod.claim(external_id, 1, guid)
+
+        async with asyncio.timeout(60):
+            for i in range(rounds):
+                guid = f"G-round-{i}"
+                won = await asyncio.gather(claim(pod_a, X, guid), claim(pod_b, Y, guid))
+                assert sorted(won) == [False, True], f"round {i}: {won}"
+                owner = X if won[0] else Y
+                assert await pod_a.owners_of([guid]) == {guid: owner}
+                # Put the loser back to pending, as a recovery that found nothing would leave it.
+                await (pod_b if won[0] else pod_a).mark_pending(Y if won[0] else X, 1, FINGERPRINT)
 
     async def test_pods_starting_together_create_the_schema_once(self, backend: Backend) -> None:
         pods = [backend.new() for _ in range(5)]

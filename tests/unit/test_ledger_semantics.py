@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from connector.state.ledger import LedgerRecord, applied, deleted, pending, resolve_owners
-from connector.state.postgres import PostgresLedger, advisory_key, describe_dsn
+from connector.state.ledger import LedgerRecord, applied, claimed, deleted, pending, resolve_owners
+from connector.state.postgres import PostgresLedger, advisory_key, describe_dsn, guid_lock_keys
 
 NOW = dt.datetime(2024, 5, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -80,6 +80,46 @@ def test_deleted_keeps_the_guid_and_clears_pending() -> None:
     )
 
 
+def test_a_claim_applies_the_pending_version_and_clears_the_hash() -> None:
+    mine = _record(state="pending", pending_version=4, fingerprint="{}")
+    rec = claimed({"x": mine}, "x", 4, "G4", NOW)
+    assert rec is not None
+    assert (rec.state, rec.version, rec.severa_guid, rec.pending_version, rec.fingerprint) == (
+        "applied",
+        4,
+        "G4",
+        None,
+        None,
+    )
+    assert rec.content_hash is None
+
+
+@pytest.mark.parametrize(
+    ("holder_state", "claimable"),
+    [
+        pytest.param("applied", False, id="a guid another applied record holds is refused"),
+        pytest.param("pending", False, id="a guid another pending record still holds is refused"),
+        pytest.param("deleted", True, id="a guid only a tombstone holds may be claimed"),
+    ],
+)
+def test_a_claim_is_refused_while_another_live_record_holds_the_guid(
+    holder_state: str, claimable: bool
+) -> None:
+    records = {
+        "x": _record(state="pending", pending_version=4),
+        "y": _record(external_id="y", state=holder_state),
+    }
+    assert (claimed(records, "x", 4, "G3", NOW) is not None) is claimable
+    assert claimed(records, "x", 4, "G-other", NOW) is not None
+
+
+def test_a_claim_of_a_new_id_or_of_its_own_guid_succeeds() -> None:
+    assert claimed({}, "x", 2, "G", NOW) == applied(None, "x", 2, "G", NOW)
+    rec = claimed({"x": _record(version=7)}, "x", 5, "G3", NOW)
+    assert rec is not None
+    assert (rec.version, rec.severa_guid) == (7, "G3")
+
+
 @pytest.mark.parametrize(
     ("state", "active"),
     [
@@ -101,6 +141,18 @@ def test_advisory_keys_never_change_between_releases() -> None:
     # id changed, they would not exclude each other. Update these values only with a migration.
     assert advisory_key("severa_connector_", "tracker:42") == -1941431369306896541
     assert -(2**63) <= advisory_key("", "x") < 2**63
+
+
+def test_guid_lock_keys_never_change_between_releases_and_fit_two_int4() -> None:
+    # Pods of two releases must serialise claims of one GUID alike: change only with a migration.
+    assert guid_lock_keys("severa_connector_", "694bc928-0000-4000-8000-000000000001") == (
+        -738013748,
+        523663330,
+    )
+    for guid in ("a", "b", "694bc928-0000-4000-8000-000000000001", "\U0001d11e" * 40):
+        for key in guid_lock_keys("p_", guid):
+            assert -(2**31) <= key < 2**31
+    assert guid_lock_keys("a_", "G") != guid_lock_keys("b_", "G")
 
 
 def test_advisory_keys_differ_by_prefix_and_id() -> None:

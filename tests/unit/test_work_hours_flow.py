@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -495,6 +495,107 @@ async def test_a_lost_add_that_landed_is_adopted_rather_than_the_hand_made_twin(
     assert record.severa_guid == landed
 
 
+# -- twins: two entries that look alike, both with a lost Add, recovering at once -----------------
+
+TWIN_IDS = ("e-af85d804", "e-a163c6d1")
+
+
+async def _land_both_twins_unanswered(world: World) -> tuple[list[dict[str, Any]], set[str]]:
+    """Two external entries with identical content, each left pending with its Add landed (as a
+    SIGKILL after both Adds would leave them); their events and the two landed GUIDs."""
+    twins = [event_dict(source_entry_id=entry_id) for entry_id in TWIN_IDS]
+    for twin in twins:
+        world.severa.lose_answer_of_next_add = SeveraUnavailable("killed", outcome_unknown=True)
+        with pytest.raises(SeveraUnavailable):
+            await world.handle(twin)
+    landed = set(world.severa.hour_entries)
+    assert len(landed) == 2
+    for entry_id in TWIN_IDS:
+        record = await world.ledger.get(f"tracker:{entry_id}")
+        assert record is not None
+        assert record.state == "pending"
+    return twins, landed
+
+
+def _hold_severa_writes_until_both_arrive(world: World, *operations: str) -> None:
+    """Make ``operations`` wait until two calls have arrived, as a slow Severa would: each twin
+    has then chosen its entry before either has recorded the choice."""
+    barrier = asyncio.Barrier(2)
+    for name in operations:
+        original: Callable[..., Awaitable[Any]] = getattr(world.severa, name)
+
+        async def held(*args: Any, _original: Callable[..., Awaitable[Any]] = original) -> Any:
+            await barrier.wait()
+            return await _original(*args)
+
+        setattr(world.severa, name, held)
+
+
+async def test_twins_recovering_at_once_adopt_one_landed_add_each(world: World) -> None:
+    twins, landed = await _land_both_twins_unanswered(world)
+    _hold_severa_writes_until_both_arrive(world, "update_hour_entry")
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(world.handle(twin) for twin in twins))
+
+    guids = set()
+    for entry_id in TWIN_IDS:
+        record = await world.ledger.get(f"tracker:{entry_id}")
+        assert record is not None
+        assert record.state == "applied"
+        guids.add(record.severa_guid)
+    assert guids == landed, "each twin must own one of the two landed entries, not both the same"
+    owners = await world.ledger.owners_of(landed)
+    assert sorted(owners.values()) == sorted(f"tracker:{entry_id}" for entry_id in TWIN_IDS)
+    assert world.outcomes() == ["updated", "updated"]
+    assert world.severa.calls["add_hour_entry"] == 2
+
+
+async def test_a_twin_deleted_while_the_other_recovers_leaves_the_other_its_entry(world: World) -> None:
+    (first, second), landed = await _land_both_twins_unanswered(world)
+    _hold_severa_writes_until_both_arrive(world, "delete_hour_entry", "update_hour_entry")
+    delete_first = {**first, "event_id": str(uuid.uuid4()), "event_type": D, "version": 2}
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(world.handle(delete_first), world.handle(second))
+
+    (kept,) = world.severa.hour_entries
+    assert kept in landed
+    assert await world.ledger.owners_of(landed) == {kept: f"tracker:{TWIN_IDS[1]}"}
+    tombstone = await world.ledger.get(f"tracker:{TWIN_IDS[0]}")
+    assert tombstone is not None
+    assert (tombstone.state, tombstone.version) == ("deleted", 2)
+    assert sorted(world.outcomes()) == ["deleted", "updated"]
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param({"event_type": U, "hours": "3"}, id="an older update after a newer lost add is stale"),
+        pytest.param({"event_type": D}, id="an older delete after a newer lost add is stale"),
+    ],
+)
+async def test_an_event_older_than_the_add_it_recovers_is_stale(world: World, later: dict[str, Any]) -> None:
+    # The claim records the pending version, whose content is what landed: an event older than
+    # it must neither overwrite that content nor delete it, and the Add's own redelivery is done.
+    identity = {"source": "tracker", "source_entry_id": "e-pending"}
+    await world.handle(event_dict(**identity, version=1))
+    await world.handle(event_dict(**identity, event_type=D, version=2))
+    world.severa.lose_answer_of_next_add = SeveraUnavailable("timeout", outcome_unknown=True)
+    added = event_dict(**identity, version=5, hours="5")
+    with pytest.raises(SeveraUnavailable):
+        await world.handle(added)
+
+    await world.handle(event_dict(**identity, **{"version": 3, **later}))
+    await world.handle({**added, "event_id": str(uuid.uuid4())})
+
+    assert world.outcomes() == ["created", "deleted", "stale", "unchanged"]
+    assert [str(e.quantity) for e in world.severa.hour_entries.values()] == ["5.00"]
+    record = await world.ledger.get("tracker:e-pending")
+    assert record is not None
+    assert (record.state, record.version) == ("applied", 5)
+
+
 # -- deletes, against the fake's refusals shaped as the adapter's ----------------------------------
 
 
@@ -590,3 +691,38 @@ async def test_a_message_id_that_is_not_valid_unicode_is_mended_not_lost(world: 
     await world.flow.notify_failure(delivery, _failure())
     ((_, message),) = world.published
     assert WorkHourFailed.model_validate_json(message.body).message_id == "msg-\\ud800"
+
+
+async def test_a_twin_recovering_while_the_other_adds_leaves_each_its_own_entry(world: World) -> None:
+    """A's Add landed unanswered; B adds its identical entry, and before B records it A recovers --
+    and picks B's new entry. B must then take the one A's Add created, not share one with A."""
+    first, second = (event_dict(source_entry_id=entry_id) for entry_id in TWIN_IDS)
+    world.severa.lose_answer_of_next_add = SeveraUnavailable("killed", outcome_unknown=True)
+    with pytest.raises(SeveraUnavailable):
+        await world.handle(first)
+    add = world.severa.add_hour_entry
+    look_up = world.severa.get_hour_entries_by_user_and_date
+
+    async def newest_first(*args: Any) -> list[Any]:
+        return list(reversed(await look_up(*args)))
+
+    async def add_then_the_twin_recovers(entry: Any) -> Any:
+        added = await add(entry)
+        world.severa.add_hour_entry = add  # type: ignore[method-assign]
+        world.severa.get_hour_entries_by_user_and_date = newest_first  # type: ignore[method-assign]
+        await world.handle(first)  # A recovers now and claims B's entry, the newest candidate
+        world.severa.get_hour_entries_by_user_and_date = look_up  # type: ignore[method-assign]
+        return added
+
+    world.severa.add_hour_entry = add_then_the_twin_recovers  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await world.handle(second)
+
+    landed = set(world.severa.hour_entries)
+    assert len(landed) == 2
+    owners = await world.ledger.owners_of(landed)
+    assert sorted(owners.values()) == sorted(f"tracker:{entry_id}" for entry_id in TWIN_IDS)
+    for entry_id in TWIN_IDS:
+        record = await world.ledger.get(f"tracker:{entry_id}")
+        assert record is not None
+        assert record.state == "applied"
