@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas.dead_letter import DeadLetterHeaders, ReplayHeaders
 from schemas.dlq import DeadLetterExport, DlqAuditRecord
 from schemas.results import WorkHourFailed, WorkHourSynced
+from schemas.severa_events import SeveraCustomerChanged, SeveraHourEntryChanged, SeveraInvoiceReady
 from schemas.work_hours import WorkHourEvent
 
 CONTRACTS: dict[str, type[BaseModel]] = {
@@ -25,6 +26,9 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "ReplayHeaders": ReplayHeaders,
     "DeadLetterExport": DeadLetterExport,
     "DlqAuditRecord": DlqAuditRecord,
+    "SeveraCustomerChanged": SeveraCustomerChanged,
+    "SeveraInvoiceReady": SeveraInvoiceReady,
+    "SeveraHourEntryChanged": SeveraHourEntryChanged,
 }
 
 
@@ -49,8 +53,8 @@ def asyncapi() -> dict[str, Any]:
         "info": {
             "title": "severa-connector",
             "version": "1",
-            "description": "Work-hour events in, result events out; dead letters carry x-dl-* headers "
-            "(see DeadLetterHeaders.schema.json).",
+            "description": "Work-hour events in, result events out; Severa change events out on "
+            "severa.events; dead letters carry x-dl-* headers (see DeadLetterHeaders.schema.json).",
         },
         "defaultContentType": "application/json",
         "channels": {
@@ -80,6 +84,37 @@ def asyncapi() -> dict[str, Any]:
                             message("WorkHourFailed", "workhour.failed", "The event was dead-lettered."),
                         ]
                     }
+                },
+            },
+            "severa.events": {
+                "description": "Topic exchange where the connector publishes what changed in Severa, "
+                "routing key = event_type. message_id = event_id, deterministic per change: consumers "
+                "de-duplicate on it (at-least-once delivery).",
+                "bindings": {
+                    "amqp": {"is": "routingKey", "exchange": {"name": "severa.events", "type": "topic"}}
+                },
+                "subscribe": {
+                    "summary": "The connector's Severa poller publishes; the accounting flows and anyone "
+                    "else bind their own queues.",
+                    "message": {
+                        "oneOf": [
+                            message(
+                                "SeveraCustomerChanged",
+                                "severa.customer.changed",
+                                "A Severa customer was created or changed; the whole customer.",
+                            ),
+                            message(
+                                "SeveraInvoiceReady",
+                                "severa.invoice.ready",
+                                "A Severa invoice reached the configured ready status; the whole invoice.",
+                            ),
+                            message(
+                                "SeveraHourEntryChanged",
+                                "severa.hourentry.changed",
+                                "A Severa hour entry was created or changed; the whole entry.",
+                            ),
+                        ]
+                    },
                 },
             },
             "dlx": {
