@@ -107,6 +107,128 @@ class QuotaReading:
         return max(self.quota - self.used, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class PostalAddress:
+    """A customer's address in Severa (the head office, for the customers the connector reads)."""
+
+    guid: str
+    lines: tuple[str, ...]
+    postal_code: str | None
+    city: str | None
+    country_code: str | None
+    country_name: str | None
+    is_billing: bool
+    is_postal: bool
+    is_visit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A customer (Severa account with its company's members).
+
+    ``vat_number`` is Severa's ``VatNumber`` as typed: Finnish organisations keep their business id
+    (``1234567-8``) there, foreign ones their EU VAT number. ``updated_at`` is Severa's
+    ``UpdatedTS`` (UTC), what ``*ChangedSince`` compares.
+    """
+
+    guid: str
+    name: str
+    number: int | None
+    company_guid: str | None
+    vat_number: str | None
+    email: str | None
+    website: str | None
+    currency_code: str | None
+    language_code: str | None
+    payment_term_days: int | None
+    reverse_charge: bool | None
+    e_invoice_address: str | None
+    e_invoice_operator: str | None
+    head_office_address_guid: str | None
+    is_active: bool
+    is_internal: bool | None
+    inserted_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """One invoice row; amounts in the invoice's currency, VAT as Severa computed it."""
+
+    guid: str
+    number: int
+    article_name: str | None
+    description: str | None
+    delivery_date: dt.date | None
+    quantity: Decimal
+    unit_code: str | None
+    unit_price: Decimal
+    amount_excluding_vat: Decimal
+    vat_rate_percent: Decimal | None
+    vat_amount: Decimal
+    amount_including_vat: Decimal
+    vat_code: str | None
+    sales_account_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """An invoice with its rows. A credit note has ``is_credit_note`` and names the invoice it
+    credits in ``credited_invoice_guid`` (Severa's ``ReimburseInvoiceGUID``); its amounts are negative."""
+
+    guid: str
+    number: int | None
+    status: str | None
+    payment_status: str | None
+    title: str | None
+    account_guid: str
+    account_name: str | None
+    business_unit_guid: str | None
+    main_case_guid: str | None
+    date: dt.date
+    due_date: dt.date
+    payment_date: dt.date | None
+    payment_term_days: int
+    currency_code: str | None
+    currency_rate: Decimal
+    reference_number: str | None
+    our_reference: str | None
+    your_reference: str | None
+    receiver_vat_number: str | None
+    is_credit_note: bool
+    credited_invoice_guid: str | None
+    is_tax_free: bool
+    rows: tuple[InvoiceRow, ...]
+
+    @property
+    def total_excluding_vat(self) -> Decimal:
+        return sum((row.amount_excluding_vat for row in self.rows), Decimal(0))
+
+    @property
+    def total_vat(self) -> Decimal:
+        return sum((row.vat_amount for row in self.rows), Decimal(0))
+
+    @property
+    def total_including_vat(self) -> Decimal:
+        return sum((row.amount_including_vat for row in self.rows), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceStatus:
+    """One of the organisation's invoice statuses (invoices name theirs by ``name``)."""
+
+    name: str
+    description: str | None
+    sort_order: int
+    is_active: bool
+    is_default: bool
+    has_invoice_number: bool
+    is_sent: bool
+    is_waiting_payment: bool
+    is_paid: bool
+    is_read_only: bool
+
+
 @runtime_checkable
 class SeveraGateway(Protocol):
     """The Severa operations the connector uses.

@@ -70,10 +70,14 @@ from adapters.severa.faults import (
 from adapters.severa.keys import ApiKeySource, api_key_source
 from adapters.severa.mapping import (
     EntityMismatch,
+    address_from_severa,
     as_list,
     case_from_severa,
+    customer_from_severa,
     hour_entry_from_severa,
     hour_entry_update,
+    invoice_from_severa,
+    invoice_status_from_severa,
     new_hour_entry_to_severa,
     phase_from_severa,
     user_from_severa,
@@ -87,7 +91,19 @@ from connector.errors import (
     SeveraRejected,
     SeveraUnavailable,
 )
-from connector.ports import Case, HourEntry, NewHourEntry, Phase, QuotaReading, User, WorkType
+from connector.ports import (
+    Case,
+    Customer,
+    HourEntry,
+    Invoice,
+    InvoiceStatus,
+    NewHourEntry,
+    Phase,
+    PostalAddress,
+    QuotaReading,
+    User,
+    WorkType,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -304,6 +320,59 @@ class SeveraClient:
 
     async def delete_hour_entry(self, guid: str) -> bool:
         return await self._call(Ops.DELETE_HOUR_ENTRY, {"hourEntryGUID": guid}, _boolean)
+
+    # -- customers and invoices (read by the accounting poller; not part of SeveraGateway) --------
+
+    async def get_customers_changed_since(
+        self, since: dt.datetime, *, include_inactive: bool = False, include_address_changes: bool = True
+    ) -> list[Customer]:
+        """Customers changed at or after the start of ``since``'s minute (aware; sent as UTC).
+
+        ``include_address_changes`` (``CheckAddressChanges``) also returns customers whose address
+        changed but who did not, since what goes to accounting includes the address. Inactive
+        customers come only with ``include_inactive`` — so a customer made inactive is not seen
+        by a poller that leaves it off.
+        """
+        options = _INCLUDE_INACTIVE if include_inactive else 0
+        if include_address_changes:
+            options |= _CHECK_ADDRESS_CHANGES
+        params = {"startDateTime": _minute_utc(since), "options": options}
+        return await self._call(Ops.GET_CUSTOMERS_CHANGED_SINCE, params, _many(customer_from_severa))
+
+    async def get_head_office_address(self, account_guid: str) -> PostalAddress | None:
+        """The customer's head-office address; ``None`` for an unknown customer or one without."""
+        params = {"accountGUID": account_guid}
+        return await self._call(Ops.GET_HEAD_OFFICE_ADDRESS, params, _single(address_from_severa))
+
+    async def get_invoices_by_status(
+        self, status: str, *, business_unit_guid: str | None = None, max_invoices: int | None = None
+    ) -> list[Invoice]:
+        """Invoices in ``status`` (a status name), with their rows; at most ``max_invoices``.
+
+        An unknown status is a NotFound in Severa, which reads as "none" here, as for every look-up.
+        """
+        params = {
+            "businessUnitGUID": business_unit_guid,
+            "status": status,
+            "options": 0,
+            "maxInvoices": max_invoices,
+        }
+        return await self._call(Ops.GET_INVOICES_BY_STATUS, params, _many(invoice_from_severa))
+
+    async def get_all_invoice_statuses(self) -> list[InvoiceStatus]:
+        return await self._call(Ops.GET_ALL_INVOICE_STATUSES, {}, _many(invoice_status_from_severa))
+
+    async def set_invoice_status(self, guid: str, status: str) -> None:
+        """Move an invoice to ``status``; an unknown invoice or status is
+        :class:`~connector.errors.SeveraRejected` (``fault="NotFound"``)."""
+        params = {"invoiceGUID": guid, "status": status}
+        await self._call(Ops.SET_INVOICE_STATUS, params, _ignore)
+
+    async def set_invoice_payment_date(self, guid: str, date: dt.date | None) -> None:
+        """Record when the invoice was paid (``None`` clears it), as the date's midnight, like every
+        Severa date."""
+        params = {"invoiceGUID": guid, "paymentDate": _midnight(date) if date is not None else None}
+        await self._call(Ops.SET_INVOICE_PAYMENT_DATE, params, _ignore)
 
     async def call(self, ref: OperationRef, /, **params: Any) -> Any:
         """Any operation of the contract, returning zeep's objects (``None`` for NotFound).
@@ -547,6 +616,18 @@ def _limiter(rate: float | None) -> AsyncLimiter | None:
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
+
+
+_INCLUDE_INACTIVE: Final = 2
+_CHECK_ADDRESS_CHANGES: Final = 64
+"""``AccountGetOptions`` flags, which the ``int options`` of the account/customer ChangedSince take."""
+
+
+def _minute_utc(since: dt.datetime) -> dt.datetime:
+    """``since`` floored to its minute, in UTC: Severa matches ``startDateTime`` to the minute."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError(f"since must be an aware datetime (UTC), got the naive {since!r}")
+    return since.astimezone(dt.UTC).replace(second=0, microsecond=0)
 
 
 # -- result converters: what a raw zeep result (or NotFound) becomes for each kind of call -------

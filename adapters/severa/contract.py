@@ -101,6 +101,10 @@ class Ops:
     DELETE_HOUR_ENTRY: Final = OperationRef("IHourEntry", "DeleteHourEntry", write=True)
     GET_ALL_INVOICE_STATUSES: Final = OperationRef("IInvoiceStatus", "GetAllInvoiceStatuses")
     GET_INVOICES_BY_STATUS: Final = OperationRef("IInvoice", "GetInvoicesByStatus")
+    SET_INVOICE_STATUS: Final = OperationRef("IInvoice", "SetInvoiceStatus", write=True)
+    SET_INVOICE_PAYMENT_DATE: Final = OperationRef("IInvoice", "SetInvoicePaymentDate", write=True)
+    GET_CUSTOMERS_CHANGED_SINCE: Final = OperationRef("ICustomer", "GetCustomersChangedSince")
+    GET_HEAD_OFFICE_ADDRESS: Final = OperationRef("IAccount", "GetHeadOfficeAddressByAccountGUID")
 
     @classmethod
     def all(cls) -> tuple[OperationRef, ...]:

@@ -12,7 +12,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from connector.ports import Case, HourEntry, NewHourEntry, Phase, User, WorkType
+from connector.ports import (
+    Case,
+    Customer,
+    HourEntry,
+    Invoice,
+    InvoiceRow,
+    InvoiceStatus,
+    NewHourEntry,
+    Phase,
+    PostalAddress,
+    User,
+    WorkType,
+)
 
 
 class EntityMismatch(ValueError):
@@ -169,3 +181,177 @@ def hour_entry_update(current: Any, entry: HourEntry) -> dict[str, Any]:
     members.update(hour_entry_to_severa(entry))
     members["Description"] = entry.description
     return members
+
+
+# -- customers and invoices ----------------------------------------------------------------------
+
+
+def _opt_int(entity: Any, name: str) -> int | None:
+    value = getattr(entity, name, None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EntityMismatch(f"{_kind(entity)}.{name} is not an integer")
+    return value
+
+
+def _opt_bool(entity: Any, name: str) -> bool | None:
+    value = getattr(entity, name, None)
+    return value if isinstance(value, bool) else None
+
+
+def _decimal(entity: Any, name: str, *, default: Decimal | None = None) -> Decimal:
+    value = getattr(entity, name, None)
+    if isinstance(value, Decimal):
+        return value
+    if value is None and default is not None:
+        return default
+    raise EntityMismatch(f"{_kind(entity)} has no {name}")
+
+
+def _opt_decimal(entity: Any, name: str) -> Decimal | None:
+    value = getattr(entity, name, None)
+    return value if isinstance(value, Decimal) else None
+
+
+def _utc(entity: Any, name: str) -> dt.datetime | None:
+    """A Severa timestamp as an aware UTC datetime: Severa keeps them in UTC, and WCF sends them
+    without a zone (naive) or with one, depending on how the value was stored."""
+    value = getattr(entity, name, None)
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _date(entity: Any, name: str) -> dt.date | None:
+    """A Severa date (a dateTime at midnight, without a zone): the date is what it means."""
+    value = getattr(entity, name, None)
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else None
+
+
+def _req_date(entity: Any, name: str) -> dt.date:
+    value = _date(entity, name)
+    if value is None:
+        raise EntityMismatch(f"{_kind(entity)} has no {name}")
+    return value
+
+
+def customer_from_severa(entity: Any) -> Customer:
+    """A ``Customer`` (or an ``Account``, which lacks the company members: those read as None)."""
+    name = _opt_str(entity, "Name")
+    if name is None:
+        raise EntityMismatch(f"{_kind(entity)} has no Name")
+    return Customer(
+        guid=_req_str(entity, "GUID"),
+        name=name,
+        number=_opt_int(entity, "Number"),
+        company_guid=_opt_str(entity, "CompanyGUID"),
+        vat_number=_opt_str(entity, "VatNumber"),
+        email=_opt_str(entity, "Email"),
+        website=_opt_str(entity, "Website"),
+        currency_code=_opt_str(entity, "CurrencyCode"),
+        language_code=_opt_str(entity, "LanguageCode"),
+        payment_term_days=_opt_int(entity, "PaymentTerm"),
+        reverse_charge=_opt_bool(entity, "ReverseCharge"),
+        e_invoice_address=_opt_str(entity, "eInvoiceAddress"),
+        e_invoice_operator=_opt_str(entity, "eInvoiceOperator"),
+        head_office_address_guid=_opt_str(entity, "HeadOfficeAddressGUID"),
+        is_active=_bool(entity, "IsActive"),
+        is_internal=_opt_bool(entity, "IsInternal"),
+        inserted_at=_utc(entity, "InsertTS"),
+        updated_at=_utc(entity, "UpdatedTS"),
+    )
+
+
+def address_from_severa(entity: Any) -> PostalAddress:
+    lines = tuple(
+        line for line in (_opt_str(entity, f"Addressline{n}") for n in ("", "2", "3")) if line is not None
+    )
+    return PostalAddress(
+        guid=_req_str(entity, "GUID"),
+        lines=lines,
+        postal_code=_opt_str(entity, "PostalCode"),
+        city=_opt_str(entity, "City"),
+        country_code=_opt_str(entity, "CountryCode"),
+        country_name=_opt_str(entity, "CountryName"),
+        is_billing=_bool(entity, "IsBillingAddress"),
+        is_postal=_bool(entity, "IsPostalAddress"),
+        is_visit=_bool(entity, "IsVisitAddress"),
+    )
+
+
+def invoice_row_from_severa(entity: Any) -> InvoiceRow:
+    number = _opt_int(entity, "rowNumber")
+    return InvoiceRow(
+        guid=_req_str(entity, "GUID"),
+        number=number if number is not None else 0,
+        article_name=_opt_str(entity, "articleName"),
+        description=_opt_str(entity, "rowFreeText"),
+        delivery_date=_date(entity, "rowDeliveryDate") or _date(entity, "EventDate"),
+        quantity=_decimal(entity, "deliveredQuantity", default=Decimal(0)),
+        unit_code=_opt_str(entity, "quantityUnitCode"),
+        unit_price=_decimal(entity, "unitPriceAmount", default=Decimal(0)),
+        amount_excluding_vat=_decimal(entity, "rowVatExcludedAmount"),
+        vat_rate_percent=_opt_decimal(entity, "rowVatRatePercent"),
+        vat_amount=_decimal(entity, "rowVatAmount", default=Decimal(0)),
+        amount_including_vat=_decimal(entity, "rowAmount"),
+        vat_code=_opt_str(entity, "rowVatCode"),
+        sales_account_number=_opt_str(entity, "rowSalesAccountNumber"),
+    )
+
+
+def _rows(value: Any) -> list[Any]:
+    """``InvoiceRows``: zeep leaves a nested ``ArrayOfInvoiceRow`` wrapped (``.InvoiceRow``)."""
+    if value is None or isinstance(value, list):
+        return as_list(value)
+    return as_list(getattr(value, "InvoiceRow", None))
+
+
+def invoice_from_severa(entity: Any) -> Invoice:
+    payment_term = _opt_int(entity, "PaymentTerm")
+    rows = [invoice_row_from_severa(row) for row in _rows(getattr(entity, "InvoiceRows", None)) if row]
+    return Invoice(
+        guid=_req_str(entity, "GUID"),
+        number=_opt_int(entity, "Number"),
+        status=_opt_str(entity, "InvoiceStatus"),
+        payment_status=_opt_str(entity, "PaymentStatus"),
+        title=_opt_str(entity, "Title"),
+        account_guid=_req_str(entity, "AccountGUID"),
+        account_name=_opt_str(entity, "AccountName"),
+        business_unit_guid=_opt_str(entity, "BusinessUnitGUID"),
+        main_case_guid=_opt_str(entity, "MainCaseGUID"),
+        date=_req_date(entity, "Date"),
+        due_date=_req_date(entity, "DueDate"),
+        payment_date=_date(entity, "PaymentDate"),
+        payment_term_days=payment_term if payment_term is not None else 0,
+        currency_code=_opt_str(entity, "CurrencyShortform"),
+        currency_rate=_decimal(entity, "CurrencyRate", default=Decimal(1)),
+        reference_number=_opt_str(entity, "ReferenceNumber"),
+        our_reference=_opt_str(entity, "OurReference"),
+        your_reference=_opt_str(entity, "YourReference"),
+        receiver_vat_number=_opt_str(entity, "ReceiverVatNumber"),
+        is_credit_note=_bool(entity, "IsCreditNote"),
+        credited_invoice_guid=_opt_str(entity, "ReimburseInvoiceGUID"),
+        is_tax_free=_bool(entity, "IsTaxFree"),
+        rows=tuple(sorted(rows, key=lambda row: row.number)),
+    )
+
+
+def invoice_status_from_severa(entity: Any) -> InvoiceStatus:
+    sort_order = _opt_int(entity, "SortOrder")
+    return InvoiceStatus(
+        name=_req_str(entity, "Name"),
+        description=_opt_str(entity, "Description"),
+        sort_order=sort_order if sort_order is not None else 0,
+        is_active=_bool(entity, "IsActive"),
+        is_default=_bool(entity, "IsDefault"),
+        has_invoice_number=_bool(entity, "HasInvoiceNumber"),
+        is_sent=_bool(entity, "IsSent"),
+        is_waiting_payment=_bool(entity, "IsWaitingPayment"),
+        is_paid=_bool(entity, "IsPaid"),
+        is_read_only=_bool(entity, "IsReadOnly"),
+    )

@@ -306,14 +306,14 @@ class TestSeededLookups:
             ),
             pytest.param(
                 "GetAccountByVatNumber",
-                {"vatNumber": "FI20000002"},
+                {"vatNumber": "2000002-4"},
                 lambda r: r.Number == 1002,
                 id="by VAT number",
             ),
             pytest.param(
                 "GetCustomerByGUID",
                 {"accountGuid": ACME},
-                lambda r: r.VatNumber == "FI20000001" and r.eInvoiceAddress == "003720000001",
+                lambda r: r.VatNumber == "2000001-6" and r.eInvoiceAddress == "003720000016",
                 id="a customer by GUID",
             ),
             pytest.param(
@@ -325,8 +325,8 @@ class TestSeededLookups:
             pytest.param(
                 "GetAllAccounts",
                 {"options": ["None"], "startFromIndex": 0, "count": 500},
-                lambda r: len(r) == 3,
-                id="all accounts, one placeholder AccountTiny each",
+                lambda r: len(r) == 4,
+                id="all active accounts, one placeholder AccountTiny each",
             ),
             pytest.param(
                 "GetInvoiceByNumber",
@@ -337,7 +337,7 @@ class TestSeededLookups:
             pytest.param(
                 "GetInvoicesByStatus",
                 {"businessUnitGUID": None, "status": "Sent", "options": 0, "maxInvoices": None},
-                lambda r: [i.Number for i in r] == [20249],
+                lambda r: [i.Number for i in r] == [20249, 20250, 20251, 20252],
                 id="invoices by status",
             ),
             pytest.param(
@@ -1314,6 +1314,21 @@ EVERY_OPERATION: dict[str, dict[str, Any]] = {
     "GetInvoicesByStatusAndBusinessUnit": {"status": "Sent", "businessUnitGUID": None},
     "SetInvoiceStatus": {"invoiceGUID": INVOICE_PAID, "status": "Sent"},
     "SetInvoicePaymentDate": {"invoiceGUID": INVOICE_PAID, "paymentDate": dt.datetime(2025, 2, 15)},
+    "SetInvoiceNumber": {
+        "invoiceGUID": "70000000-0000-4000-8000-000000000006",
+        "invoiceNumber": 20300,
+        "referenceNumber": None,
+        "status": "Sent",
+    },
+    "AddNewInvoiceLogEntry": {
+        "invoiceGuid": INVOICE_PAID,
+        "context": "accounting",
+        "text": "Sent to accounting",
+        "source": "severa-connector",
+        "eventTimeUtc": None,
+        "ignoreDuplicates": True,
+    },
+    "GetHeadOfficeAddressByAccountGUID": {"accountGUID": ACME},
     "GetInvoicePdf": {
         "invoiceNumber": 20249,
         "invoiceNumberingBusinessUnitGUID": BU_HEL,

@@ -126,6 +126,13 @@ SAMPLE_PARAMS: dict[OperationRef, dict[str, Any]] = {
     Ops.DELETE_HOUR_ENTRY: {"hourEntryGUID": "h1"},
     Ops.GET_ALL_INVOICE_STATUSES: {},
     Ops.GET_INVOICES_BY_STATUS: {"businessUnitGUID": None, "status": "Sent", "options": 0, "maxInvoices": 1},
+    Ops.SET_INVOICE_STATUS: {"invoiceGUID": "i1", "status": "Paid"},
+    Ops.SET_INVOICE_PAYMENT_DATE: {"invoiceGUID": "i1", "paymentDate": dt.datetime(2030, 6, 1)},
+    Ops.GET_CUSTOMERS_CHANGED_SINCE: {
+        "startDateTime": dt.datetime(2030, 6, 1, 10, 0, tzinfo=dt.UTC),
+        "options": 66,
+    },
+    Ops.GET_HEAD_OFFICE_ADDRESS: {"accountGUID": "a1"},
 }
 
 

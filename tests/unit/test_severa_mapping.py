@@ -14,8 +14,11 @@ from adapters.severa.mapping import (
     EntityMismatch,
     as_list,
     case_from_severa,
+    customer_from_severa,
     hour_entry_from_severa,
     hour_entry_to_severa,
+    invoice_from_severa,
+    invoice_status_from_severa,
     new_hour_entry_to_severa,
     phase_from_severa,
     user_from_severa,
@@ -199,3 +202,130 @@ def test_hour_entry_to_severa_carries_the_guid() -> None:
         "Quantity": Decimal(2),
         "UserGUID": "u1",
     }
+
+
+# -- customers and invoices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("severa", "expected"),
+    [
+        pytest.param(
+            entity(GUID="a1", Name="Acme Oy", UpdatedTS=dt.datetime(2030, 1, 1, 10, 0), IsActive=True),
+            {
+                "updated_at": dt.datetime(2030, 1, 1, 10, 0, tzinfo=dt.UTC),
+                "is_active": True,
+                "vat_number": None,
+            },
+            id="a naive UpdatedTS is read as UTC",
+        ),
+        pytest.param(
+            entity(
+                GUID="a1",
+                Name="Acme Oy",
+                UpdatedTS=dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+                VatNumber="2000001-6",
+                IsActive=False,
+            ),
+            {
+                "updated_at": dt.datetime(2030, 1, 1, 10, 0, tzinfo=dt.UTC),
+                "is_active": False,
+                "vat_number": "2000001-6",
+            },
+            id="an offset UpdatedTS is converted to UTC",
+        ),
+    ],
+)
+def test_customers(severa: SimpleNamespace, expected: dict[str, Any]) -> None:
+    customer = customer_from_severa(severa)
+    assert {name: getattr(customer, name) for name in expected} == expected
+
+
+def test_a_customer_without_a_name_is_unusable() -> None:
+    with pytest.raises(EntityMismatch, match="Name"):
+        customer_from_severa(entity(GUID="a1", Name=None))
+
+
+def invoice_entity(**members: Any) -> SimpleNamespace:
+    fields: dict[str, Any] = {
+        "GUID": "i1",
+        "AccountGUID": "a1",
+        "Date": dt.datetime(2030, 1, 2),
+        "DueDate": dt.datetime(2030, 1, 16),
+        "CurrencyRate": Decimal(1),
+        "PaymentTerm": 14,
+        "IsCreditNote": False,
+        "InvoiceRows": None,
+    }
+    fields.update(members)
+    return entity(**fields)
+
+
+def row(number: int, excluded: str, vat: str, rate: str | None) -> SimpleNamespace:
+    return entity(
+        GUID=f"r{number}",
+        rowNumber=number,
+        rowVatExcludedAmount=Decimal(excluded),
+        rowVatAmount=Decimal(vat),
+        rowAmount=Decimal(excluded) + Decimal(vat),
+        rowVatRatePercent=None if rate is None else Decimal(rate),
+        deliveredQuantity=Decimal(1),
+        unitPriceAmount=Decimal(excluded),
+        EventDate=dt.datetime(2030, 1, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("severa", "rates", "totals", "credited"),
+    [
+        pytest.param(
+            invoice_entity(), [], (Decimal(0), Decimal(0), Decimal(0)), None, id="no rows at all (nil)"
+        ),
+        pytest.param(
+            invoice_entity(
+                InvoiceRows=entity(InvoiceRow=[row(2, "100", "14.00", "14"), row(1, "200", "51.00", "25.5")])
+            ),
+            [Decimal("25.5"), Decimal(14)],
+            (Decimal(300), Decimal("65.00"), Decimal("365.00")),
+            None,
+            id="rows wrapped in ArrayOfInvoiceRow, sorted by row number",
+        ),
+        pytest.param(
+            invoice_entity(
+                IsCreditNote=True, ReimburseInvoiceGUID="i0", InvoiceRows=[row(1, "-10", "0", None)]
+            ),
+            [None],
+            (Decimal(-10), Decimal(0), Decimal(-10)),
+            "i0",
+            id="a credit note names the invoice it credits",
+        ),
+    ],
+)
+def test_invoices(
+    severa: SimpleNamespace,
+    rates: list[Decimal | None],
+    totals: tuple[Decimal, Decimal, Decimal],
+    credited: str | None,
+) -> None:
+    invoice = invoice_from_severa(severa)
+    assert (invoice.date, invoice.due_date) == (dt.date(2030, 1, 2), dt.date(2030, 1, 16))
+    assert [r.vat_rate_percent for r in invoice.rows] == rates
+    assert (invoice.total_excluding_vat, invoice.total_vat, invoice.total_including_vat) == totals
+    assert invoice.credited_invoice_guid == credited
+
+
+@pytest.mark.parametrize(
+    ("members", "missing"),
+    [
+        pytest.param({"Date": None}, "Date", id="no date"),
+        pytest.param({"AccountGUID": None}, "AccountGUID", id="no account"),
+    ],
+)
+def test_an_invoice_without_identity_or_date_is_unusable(members: dict[str, Any], missing: str) -> None:
+    with pytest.raises(EntityMismatch, match=missing):
+        invoice_from_severa(invoice_entity(**members))
+
+
+def test_invoice_statuses() -> None:
+    status = invoice_status_from_severa(entity(Name="Paid", SortOrder=3, IsPaid=True, IsSent=True))
+    assert (status.name, status.sort_order, status.is_paid, status.is_default) == ("Paid", 3, True, False)

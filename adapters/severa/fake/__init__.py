@@ -9,6 +9,7 @@ Start it in-process with :class:`FakeSevera` (``async with FakeSevera(api_key=..
 as a process with :func:`serve` / ``python -m adapters.severa.fake``.
 """
 
+from adapters.severa.fake.backoffice import ChangeRefused
 from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule, FaultRuleError, Phase
 from adapters.severa.fake.handlers import NULL_WHEN_EMPTY
 from adapters.severa.fake.quota import DEFAULT_DAILY_QUOTA, QuotaMeter
@@ -22,6 +23,7 @@ __all__ = [
     "ENDPOINT_PATH",
     "NO_AUTH_OPERATIONS",
     "NULL_WHEN_EMPTY",
+    "ChangeRefused",
     "FakeSevera",
     "FaultInjector",
     "FaultKind",

@@ -19,10 +19,24 @@ loopback or a private network only.
 ``POST   /admin/hour-entries``        an entry typed in by hand (seed-style JSON); 201 with it
 ``PATCH  /admin/hour-entries/{guid}`` change members of an entry by hand; 200 with it (404 if unknown)
 ``DELETE /admin/hour-entries/{guid}`` delete an entry by hand (404 if unknown)
+``POST   /admin/customers``           a new customer: its members, plus optional ``Company``,
+                                      ``HeadOfficeAddress`` and ``Contact`` objects; 201 with it
+``PATCH  /admin/customers/{guid}``    change members of a customer; 200 with it
+``PUT    /admin/customers/{guid}/head-office-address``
+                                      create or change the head-office address; 200 with it
+``POST   /admin/customers/{guid}/contacts``  a new contact person; 201 with it
+``PATCH  /admin/contacts/{guid}``     change a contact person; 200 with it
+``POST   /admin/invoices``            a new invoice with ``InvoiceRows``; 201 with it
+``PATCH  /admin/invoices/{guid}``     change members of an invoice (rows replaced if given)
+``POST   /admin/invoices/{guid}/status``  ``{"status": "Paid"}``: mark the invoice's status
+``GET    /admin/invoices/{guid}/log`` what ``AddNewInvoiceLogEntry`` wrote for the invoice
 ====================================  =============================================================
 
 Entries made or changed by hand get the fake's current time as their change time, as the ones
-written through the API do: ``GetHourEntriesChangedSince`` finds them.
+written through the API do: ``GetHourEntriesChangedSince`` finds them. Customers, their addresses
+and contacts, and invoices changed here are stamped the same way (customers' ``UpdatedTS`` too), so
+``GetCustomersChangedSince`` and its address/contact flags find them. An unknown GUID in the path
+is a 404; a change Severa would refuse is a 400 saying why.
 
 Fault rule JSON: ``{"kind": "latency|http_error|drop|soap_fault|wrong_key|quota_exhausted",
 "operation": "AddNewHourEntry" | null, "probability": 1.0, "times": 3 | null,
@@ -164,6 +178,76 @@ def admin_routes(fake: FakeSevera) -> list[web.RouteDef]:
             return web.json_response({"error": f"no hour entry {guid}"}, status=404)
         return web.Response(status=204)
 
+    async def object_body(request: web.Request, what: str) -> dict[str, Any]:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise _BadRequest(f"expected {what} object")
+        return body
+
+    def found(action: Callable[[], Any], *, status: int = 200) -> web.StreamResponse:
+        """Run a change by hand; an unknown GUID (KeyError from the lookup) is a 404."""
+        try:
+            result = action()
+        except KeyError as exc:
+            if str(exc.args[0] if exc.args else "").startswith("no "):
+                return web.json_response({"error": exc.args[0]}, status=404)
+            raise
+        return web.json_response(result, status=status, dumps=_dumps)
+
+    async def add_customer(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "a Customer")
+        nested = {key: body.pop(key, None) for key in ("Company", "HeadOfficeAddress", "Contact")}
+        for key, value in nested.items():
+            if value is not None and not isinstance(value, dict):
+                raise _BadRequest(f"{key} must be an object")
+        return web.json_response(
+            fake.add_customer(
+                body,
+                company=nested["Company"],
+                head_office_address=nested["HeadOfficeAddress"],
+                contact=nested["Contact"],
+            ),
+            status=201,
+            dumps=_dumps,
+        )
+
+    async def change_customer(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "an object of the Customer members to change")
+        return found(lambda: fake.change_customer(request.match_info["guid"], body))
+
+    async def head_office_address(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "an Address")
+        return found(lambda: fake.set_head_office_address(request.match_info["guid"], body))
+
+    async def add_contact(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "a contact")
+        return found(lambda: fake.add_contact(request.match_info["guid"], body), status=201)
+
+    async def change_contact(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "an object of the contact members to change")
+        return found(lambda: fake.change_contact(request.match_info["guid"], body))
+
+    async def add_invoice(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "an Invoice")
+        return web.json_response(fake.add_invoice(body), status=201, dumps=_dumps)
+
+    async def change_invoice(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, "an object of the Invoice members to change")
+        return found(lambda: fake.change_invoice(request.match_info["guid"], body))
+
+    async def invoice_status(request: web.Request) -> web.StreamResponse:
+        body = await object_body(request, 'a {"status": "<name>"}')
+        status = body.get("status")
+        if not isinstance(status, str) or not status:
+            raise _BadRequest('expected {"status": "<invoice status name>"}')
+        return found(lambda: fake.mark_invoice_status(request.match_info["guid"], status))
+
+    async def invoice_log(request: web.Request) -> web.StreamResponse:
+        guid = request.match_info["guid"]
+        if guid not in fake.store.invoices:
+            return web.json_response({"error": f"no invoice {guid}"}, status=404)
+        return web.json_response(fake.store.invoice_log.get(guid, []), dumps=_dumps)
+
     return [
         web.get("/admin/state", _guarded(state)),
         web.get("/admin/faults", _guarded(list_faults)),
@@ -178,4 +262,13 @@ def admin_routes(fake: FakeSevera) -> list[web.RouteDef]:
         web.post("/admin/hour-entries", _guarded(enter_hour_entry)),
         web.patch("/admin/hour-entries/{guid}", _guarded(edit_hour_entry)),
         web.delete("/admin/hour-entries/{guid}", _guarded(remove_hour_entry)),
+        web.post("/admin/customers", _guarded(add_customer)),
+        web.patch("/admin/customers/{guid}", _guarded(change_customer)),
+        web.put("/admin/customers/{guid}/head-office-address", _guarded(head_office_address)),
+        web.post("/admin/customers/{guid}/contacts", _guarded(add_contact)),
+        web.patch("/admin/contacts/{guid}", _guarded(change_contact)),
+        web.post("/admin/invoices", _guarded(add_invoice)),
+        web.patch("/admin/invoices/{guid}", _guarded(change_invoice)),
+        web.post("/admin/invoices/{guid}/status", _guarded(invoice_status)),
+        web.get("/admin/invoices/{guid}/log", _guarded(invoice_log)),
     ]

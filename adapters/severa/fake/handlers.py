@@ -21,8 +21,28 @@ all of it because the real service does all of it somewhere):
 * **Codes and names** (user code, phase code, business-unit code, names) match case-insensitively,
   as a default SQL Server collation does.
 * **ChangedSince**: ``startDateTime`` is UTC (naive = UTC), truncated to the minute; an entity is
-  returned when it changed at or after that minute. Options: ``1`` NewOnly (created since),
+  returned when it changed at or after that minute (once, however often it changed), in the order
+  the entities were created. Options: ``1`` NewOnly (created since),
   ``2`` IncludeInactive (otherwise entities with ``IsActive == false`` are left out).
+* **Accounts / customers ChangedSince** take every ``AccountGetOptions`` flag:
+  ``CheckAddressChanges`` (64) also returns an account whose company's addresses changed since,
+  ``CheckContactChanges`` (128) one whose contacts changed since, ``CheckChildChanges`` (224) both
+  (the fake has no account groups: ``CheckAccountGroupChanges`` adds nothing).
+  With ``NewOnly`` the child flags do not apply: a new address does not make an account new.
+  ``ExcludeNotNumbered`` (4) leaves out accounts without a ``Number``; ``ExcludeWithNoWonCases``
+  (8) leaves out accounts without a case (the fake does not model sales, so any case counts).
+  A bit that is no flag is a ``GeneralFailure``. Nothing changed is an empty array, never
+  null and never NotFound (the notes do not say; the other ChangedSince operations do the same).
+* **Bad arguments** of the account, customer and invoice operations (a GUID that is missing or
+  not a GUID, a negative ``maxInvoices``, an invoice number below 1, a log entry without text) are
+  a ``GeneralFailure``, which is what WCF makes of the service's argument exceptions; an unknown
+  but well-formed GUID is NotFound where declared, else null.
+* **Invoices**: ``GetInvoicesByStatus`` lists in creation order, ``maxInvoices`` caps the count;
+  an unknown status or business unit is NotFound. ``SetInvoiceNumber`` refuses a number another
+  invoice of the same numbering business unit has (GeneralFailure: no Validation is declared); a
+  null ``referenceNumber`` gets the Finnish reference of the number (7-3-1 check digit), a null
+  ``status`` keeps the status. ``AddNewInvoiceLogEntry`` with ``ignoreDuplicates`` skips an entry
+  equal in context, text and source to one already logged.
 * **Hour entries**: ``Quantity`` must be > 0 and ≤ 999; ``UserGUID``, ``CaseGUID``, ``PhaseGUID``
   must exist, the phase must belong to the case, the case must be open, the phase not locked,
   the user active; ``WorkTypeGUID`` defaults to the phase's, then the user's work
@@ -40,7 +60,9 @@ all of it because the real service does all of it somewhere):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
+import operator
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,6 +96,12 @@ MAX_QUANTITY: Final = Decimal(999)
 MAX_PAGE: Final = 100
 NEW_ONLY: Final = 1
 INCLUDE_INACTIVE: Final = 2
+EXCLUDE_NOT_NUMBERED: Final = 4
+EXCLUDE_WITH_NO_WON_CASES: Final = 8
+CHECK_ADDRESS_CHANGES: Final = 64
+CHECK_CONTACT_CHANGES: Final = 128
+ACCOUNT_OPTIONS: Final = SPEC.enum("AccountGetOptions")
+ACCOUNT_OPTION_BITS: Final = functools.reduce(operator.or_, (number for _, number in ACCOUNT_OPTIONS.values))
 ATTACHMENT_ONLY: Final = 1
 
 
@@ -162,6 +190,26 @@ def _in_business_unit(ctx: Context, case_guid: str | None, business_unit: str | 
 
 def _validation(problems: Iterable[str]) -> ServiceFault:
     return ServiceFault(Fault.VALIDATION, " ".join(problems))
+
+
+def _guid(value: str | None, name: str) -> str:
+    """A GUID argument as WCF's service code parses it: missing or malformed is a GeneralFailure."""
+    if not value:
+        raise ServiceFault(Fault.GENERAL_FAILURE, f"{name} is required.")
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ServiceFault(Fault.GENERAL_FAILURE, f"{name} '{value}' is not a valid GUID.") from None
+    return value
+
+
+def reference_number(base: int | str) -> str:
+    """The Finnish creditor reference (viitenumero) of *base*: its digits and a 7-3-1 check digit."""
+    digits = str(base)
+    if not digits.isdigit() or not 3 <= len(digits) <= 19:
+        raise ValueError(f"a reference is built from 3 to 19 digits, not {digits!r}")
+    weighted = sum(int(digit) * (7, 3, 1)[index % 3] for index, digit in enumerate(reversed(digits)))
+    return f"{digits}{-weighted % 10}"
 
 
 def _page(records: list[Record], start: int, count: int) -> list[Record]:
@@ -610,7 +658,7 @@ def get_account_by_number(ctx: Context, accountNumber: int) -> Record | None:
 
 @operation("GetAccountByGUID")
 def get_account_by_guid(ctx: Context, accountGuid: str | None) -> Record | None:
-    account = ctx.store.accounts.get(accountGuid)
+    account = ctx.store.accounts.get(_guid(accountGuid, "accountGuid"))
     if account is None:
         ctx.missing(f"Account '{accountGuid}'")
     return account
@@ -639,23 +687,49 @@ def get_accounts_by_insert_date(
     ]
 
 
+def accounts_changed_since(ctx: Context, start: dt.datetime, options: int) -> list[Record]:
+    """The accounts ``Get{Accounts,Customers}ChangedSince`` return (see the module docstring)."""
+    if options < 0 or options & ~ACCOUNT_OPTION_BITS:
+        raise ServiceFault(
+            Fault.GENERAL_FAILURE, f"options {options} is not a combination of AccountGetOptions."
+        )
+    store = ctx.store
+    cutoff = minute_cutoff(start)
+    own = _changed_since(store.accounts, start, options | INCLUDE_INACTIVE)
+    changed = {account["GUID"] for account in own}
+    if not options & NEW_ONLY:
+        if options & CHECK_ADDRESS_CHANGES:
+            companies = {address["CompanyGUID"] for address in store.addresses.changed_since(cutoff)}
+            changed |= {account["GUID"] for account in store.accounts if account["CompanyGUID"] in companies}
+        if options & CHECK_CONTACT_CHANGES:
+            changed |= {contact["AccountGUID"] for contact in store.contacts.changed_since(cutoff)}
+    with_cases = {case["AccountGUID"] for case in store.cases}
+    return [
+        account
+        for account in store.accounts
+        if account["GUID"] in changed
+        and (options & INCLUDE_INACTIVE or account["IsActive"] is not False)
+        and not (options & EXCLUDE_NOT_NUMBERED and account["Number"] is None)
+        and not (options & EXCLUDE_WITH_NO_WON_CASES and account["GUID"] not in with_cases)
+    ]
+
+
 @operation("GetAccountsChangedSinceOpts")
 def get_accounts_changed_since_opts(ctx: Context, startDateTime: dt.datetime, options: int) -> list[Record]:
-    return _changed_since(ctx.store.accounts, startDateTime, options)
+    return accounts_changed_since(ctx, startDateTime, options)
 
 
 @operation("GetAccountsChangedSince")
 def get_accounts_changed_since(ctx: Context, startDateTime: dt.datetime, options: int) -> list[Record]:
-    return _changed_since(ctx.store.accounts, startDateTime, options)
+    return accounts_changed_since(ctx, startDateTime, options)
 
 
 def _all_accounts(ctx: Context, options: int, start: int, count: int) -> list[Record]:
-    exclude_not_numbered = 4
     accounts = [
         account
         for account in ctx.store.accounts
         if (options & INCLUDE_INACTIVE or account["IsActive"] is not False)
-        and not (options & exclude_not_numbered and account["Number"] is None)
+        and not (options & EXCLUDE_NOT_NUMBERED and account["Number"] is None)
     ]
     return _page(accounts, start, count)
 
@@ -666,9 +740,18 @@ def get_all_accounts(ctx: Context, options: int, startFromIndex: int, count: int
     return _all_accounts(ctx, options, startFromIndex, count)
 
 
+@operation("GetHeadOfficeAddressByAccountGUID")
+def get_head_office_address_by_account_guid(ctx: Context, accountGUID: str | None) -> Record | None:
+    # No NotFound is declared: an unknown account, or one without a head office, is null.
+    account = ctx.store.accounts.get(_guid(accountGUID, "accountGUID"))
+    company = ctx.store.companies.get(account["CompanyGUID"]) if account is not None else None
+    guid = (company or account or {}).get("HeadOfficeAddressGUID")
+    return ctx.store.addresses.get(guid)
+
+
 @operation("GetCustomerByGUID")
 def get_customer_by_guid(ctx: Context, accountGuid: str | None) -> Record | None:
-    customer = ctx.store.customers.get(accountGuid)
+    customer = ctx.store.customers.get(_guid(accountGuid, "accountGuid"))
     if customer is None:
         ctx.missing(f"Customer '{accountGuid}'")
     return customer
@@ -676,7 +759,7 @@ def get_customer_by_guid(ctx: Context, accountGuid: str | None) -> Record | None
 
 @operation("GetCustomersChangedSince")
 def get_customers_changed_since(ctx: Context, startDateTime: dt.datetime, options: int) -> list[Record]:
-    return _changed_since(ctx.store.customers, startDateTime, options)
+    return accounts_changed_since(ctx, startDateTime, options)
 
 
 @operation("GetAllCustomers")
@@ -704,7 +787,7 @@ def _invoice_in_unit(invoice: Record, business_unit: str | None) -> bool:
 
 @operation("GetInvoiceByGUID")
 def get_invoice_by_guid(ctx: Context, invoiceGUID: str | None) -> Record | None:
-    invoice = ctx.store.invoices.get(invoiceGUID)
+    invoice = ctx.store.invoices.get(_guid(invoiceGUID, "invoiceGUID"))
     if invoice is None:
         ctx.missing(f"Invoice '{invoiceGUID}'")
     return invoice
@@ -712,6 +795,8 @@ def get_invoice_by_guid(ctx: Context, invoiceGUID: str | None) -> Record | None:
 
 @operation("GetInvoiceByNumber")
 def get_invoice_by_number(ctx: Context, invoiceNumber: int, businessUnitGUID: str | None) -> Record | None:
+    if invoiceNumber < 1:
+        raise ServiceFault(Fault.GENERAL_FAILURE, f"invoiceNumber {invoiceNumber} is not an invoice number.")
     for invoice in ctx.store.invoices:
         if invoice["Number"] == invoiceNumber and _invoice_in_unit(invoice, businessUnitGUID):
             return invoice
@@ -752,13 +837,17 @@ def get_invoices_by_date_and_status(
 def get_invoices_by_status(
     ctx: Context, businessUnitGUID: str | None, status: str | None, options: int, maxInvoices: int | None
 ) -> list[Record]:
+    if maxInvoices is not None and maxInvoices < 0:
+        raise ServiceFault(Fault.GENERAL_FAILURE, f"maxInvoices {maxInvoices} must not be negative.")
+    if businessUnitGUID and _guid(businessUnitGUID, "businessUnitGUID") not in ctx.store.business_units:
+        raise ServiceFault(Fault.NOT_FOUND, f"Business unit '{businessUnitGUID}' was not found.")
     name = _status(ctx, status)["Name"]
     found = [
         invoice
         for invoice in ctx.store.invoices
         if invoice["InvoiceStatus"] == name and _invoice_in_unit(invoice, businessUnitGUID)
     ]
-    return found if maxInvoices is None else found[: max(maxInvoices, 0)]
+    return found if maxInvoices is None else found[:maxInvoices]
 
 
 @operation("GetInvoicesByStatusAndBusinessUnit")
@@ -774,7 +863,7 @@ def get_invoices_by_status_and_business_unit(
 
 
 def _invoice(ctx: Context, guid: str | None) -> Record:
-    invoice = ctx.store.invoices.get(guid)
+    invoice = ctx.store.invoices.get(_guid(guid, "invoiceGUID"))
     if invoice is None:
         raise ServiceFault(Fault.NOT_FOUND, f"Invoice '{guid}' was not found.")
     return invoice
@@ -790,6 +879,53 @@ def set_invoice_status(ctx: Context, invoiceGUID: str | None, status: str | None
 def set_invoice_payment_date(ctx: Context, invoiceGUID: str | None, paymentDate: dt.datetime | None) -> None:
     invoice = _invoice(ctx, invoiceGUID)
     ctx.store.invoices.put({**invoice, "PaymentDate": paymentDate}, at=ctx.now)
+
+
+@operation("SetInvoiceNumber")
+def set_invoice_number(
+    ctx: Context, invoiceGUID: str | None, invoiceNumber: int, referenceNumber: str | None, status: str | None
+) -> None:
+    invoice = _invoice(ctx, invoiceGUID)
+    if invoiceNumber < 1:
+        raise ServiceFault(Fault.GENERAL_FAILURE, f"invoiceNumber {invoiceNumber} is not an invoice number.")
+    numbering = invoice["InvoiceNumberingBusinessUnitGUID"] or invoice["BusinessUnitGUID"]
+    for other in ctx.store.invoices:
+        if (
+            other["GUID"] != invoice["GUID"]
+            and other["Number"] == invoiceNumber
+            and (other["InvoiceNumberingBusinessUnitGUID"] or other["BusinessUnitGUID"]) == numbering
+        ):
+            raise ServiceFault(
+                Fault.GENERAL_FAILURE, f"Invoice number {invoiceNumber} is already used by another invoice."
+            )
+    changes: Record = {
+        "Number": invoiceNumber,
+        "ReferenceNumber": referenceNumber or reference_number(invoiceNumber),
+    }
+    if status:
+        changes["InvoiceStatus"] = _status(ctx, status)["Name"]
+    ctx.store.invoices.put({**invoice, **changes}, at=ctx.now)
+
+
+@operation("AddNewInvoiceLogEntry")
+def add_new_invoice_log_entry(
+    ctx: Context,
+    invoiceGuid: str | None,
+    context: str | None,
+    text: str | None,
+    source: str | None,
+    eventTimeUtc: dt.datetime | None,
+    ignoreDuplicates: bool,
+) -> None:
+    invoice = _invoice(ctx, invoiceGuid)
+    if not text:
+        raise ServiceFault(Fault.GENERAL_FAILURE, "text is required.")
+    log = ctx.store.invoice_log.setdefault(invoice["GUID"], [])
+    entry: Record = {"context": context, "text": text, "source": source}
+    if ignoreDuplicates and any({key: old[key] for key in entry} == entry for old in log):
+        return
+    entry["eventTimeUtc"] = as_utc(eventTimeUtc) if eventTimeUtc is not None else ctx.now
+    log.append(entry)
 
 
 def invoice_pdf(invoice: Record) -> bytes:

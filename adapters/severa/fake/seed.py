@@ -6,7 +6,10 @@ The document uses Severa's own member names, so a seed reads like the wire::
     business_units: [{GUID: ..., Code: HEL, Name: Helsinki, ...}]
     users:          [{GUID: ..., Code: AIVI, Email: ..., FirstName: ..., IsActive: true}]
     work_types:     [...]
+    companies:      [...]      # optional: an account's company is derived from the account
     accounts:       [...]      # Customer-shaped (alias: customers)
+    addresses:      [...]      # Address, by CompanyGUID; an account's HeadOfficeAddressGUID names one
+    contacts:       [...]      # the fake's own Contact shape (store.CONTACT), by AccountGUID
     cases:          [...]
     phases:         [...]
     invoice_statuses: [...]    # keyed by Name
@@ -14,7 +17,14 @@ The document uses Severa's own member names, so a seed reads like the wire::
     hour_entries:   [...]
 
 Each record may also carry ``_created_at`` / ``_changed_at`` (ISO timestamps, UTC when naive) to
-place it in time for the ``*ChangedSince`` operations; otherwise both are the load time.
+place it in time for the ``*ChangedSince`` operations; otherwise both are the load time. For
+accounts, ``UpdatedTS`` / ``InsertTS`` do the same when the ``_`` keys are absent, and are then set
+from the row's times, so the members and what ``Get*ChangedSince`` reads always agree.
+
+Derived, as Severa fills them itself: an account's ``Company`` (created or completed from the
+account's company members); a case's account name; an invoice's account name and number, its
+nested organisation/config members (``{}``, see :data:`INVOICE_NESTED`), and ``IsCreditNote``
+when it names the invoice it credits (``ReimburseInvoiceGUID``).
 
 Values are coerced to the member's type (YAML dates become ``datetime``, numbers for ``decimal``
 become ``Decimal``, …) and checked: an unknown section or member, a value of the wrong type or a
@@ -35,8 +45,8 @@ from typing import Any, Final, TypeAlias
 
 import yaml
 
-from adapters.severa.fake.store import Record, SeveraStore
-from adapters.severa.wsdl.spec import SPEC, Primitive, TypeKind, TypeRef
+from adapters.severa.fake.store import Record, SeveraStore, Table
+from adapters.severa.wsdl.spec import SPEC, ComplexType, Primitive, TypeKind, TypeRef
 
 SeedSource: TypeAlias = str | os.PathLike[str] | Mapping[str, Any] | None
 """A path to a ``.yaml``/``.yml``/``.json`` file, an already-loaded mapping, or ``None`` (empty)."""
@@ -58,7 +68,13 @@ _REFERENCES: Final[Mapping[tuple[str, str], str]] = {
     ("phases", "ParentPhaseGUID"): "phases",
     ("phases", "WorkTypeGUID"): "work_types",
     ("phases", "OwnerUserGUID"): "users",
+    ("accounts", "CompanyGUID"): "companies",
+    ("accounts", "HeadOfficeAddressGUID"): "addresses",
+    ("companies", "HeadOfficeAddressGUID"): "addresses",
+    ("addresses", "CompanyGUID"): "companies",
+    ("contacts", "AccountGUID"): "accounts",
     ("invoices", "AccountGUID"): "accounts",
+    ("invoices", "ReimburseInvoiceGUID"): "invoices",
     ("invoices", "MainCaseGUID"): "cases",
     ("invoices", "BusinessUnitGUID"): "business_units",
     ("invoices", "InvoiceStatus"): "invoice_statuses",
@@ -118,8 +134,8 @@ def apply_seed(store: SeveraStore, document: Mapping[str, Any], *, now: dt.datet
                 raise SeedError(f"{where}: expected a mapping")
             meta = {key: raw[key] for key in _META if key in raw}
             values = {key: value for key, value in raw.items() if key not in _META}
-            record = coerce_record(table.entity.name, values, where)
-            _derive(store, name, record)
+            record = coerce_record(table.entity, values, where)
+            _derive(store, name, record, now=now)
             try:
                 table.put(record, at=now)
             except (KeyError, ValueError) as exc:
@@ -129,6 +145,8 @@ def apply_seed(store: SeveraStore, document: Mapping[str, Any], *, now: dt.datet
                 table.touch(key, at=_timestamp(meta["_created_at"], f"{where}._created_at"), created=True)
             if "_changed_at" in meta:
                 table.touch(key, at=_timestamp(meta["_changed_at"], f"{where}._changed_at"))
+            if name == "accounts":
+                stamp_account(table, key, meta)
     _check_references(store)
 
 
@@ -149,8 +167,80 @@ def _apply_service(store: SeveraStore, service: Any) -> None:
             raise SeedError(f"service: unknown key {key!r} (known: version, entity_schema_version)")
 
 
-def _derive(store: SeveraStore, section: str, record: Record) -> None:
+COMPANY_MEMBERS: Final = (
+    "AnnualRevenue",
+    "Email",
+    "Employees",
+    "HeadOfficeAddressGUID",
+    "IndustryGUID",
+    "LanguageGUID",
+    "Name",
+    "TimezoneGUID",
+    "VatNumber",
+    "Website",
+)
+"""Members a Customer repeats from its Company (same names in both contracts)."""
+
+INVOICE_NESTED: Final = (
+    "BuyerOrganization",
+    "InvoiceConfig",
+    "InvoiceDetails",
+    "SellerContact",
+    "SellerOrganization",
+)
+"""Invoice members of the placeholder types: the real service fills them, so the fake sends them as
+present-but-empty elements (``{}``) rather than nil."""
+
+
+def stamp_account(table: Table, key: str, meta: Mapping[str, Any]) -> None:
+    """Keep an account's ``InsertTS`` / ``UpdatedTS`` and its row times the same instant.
+
+    Times given as members place the row when the ``_created_at`` / ``_changed_at`` keys do not;
+    then the members are set from the row (UTC), whichever came first.
+    """
+    record = table[key]
+    if "_created_at" not in meta and record.get("InsertTS") is not None:
+        table.touch(key, at=record["InsertTS"], created=True)
+        if "_changed_at" not in meta and record.get("UpdatedTS") is None:
+            table.touch(key, at=record["InsertTS"])
+    if "_changed_at" not in meta and record.get("UpdatedTS") is not None:
+        table.touch(key, at=record["UpdatedTS"])
+    record["InsertTS"] = table.created_at(key)
+    record["UpdatedTS"] = table.changed_at(key)
+
+
+def sync_company(store: SeveraStore, account: Record, *, at: dt.datetime) -> None:
+    """Make the account's Company exist and agree with the account's company members.
+
+    A member the account leaves empty is taken from an existing company; one it sets wins.
+    """
+    guid = account.get("CompanyGUID")
+    if not guid:
+        return
+    company = dict(store.companies.get(guid) or {"GUID": guid})
+    for member in COMPANY_MEMBERS:
+        if account.get(member) is None and company.get(member) is not None:
+            account[member] = company[member]
+        company[member] = account.get(member)
+    if company != store.companies.get(guid):
+        store.companies.put(company, at=at)
+
+
+def _derive(store: SeveraStore, section: str, record: Record, *, now: dt.datetime) -> None:
     """Fill what Severa fills itself when the seed leaves it out (denormalised names)."""
+    if section == "accounts":
+        sync_company(store, record, at=now)
+    if section == "invoices":
+        account = store.accounts.get(record.get("AccountGUID"))
+        if account is not None:
+            record["AccountName"] = record.get("AccountName") or account["Name"]
+            if record.get("AccountNumber") is None:
+                record["AccountNumber"] = account["Number"]
+        for member in INVOICE_NESTED:
+            if record.get(member) is None:
+                record[member] = {}
+        if record.get("ReimburseInvoiceGUID"):
+            record["IsCreditNote"] = True
     if section == "hour_entries" and not record.get("AccountGUID"):
         case = store.cases.get(record.get("CaseGUID"))
         if case is not None:
@@ -178,13 +268,13 @@ def _timestamp(value: Any, where: str) -> dt.datetime:
     return moment
 
 
-def coerce_record(entity: str, values: Mapping[str, Any], where: str) -> Record:
+def coerce_record(entity: str | ComplexType, values: Mapping[str, Any], where: str) -> Record:
     """Check and convert one record's values to store values of *entity*'s member types."""
-    complex_type = SPEC.complex_type(entity)
+    complex_type = SPEC.complex_type(entity) if isinstance(entity, str) else entity
     known = set(complex_type.member_names)
     unknown = [key for key in values if key not in known]
     if unknown:
-        raise SeedError(f"{where}: {entity} has no member(s) {unknown}")
+        raise SeedError(f"{where}: {complex_type.name} has no member(s) {unknown}")
     return {
         member.name: coerce_value(member.type, values.get(member.name), f"{where}.{member.name}")
         for member in complex_type.members

@@ -42,6 +42,7 @@ import structlog
 from aiohttp import web
 from lxml import etree
 
+from adapters.severa.fake import backoffice
 from adapters.severa.fake.codec import SoapCodec, get_codec
 from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule
 from adapters.severa.fake.handlers import HANDLERS, NULL_WHEN_EMPTY, Context
@@ -151,7 +152,11 @@ class FakeSevera:
     per operation), ``faults`` (:class:`FaultInjector`), ``quota`` (:class:`QuotaMeter`),
     ``internal_errors`` (bugs of the fake itself, answered as WCF's InternalServiceFault).
     :meth:`enter_hour_entry`, :meth:`edit_hour_entry` and :meth:`remove_hour_entry` change hour
-    entries as a person in Severa's UI would (also over the admin API), stamped by ``clock``.
+    entries as a person in Severa's UI would (also over the admin API), stamped by ``clock``; so do
+    :meth:`add_customer`, :meth:`change_customer`, :meth:`set_head_office_address`,
+    :meth:`add_contact`, :meth:`change_contact`, :meth:`add_invoice`, :meth:`change_invoice` and
+    :meth:`mark_invoice_status` for customers and invoices (:class:`~.backoffice.ChangeRefused`
+    when Severa would refuse, :class:`KeyError` for an unknown GUID).
     A closed fake cannot be started again.
     """
 
@@ -337,6 +342,52 @@ class FakeSevera:
         except ServiceFault as fault:
             raise HourEntryRefused(f"{fault.fault.value}: {fault.description}") from None
         return stored
+
+    # ------------------------------------------------------------- customers and invoices "by hand"
+    # Severa-side changes the connector will poll for; see adapters.severa.fake.backoffice.
+
+    def add_customer(
+        self,
+        values: Mapping[str, Any],
+        *,
+        company: Mapping[str, Any] | None = None,
+        head_office_address: Mapping[str, Any] | None = None,
+        contact: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """A new customer with its company and optionally head-office address and contact."""
+        return backoffice.add_customer(
+            self.store,
+            values,
+            now=self.clock(),
+            company=company,
+            head_office_address=head_office_address,
+            contact=contact,
+        )
+
+    def change_customer(self, guid: str, changes: Mapping[str, Any]) -> Record:
+        """Change members of a customer; its ``UpdatedTS`` becomes the clock's time."""
+        return backoffice.change_customer(self.store, guid, changes, now=self.clock())
+
+    def set_head_office_address(self, account_guid: str, values: Mapping[str, Any]) -> Record:
+        """Create or change the customer's head-office address (an address change, not an account one)."""
+        return backoffice.set_head_office_address(self.store, account_guid, values, now=self.clock())
+
+    def add_contact(self, account_guid: str, values: Mapping[str, Any]) -> Record:
+        return backoffice.add_contact(self.store, account_guid, values, now=self.clock())
+
+    def change_contact(self, guid: str, changes: Mapping[str, Any]) -> Record:
+        return backoffice.change_contact(self.store, guid, changes, now=self.clock())
+
+    def add_invoice(self, values: Mapping[str, Any]) -> Record:
+        """A new invoice with its rows; amounts, due date, receiver and reference are filled in."""
+        return backoffice.add_invoice(self.store, values, now=self.clock())
+
+    def change_invoice(self, guid: str, changes: Mapping[str, Any]) -> Record:
+        return backoffice.change_invoice(self.store, guid, changes, now=self.clock())
+
+    def mark_invoice_status(self, guid: str, status: str) -> Record:
+        """Move an invoice to *status* (numbering it or marking it paid where the status says so)."""
+        return backoffice.mark_invoice_status(self.store, guid, status, now=self.clock())
 
     def state(self) -> dict[str, Any]:
         """A JSON-ready snapshot for humans and the admin endpoint (never the key)."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from adapters.severa.wsdl.spec import SPEC, ComplexType
+from adapters.severa.wsdl.spec import NS_ENTITIES, SPEC, ComplexType, Member, TypeRef
 
 Record = dict[str, Any]
 """One entity: member name -> store value."""
@@ -44,11 +44,38 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-class Table:
-    """The records of one entity set, by key, in insertion order."""
+CONTACT: Final = ComplexType(
+    "Contact",
+    NS_ENTITIES,
+    tuple(
+        Member(name, TypeRef.parse(type_text))
+        for name, type_text in (
+            ("AccountGUID", "string"),
+            ("Email", "string"),
+            ("FirstName", "string"),
+            ("GUID", "string"),
+            ("IsActive", "bool"),
+            ("LastName", "string"),
+            ("Phone", "string"),
+            ("Title", "string"),
+        )
+    ),
+    documented=False,
+)
+"""The fake's own shape for an account's contact person. The contract notes list no ``Contact``
+members and no operation of the contract returns one, so this never goes on the wire: it only lets
+the fake know *when* a contact changed, which ``CheckContactChanges`` reads."""
 
-    def __init__(self, entity: str, *, key: str = "GUID") -> None:
-        self.entity: ComplexType = SPEC.complex_type(entity)
+
+class Table:
+    """The records of one entity set, by key, in insertion order.
+
+    *entity* names a data contract of the spec, or is a :class:`ComplexType` of the fake's own
+    (:data:`CONTACT`).
+    """
+
+    def __init__(self, entity: str | ComplexType, *, key: str = "GUID") -> None:
+        self.entity: ComplexType = SPEC.complex_type(entity) if isinstance(entity, str) else entity
         self.key = key
         self.entity.member(key)  # fail early on a key the entity does not have
         self._rows: dict[str, _Row] = {}
@@ -122,7 +149,7 @@ class Table:
 
     def copy(self) -> Table:
         """An independent copy (records and timestamps), for staging changes."""
-        other = Table(self.entity.name, key=self.key)
+        other = Table(self.entity, key=self.key)
         other._rows = {
             key: _Row(copy.deepcopy(row.record), row.created_at, row.changed_at)
             for key, row in self._rows.items()
@@ -141,18 +168,29 @@ class SeveraStore:
     ``ICustomer`` read the same organisations, and the codec projects a record onto whichever
     contract type the operation returns. ``customers`` is the same table as ``accounts``.
     Invoice statuses have no GUID; they are keyed by ``Name``, which is what invoices refer to.
+
+    An account's organisation is a ``Company`` (``CompanyGUID``), whose head-office ``Address``
+    (``HeadOfficeAddressGUID``) is one of the addresses with that ``CompanyGUID``; contacts
+    (:data:`CONTACT`) belong to an account. The Customer record repeats the company's members
+    (``VatNumber``, ``Email``, ``HeadOfficeAddressGUID`` …), as Severa's Customer contract does;
+    the fake keeps the two in step when either is changed by hand. ``invoice_log`` holds what
+    ``AddNewInvoiceLogEntry`` wrote, per invoice GUID (no operation reads it back).
     """
 
     def __init__(self) -> None:
         self.business_units = Table("BusinessUnit")
         self.users = Table("User")
         self.work_types = Table("WorkType")
+        self.companies = Table("Company")
         self.accounts = Table("Customer")
+        self.addresses = Table("Address")
+        self.contacts = Table(CONTACT)
         self.cases = Table("Case")
         self.phases = Table("Phase")
         self.hour_entries = Table("HourEntry")
         self.invoice_statuses = Table("InvoiceStatus", key="Name")
         self.invoices = Table("Invoice")
+        self.invoice_log: dict[str, list[Record]] = {}
         self.version: str = DEFAULT_VERSION
         self.entity_schema_version: str = DEFAULT_ENTITY_SCHEMA_VERSION
 
@@ -166,7 +204,10 @@ class SeveraStore:
             "business_units": self.business_units,
             "users": self.users,
             "work_types": self.work_types,
+            "companies": self.companies,
             "accounts": self.accounts,
+            "addresses": self.addresses,
+            "contacts": self.contacts,
             "cases": self.cases,
             "phases": self.phases,
             "invoice_statuses": self.invoice_statuses,
@@ -180,6 +221,7 @@ class SeveraStore:
     def clear(self) -> None:
         for table in self.tables().values():
             table.clear()
+        self.invoice_log.clear()
         self.version = DEFAULT_VERSION
         self.entity_schema_version = DEFAULT_ENTITY_SCHEMA_VERSION
 
@@ -188,6 +230,7 @@ class SeveraStore:
         other = SeveraStore()
         for name, table in self.tables().items():
             other.tables()[name].take_rows(table.copy())
+        other.invoice_log = copy.deepcopy(self.invoice_log)
         other.version = self.version
         other.entity_schema_version = self.entity_schema_version
         return other
@@ -197,5 +240,6 @@ class SeveraStore:
         mine = self.tables()
         for name, table in other.tables().items():
             mine[name].take_rows(table)
+        self.invoice_log = other.invoice_log
         self.version = other.version
         self.entity_schema_version = other.entity_schema_version

@@ -12,6 +12,8 @@ Shape (WCF conventions, as the real service publishes them):
   ``ArrayOfX`` in ``…/Severa.Entities.API``; ``ArrayOfstring`` in WCF's ``Serialization/Arrays``;
   fault details and flag enums in ``…/Severa.API``;
 * every element is ``minOccurs="0"``; reference types and ``Nullable<T>`` are ``nillable="true"``;
+* a type the contract notes name without listing its members has an empty sequence and an
+  ``xs:documentation`` saying so;
 * flag enums are an ``xs:list`` of an enumerated ``xs:string`` with WCF's ``EnumerationValue``
   annotations;
 * messages ``<Contract>_<Op>_InputMessage`` / ``_OutputMessage`` /
@@ -40,6 +42,7 @@ from adapters.severa.wsdl.spec import (
     NS_ARRAYS,
     NS_ENTITIES,
     NS_SERVICE,
+    PLACEHOLDER_NOTE,
     SERVICE_NAME,
     SPEC,
     ComplexType,
@@ -152,6 +155,9 @@ class _Renderer:
 
     def complex_type(self, schema: etree._Element, complex_type: ComplexType) -> None:
         node = _sub(schema, NS_XS, "complexType", name=complex_type.name)
+        if not complex_type.documented:
+            annotation = _sub(node, NS_XS, "annotation")
+            _sub(annotation, NS_XS, "documentation").text = PLACEHOLDER_NOTE.format(name=complex_type.name)
         if complex_type.base is not None:
             base = self.spec.complex_type(complex_type.base)
             content = _sub(node, NS_XS, "complexContent", mixed="false")

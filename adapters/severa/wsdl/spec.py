@@ -441,6 +441,15 @@ def _entity(
     return ComplexType(name, namespace, result)
 
 
+PLACEHOLDER_NOTE: Final = (
+    "{name}: the contract notes name this type but do not list its members, so it is declared"
+    " without members (its namespace is assumed too). A client reading this WSDL parses whatever"
+    " the service sends inside it as no content."
+)
+"""The ``xs:documentation`` the WSDL carries for each placeholder type, so a reader of the WSDL
+(not only of this module) learns that the empty sequence is a gap in our knowledge, not Severa's shape."""
+
+
 def _placeholder(name: str) -> ComplexType:
     """A type the document names without members: declared empty (see the module docstring)."""
     return ComplexType(name, NS_ENTITIES, (), documented=False)
