@@ -257,6 +257,20 @@ class Bus:
         self._consumers.append(consumer)
         return consumer
 
+    async def discard(self, consumer: Consumer) -> None:
+        """Close a consumer this bus made, with its channel and keeper; a no-op for a stranger."""
+        if consumer not in self._consumers:
+            return
+        self._consumers.remove(consumer)
+        with contextlib.suppress(Exception):
+            await consumer.close()
+        channel = consumer.channel
+        if channel in self._consumer_channels:
+            self._consumer_channels.remove(channel)
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:
             raise RuntimeError("Bus is not connected")
@@ -314,6 +328,7 @@ class Consumer:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
+        self._rpcs: set[asyncio.Future[None]] = set()
         self._closed = False
         #: Set when the broker cancelled us (queue deleted, node lost) until consuming again.
         self.cancelled_by_broker = asyncio.Event()
@@ -326,6 +341,10 @@ class Consumer:
     @property
     def queue_name(self) -> str:
         return self._queue.name
+
+    @property
+    def channel(self) -> AbstractChannel:
+        return self._channel
 
     @property
     def wanted(self) -> bool:
@@ -363,6 +382,8 @@ class Consumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
+        if self._rpcs:
+            await asyncio.gather(*self._rpcs, return_exceptions=True)
 
     # -- reconciliation -------------------------------------------------------------------------
 
@@ -385,9 +406,23 @@ class Consumer:
             and self._tag in underlay.consumers
         )
 
+    async def _shielded_reconcile(self) -> None:
+        """Reconcile so that a caller being cancelled never interrupts a broker round trip.
+
+        aiormq closes a channel whose RPC was cancelled -- and with it every message in flight on
+        it -- so a shutdown that cancels the supervisor in the middle of a ``basic.cancel`` would
+        skip the drain. The round trip runs to its end (bounded by RPC_TIMEOUT) in a task of ours,
+        awaited again by :meth:`close`.
+        """
+        task = asyncio.ensure_future(self._reconcile())
+        self._rpcs.add(task)
+        task.add_done_callback(self._rpcs.discard)
+        task.add_done_callback(_retrieve)  # its failure is the awaiting caller's, if any is left
+        await asyncio.shield(task)
+
     async def _try_reconcile(self) -> None:
         try:
-            await self._reconcile()
+            await self._shielded_reconcile()
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("consumer_reconcile_deferred", queue=self._queue.name, error=self.last_error)
@@ -427,7 +462,7 @@ class Consumer:
             if self._want == self._is_live(self._current_underlay()):
                 continue
             try:
-                await self._reconcile()
+                await self._shielded_reconcile()
                 delay = 0.5
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -450,6 +485,11 @@ class Consumer:
             self.cancelled_by_broker.set()
             log.error("consumer_cancelled_by_broker", queue=self._queue.name)
             self._wake.set()
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def ready_count(channel: AbstractChannel, queue_name: str) -> int:

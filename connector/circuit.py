@@ -44,6 +44,8 @@ class Circuit:
         self._changed = asyncio.Event()
         self._tripped = asyncio.Event()
         self._trial_taken = False
+        self._trial_active = False
+        self._holding = True
         self._waiters = 0
         self.last_error: ConnectorError | None = None
         self.opened_at: float | None = None
@@ -91,6 +93,7 @@ class Circuit:
                 log.warning("circuit_trial_failed", circuit=self.name, **describe(error))
             self._state = CircuitState.OPEN
             self._trial_taken = False
+            self._trial_active = False
             self._notify()
         self._tripped.set()
 
@@ -103,6 +106,7 @@ class Circuit:
             return
         self._state = CircuitState.HALF_OPEN
         self._trial_taken = False
+        self._trial_active = False
         log.info("circuit_half_open", circuit=self.name, held=self._waiters)
         self._notify()
 
@@ -113,16 +117,46 @@ class Circuit:
         self._state = CircuitState.CLOSED
         self.opened_at = None
         self._trial_taken = False
+        self._trial_active = False
         self._tripped.clear()
         # The trial that closed the circuit is itself evidence that Severa works.
         self._successes_at_close = self.successes - 1 if by_trial else self.successes
         self._notify()
 
-    def record_success(self) -> None:
-        """A handled message did not fail systemically; in HALF_OPEN that closes the circuit."""
-        self.successes += 1
+    def record_success(self, *, evidence: bool = True) -> None:
+        """A handled message did not fail systemically; in HALF_OPEN that closes the circuit.
+
+        ``evidence``: the outcome was served by the dependency (an ack, Severa refusing a write).
+        A message refused before it reached Severa (not JSON, a schema violation) proves nothing
+        about Severa: it still ends a trial, but does not count as a success of others when a
+        message is judged a poison suspect, nor reset the supervisor's backoff.
+        """
+        if evidence:
+            self.successes += 1
         if self._state is CircuitState.HALF_OPEN:
-            self.close(by_trial=True)
+            self.close(by_trial=evidence)
+
+    def abandon_trial(self) -> None:
+        """The trial ended without a verdict (its task was cancelled), or nobody is left to try:
+        open again, not a new trip, so the next probe starts another trial (or closes the circuit)
+        instead of it waiting half-open forever."""
+        if self._state is CircuitState.HALF_OPEN:
+            log.warning("circuit_trial_abandoned", circuit=self.name, trial_taken=self._trial_taken)
+            self._state = CircuitState.OPEN
+            self._trial_taken = False
+            self._trial_active = False
+            self._tripped.set()
+            self._notify()
+
+    @property
+    def trial_pending(self) -> bool:
+        """HALF_OPEN with a trial admitted and not yet decided."""
+        return self._state is CircuitState.HALF_OPEN and self._trial_active
+
+    def stop_holding(self) -> None:
+        """Shutting down: every held message stops waiting (it is put back, not cancelled)."""
+        self._holding = False
+        self._notify()
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -131,6 +165,8 @@ class Circuit:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not ready():
+            if not self._holding:
+                return False
             changed = self._changed
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
@@ -138,7 +174,9 @@ class Circuit:
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
-                return False
+                # A transition in the same loop turn as the timeout must not be lost: a trial
+                # offered just now and given up on would leave the circuit half-open with nobody.
+                return self._holding and ready()
         return True
 
     async def wait_usable(self, timeout: float | None = None) -> bool:
@@ -157,6 +195,7 @@ class Circuit:
             return True
         if self._state is CircuitState.HALF_OPEN and not self._trial_taken:
             self._trial_taken = True
+            self._trial_active = True
             return True
         return False
 

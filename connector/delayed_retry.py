@@ -64,9 +64,18 @@ class RetryLadder:
         )
         return delay
 
-    async def put_back(self, message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> None:
-        """Republish ``message`` to the tail of its work queue with ``headers`` added."""
-        merged = {**_provenance(message, dt.datetime.now(dt.UTC)), **headers}
+    async def put_back(
+        self,
+        message: AbstractIncomingMessage,
+        headers: Mapping[str, Any],
+        *,
+        first_failure_at: dt.datetime,
+        attempts: int,
+    ) -> None:
+        """Republish ``message`` to the tail of its work queue with ``headers`` added, keeping when
+        it first failed and counting the attempts this delivery made."""
+        merged = {**_provenance(message, first_failure_at), **headers}
+        merged[ATTEMPTS_HEADER] = header_int(merged, ATTEMPTS_HEADER) + attempts
         await self._bus.publish("", OutgoingMessage.copy_of(message, routing_key=self._queue, headers=merged))
 
 

@@ -57,6 +57,9 @@ class ConnectorError(Exception):
 
     category: Category = Category.PERMANENT
     reason: str = "error"
+    #: The dependency itself answered with this error (Severa refused a write, found no such
+    #: user): evidence that it is up, used by the circuit (connector.processing).
+    answered_by_peer: ClassVar[bool] = False
 
     def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
         super().__init__(message)
@@ -84,6 +87,7 @@ class UnknownReference(PermanentError):
     """The event names a user / case / phase / work type that Severa does not know."""
 
     reason = "unknown_reference"
+    answered_by_peer = True
 
     def __init__(self, message: str, *, kind: str, value: str, **context: Any) -> None:
         super().__init__(message, reason=f"unknown_{kind}", kind=kind, value=value, **context)
@@ -95,6 +99,7 @@ class SeveraRejected(PermanentError):
     """Severa answered with a typed fault that no retry can change."""
 
     reason = "severa_rejected"
+    answered_by_peer = True
 
     def __init__(self, message: str, *, fault: str, operation: str, **context: Any) -> None:
         super().__init__(

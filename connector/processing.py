@@ -131,7 +131,14 @@ FailureHook = Callable[[Delivery, Failure], Awaitable[None]]
 class Republisher(Protocol):
     """Puts a message back on its work queue with extra headers (:mod:`connector.delayed_retry`)."""
 
-    async def put_back(self, message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> None: ...
+    async def put_back(
+        self,
+        message: AbstractIncomingMessage,
+        headers: Mapping[str, Any],
+        *,
+        first_failure_at: dt.datetime,
+        attempts: int,
+    ) -> None: ...
 
 
 #: Systemic failures a message caused while other messages succeeded (our own header).
@@ -210,10 +217,15 @@ class MessageProcessor:
             attempts += 1
 
         while True:
+            served_before = self._circuit.successes
             try:
                 try:
                     async with asyncio.timeout_at(budget_deadline):
                         await self._retry.run(lambda: self._handler(delivery), on_attempt=count)
+                except asyncio.CancelledError:
+                    if trial:  # the trial ends without a verdict: let the next probe start another
+                        self._circuit.abandon_trial()
+                    raise
                 except TimeoutError as exc:
                     if loop.time() < budget_deadline:
                         raise  # a timeout of the handler's own, not the budget's
@@ -226,19 +238,21 @@ class MessageProcessor:
                 first_failure = first_failure or now
                 systemic = exc if isinstance(exc, SystemicError) else outage_behind(exc)
                 if systemic is not None:
-                    if self._circuit.evidence_of_health:
+                    if self._circuit.successes > served_before:
+                        # Others were served by Severa while this message failed: it, not an
+                        # outage, may be the cause. (During an outage nobody is served.)
                         strikes += 1
                     if strikes < self._poison_strikes:
                         self._circuit.trip(systemic)
                         if trial or loop.time() >= hold_deadline:
                             # A failed trial goes to the back of the queue so that the next trial
                             # is another message; a message held to its deadline likewise.
-                            return await self._give_back(message, strikes)
+                            return await self._give_back(message, strikes, first_failure, attempts)
                         log.warning("message_held_circuit_open", reason=systemic.reason, strikes=strikes)
                         if await self._circuit.wait_usable(hold_deadline - loop.time()):
                             trial = self._circuit.state is not CircuitState.CLOSED
                             continue  # the circuit lets this message try again
-                        return await self._give_back(message, strikes)
+                        return await self._give_back(message, strikes, first_failure, attempts)
                     exc = SuspectedPoisonMessage(
                         f"failed {strikes} times with {systemic.reason} while Severa served other "
                         f"messages, so it is parked as the likely cause: {systemic.message}",
@@ -246,7 +260,11 @@ class MessageProcessor:
                         systemic_reason=systemic.reason,
                     )
                     exc.__cause__ = systemic
-                self._circuit.record_success()  # not systemic: Severa is usable for this one
+                # Not systemic: the trial (if this was one) is over; it is evidence that Severa
+                # works only if Severa itself answered (a refusal), not for a body it never saw.
+                self._circuit.record_success(
+                    evidence=isinstance(exc, ConnectorError) and exc.answered_by_peer
+                )
                 failure = Failure(exc, max(attempts, 1), first_failure, now)
                 if (
                     failure.category is Category.TRANSIENT
@@ -260,11 +278,15 @@ class MessageProcessor:
                 await _settle(message.ack(), "ack")
                 return "acked"
 
-    async def _give_back(self, message: AbstractIncomingMessage, strikes: int) -> str:
+    async def _give_back(
+        self, message: AbstractIncomingMessage, strikes: int, first_failure: dt.datetime, attempts: int
+    ) -> str:
         """End this delivery without losing the message or spending its delivery limit."""
         if self._put_back is not None:
             try:
-                await self._put_back.put_back(message, {STRIKES_HEADER: strikes})
+                await self._put_back.put_back(
+                    message, {STRIKES_HEADER: strikes}, first_failure_at=first_failure, attempts=attempts
+                )
             except Exception as exc:
                 log.error("put_back_failed_requeueing", error=str(exc))
             else:

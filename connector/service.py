@@ -111,6 +111,7 @@ class ConnectorService:
         self._health: HealthServer | None = None
         self._tasks = TaskSupervisor()
         self._ingester: Any = None
+        self._start_deadline = 0.0
         self._heartbeat = Heartbeat()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -148,6 +149,7 @@ class ConnectorService:
         settings = self.settings
         register_secret(urlsplit(settings.rabbitmq.url.get_secret_value()).password)
         log.info("connector_starting", broker=settings.rabbitmq.safe_url(), severa=settings.severa.endpoint)
+        self._start_deadline = asyncio.get_running_loop().time() + settings.rabbitmq.connect_timeout_seconds
         self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
         self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
         self.metrics.ready.set(0)
@@ -243,7 +245,7 @@ class ConnectorService:
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.rabbitmq.connect_timeout_seconds
+        deadline = self._start_deadline
         delay = 0.5
         attempt = 0
         while True:
@@ -256,6 +258,7 @@ class ConnectorService:
             try:
                 await ledger.setup()
             except LedgerUnavailable as exc:
+                await _quietly("ledger_close", ledger.aclose())  # nothing half-built is kept
                 left = deadline - loop.time()
                 if exc.reason != "ledger_unavailable":
                     raise
@@ -291,8 +294,10 @@ class ConnectorService:
             ) from None
 
     async def _connect(self, bus: Bus) -> None:
+        # The ledger and the broker share one start-up budget, not one each.
+        left = self._start_deadline - asyncio.get_running_loop().time()
         await bus.connect(
-            retry_seconds=self.settings.rabbitmq.connect_timeout_seconds,
+            retry_seconds=max(left, 1.0),
             safe_url=self.settings.rabbitmq.safe_url(),
         )
 
@@ -322,6 +327,10 @@ class ConnectorService:
             return
         self._closed = True
         await self._tasks.aclose()  # first: nothing may restart consumption from here on
+        # Held messages stop waiting and are put back (republished, then acked) while the drain
+        # runs, instead of being cancelled and returned unacked, which would spend their quorum
+        # delivery limit on every restart during an outage.
+        self.circuit.stop_holding()
         if self._consumer is not None:
             await _quietly("consumer_stop", self._consumer.stop())
         drained, cancelled = await self._drain(self.settings.drain_seconds)
@@ -392,12 +401,22 @@ class ConnectorService:
     async def _supervise_circuit(self) -> None:
         """Pause while the circuit is not closed, probe with backoff, resume when it closes.
 
-        Never dies of an error: each step's failure is logged and the loop goes on (a dead
-        supervisor would leave the pod paused forever; it is supervised all the same).
+        The backoff (``circuit.probe_*_seconds``) grows with every failed probe *and* every failed
+        trial or re-trip that came with no success in between -- a probe that passes where the real
+        operation fails (an API user allowed to read but not to write) must not turn into a tight
+        loop of probes and trials that spends the quota. It resets only after Severa served
+        messages again. Never dies of an error: each step's failure is logged and the loop goes on
+        (a dead supervisor would leave the pod paused forever; it is supervised all the same).
         """
         cfg = self.settings.circuit
         delay = cfg.probe_initial_seconds
         gauge = self.metrics.circuit_open.labels(circuit=self.circuit.name)
+
+        async def back_off() -> None:
+            nonlocal delay
+            await asyncio.sleep(delay)  # backoff between attempts on Severa, not synchronisation
+            delay = min(delay * 2, cfg.probe_max_seconds)
+
         while True:
             try:
                 state = self.circuit.state
@@ -407,27 +426,33 @@ class ConnectorService:
                     if consumer is not None:
                         await consumer.start()
                     await self.circuit.wait_tripped()
-                    # Re-tripped with no success since it closed (a failed trial, or the probe
-                    # passing where the real operation fails): keep backing off, don't restart.
-                    delay = cfg.probe_initial_seconds if self.circuit.evidence_of_health else delay
+                    if self.circuit.evidence_of_health:
+                        delay = cfg.probe_initial_seconds  # it worked for a while: a new outage
+                    else:
+                        await back_off()  # re-tripped at once: the probe passing proved nothing
                     continue
                 if consumer is not None:
                     await consumer.stop()
                 if state is CircuitState.HALF_OPEN:
                     await self.circuit.wait_changed(cfg.probe_max_seconds)
+                    if self.circuit.state is CircuitState.OPEN:
+                        await back_off()  # the trial failed (or was abandoned)
+                    elif (
+                        self.circuit.state is CircuitState.HALF_OPEN
+                        and not self.circuit.trial_pending
+                        and self.circuit.waiters == 0
+                    ):
+                        self.circuit.abandon_trial()  # nobody left to try: probe again
                     continue
                 if await self._probe():
                     self.circuit.half_open()
-                    if self.circuit.state is CircuitState.HALF_OPEN:
-                        delay = min(delay * 2, cfg.probe_max_seconds)
                     continue
-                await asyncio.sleep(delay)  # backoff between probes, not synchronisation
-                delay = min(delay * 2, cfg.probe_max_seconds)
+                await back_off()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.error("circuit_supervisor_step_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(delay)
+                await back_off()
 
     async def _ingest_dead_letters(self) -> None:
         """Move every dead letter into the central store (commit, then ack), for as long as we run.

@@ -336,7 +336,8 @@ class DeadLetterIngester:
                     self._consumers.append(consumer)
                     await consumer.start()
             except BaseException:
-                await self._stop_consumers()
+                for consumer in self._consumers:  # nothing half-started is left behind
+                    await self._bus.discard(consumer)
                 self._consumers.clear()
                 raise
             self._state = _State.RUNNING
@@ -357,6 +358,9 @@ class DeadLetterIngester:
                 log.warning(
                     "dlq.ingester_drain_timeout", in_flight=self._in_flight, drain_seconds=self._drain_seconds
                 )
+            for consumer in self._consumers:  # their channels and keepers go with them
+                await self._bus.discard(consumer)
+            self._consumers.clear()
             counts = self.counts
             log.info(
                 "dlq.ingester_stopped",

@@ -18,6 +18,7 @@ from connector.circuit import Circuit, CircuitState
 from connector.delayed_retry import ATTEMPTS_HEADER, RETRY_STEP_HEADER, RetryLadder
 from connector.dlq import DeadLetterer
 from connector.errors import (
+    InvalidMessage,
     SeveraAuthenticationFailed,
     SeveraQuotaExceeded,
     SeveraUnavailable,
@@ -268,23 +269,57 @@ async def test_a_message_held_to_its_deadline_is_put_back_without_spending_its_d
 async def test_a_message_that_fails_while_others_succeed_is_parked_as_suspected_poison(
     rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
 ) -> None:
-    handler = PoisonHandler(poison_id="bad")
-    await rig.run(handler, poison_strikes=2)
-    for message_id in ("good-1", "bad", "good-2"):
-        await rig.send(message_id=message_id)
-    deadline = asyncio.get_running_loop().time() + 10
-    while rig.outcome_count("dead_lettered") == 0:
-        assert asyncio.get_running_loop().time() < deadline, "the poison message was never parked"
-        await wait_until(lambda: rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
-        if rig.circuit.is_open:
-            rig.circuit.half_open()  # the probe passes: Severa is fine
-            await wait_until(lambda: not rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
-    [letter] = await dlq()
-    headers = DeadLetterHeaders.from_amqp(letter.headers)
-    assert letter.message_id == "bad"
+    """Severa serves a steady stream of other messages while one keeps failing: that one is parked."""
+    handler = PoisonHandler(poison_id="bad", slow_seconds=0.05)
+    await rig.run(handler, poison_strikes=2, prefetch=8)
+    await rig.send(message_id="bad")
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await rig.send(message_id=f"good-{n}")
+            await asyncio.sleep(0.01)  # a producer's pace, not synchronisation
+
+    producer = asyncio.create_task(traffic())
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while rig.outcome_count("dead_lettered") == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the poison message was never parked"
+            await wait_until(lambda: rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
+            if rig.circuit.state is CircuitState.OPEN:
+                rig.circuit.half_open()  # the probe passes: Severa is fine
+            await asyncio.sleep(0.02)  # let the trial run before the next probe, as the backoff would
+    finally:
+        stop.set()
+        await producer
+    letters = await dlq()
+    assert [m.message_id for m in letters] == ["bad"]
+    headers = DeadLetterHeaders.from_amqp(letters[0].headers)
     assert headers.reason == "suspected_poison_message"
     assert "severa_outage" in headers.message
-    assert sorted(handler.succeeded_ids) == ["good-1", "good-2"]
+    assert "bad" not in handler.succeeded_ids
+
+
+async def test_nobody_is_parked_as_poison_while_severa_serves_nobody(
+    rig: Rig, dlq: Callable[[], asyncio.Future[list[aio_pika.abc.AbstractIncomingMessage]]]
+) -> None:
+    """An outage with a few bodies Severa never sees (not JSON): those are no evidence of health."""
+    handler = OutageHandler()
+    await rig.run(handler, poison_strikes=2, prefetch=8)
+    for n in range(4):
+        await rig.send(message_id=f"event-{n}")
+        await rig.send(b"{not json", message_id=f"junk-{n}")
+    for _ in range(20):  # probes keep passing, trials keep failing
+        await wait_until(lambda: rig.circuit.state is CircuitState.OPEN, what="the circuit open")
+        rig.circuit.half_open()
+        await asyncio.sleep(0.01)  # the backoff between probes, shortened
+    parked = {m.message_id for m in await dlq()}
+    assert parked <= {f"junk-{n}" for n in range(4)}, parked
+    handler.outage = False
+    rig.circuit.close()
+    await wait_until(lambda: rig.outcome_count("acked") >= 4, what="every event after the outage")
 
 
 async def test_provenance_survives_the_retry_ladder_into_the_dead_letter(
@@ -318,14 +353,29 @@ async def test_a_handler_past_its_budget_is_retried_later_not_held_past_the_cons
 class PoisonHandler:
     """Severa "fails" for one message only; every other message succeeds."""
 
-    def __init__(self, poison_id: str) -> None:
+    def __init__(self, poison_id: str, slow_seconds: float = 0.0) -> None:
         self.poison_id = poison_id
+        self.slow_seconds = slow_seconds
         self.succeeded_ids: list[str] = []
 
     async def __call__(self, delivery: Delivery) -> None:
         if delivery.message_id == self.poison_id:
+            await asyncio.sleep(self.slow_seconds)  # Severa takes a while to answer HTTP 500
             raise SeveraUnavailable("Severa answered HTTP 500 to this entry")
         self.succeeded_ids.append(delivery.message_id or "")
+
+
+class OutageHandler:
+    """Severa is down for every event; a body that is not JSON is refused before Severa."""
+
+    def __init__(self) -> None:
+        self.outage = True
+
+    async def __call__(self, delivery: Delivery) -> None:
+        if delivery.body.startswith(b"{not"):
+            raise InvalidMessage("body is not valid JSON", reason="invalid_json")
+        if self.outage:
+            raise SeveraUnavailable("Severa answered HTTP 503")
 
 
 class SlowHandler:
