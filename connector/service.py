@@ -297,7 +297,7 @@ class ConnectorService:
         # The ledger and the broker share one start-up budget, not one each.
         left = self._start_deadline - asyncio.get_running_loop().time()
         await bus.connect(
-            retry_seconds=max(left, 1.0),
+            retry_seconds=max(round(left, 1), 1.0),
             safe_url=self.settings.rabbitmq.safe_url(),
         )
 
