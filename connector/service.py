@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,11 +41,12 @@ from connector.ports import SeveraGateway
 from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
 from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
+from connector.runtime import FlowUnit
 from connector.startup import EXIT_UNREACHABLE, StartupError, explain_port_in_use
 from connector.state import open_ledger
 from connector.state.ledger import Ledger, LedgerUnavailable
 from connector.supervision import Heartbeat, TaskSupervisor
-from connector.topology import Names, build_topology
+from connector.topology import Names, build_topology, dlq_name, work_hours_queue
 
 log = get_logger(__name__)
 
@@ -96,6 +97,7 @@ class ConnectorService:
         metrics: Metrics | None = None,
         severa_factory: SeveraFactory = default_severa_factory,
         ledger: Ledger | None = None,
+        extra_flows: Sequence[Callable[[ConnectorService], FlowUnit]] = (),
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -107,7 +109,10 @@ class ConnectorService:
         self.severa: SeveraGateway | None = None
         self.ledger: Ledger | None = None
         self.flow: WorkHoursFlow | None = None
-        self._consumer: Consumer | None = None
+        self._extra_flows = tuple(extra_flows)
+        self.circuits: dict[str, Circuit] = {self.circuit.name: self.circuit}
+        self.flows: list[FlowUnit] = []
+        self._consumers: dict[str, Consumer] = {}
         self._health: HealthServer | None = None
         self._tasks = TaskSupervisor()
         self._ingester: Any = None
@@ -127,7 +132,11 @@ class ConnectorService:
 
     @property
     def consumer(self) -> Consumer | None:
-        return self._consumer
+        """The work-hours flow's consumer."""
+        return self._consumers.get(FLOW)
+
+    def consumer_of(self, flow: str) -> Consumer | None:
+        return self._consumers.get(flow)
 
     @property
     def ingested(self) -> int:
@@ -175,15 +184,41 @@ class ConnectorService:
             publish_timeout=settings.rabbitmq.publish_timeout_seconds,
         )
         await self._connect(self.bus)
+        self.severa = self._severa_factory(settings, self.metrics)
+        self.flows = [self._work_hours_flow(), *(make(self) for make in self._extra_flows)]
+        for unit in self.flows:
+            if unit.circuit not in self.circuits:
+                raise ValueError(f"flow {unit.name} depends on an unknown circuit {unit.circuit!r}")
         self._topology = build_topology(
             self.names,
             delivery_limit=settings.rabbitmq.delivery_limit,
             retry_ladder=settings.retry.ladder_seconds,
             results_queue=settings.rabbitmq.results_queue,
+            flows=tuple(unit.queue for unit in self.flows),
         )
         await self.bus.declare(self._topology)
+        for unit in self.flows:
+            self._consumers[unit.name] = await self._consume(unit)
+        if settings.dlq.ingest:
+            self._tasks.spawn("dlq-ingest", self._ingest_dead_letters())
+        self._tasks.spawn("heartbeat", self._heartbeat.run())
+        self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
+        for consumer in self._consumers.values():
+            if consumer.keeper is not None:
+                self._tasks.watch(f"consumer-keeper:{consumer.queue_name}", consumer.keeper)
+        log.info(
+            "connector_started",
+            flows=[unit.name for unit in self.flows],
+            queues=[unit.queue.queue for unit in self.flows],
+            prefetch=settings.rabbitmq.prefetch,
+        )
 
-        self.severa = self._severa_factory(settings, self.metrics)
+    def _work_hours_flow(self) -> FlowUnit:
+        """The work-hours flow: events from time trackers written into Severa."""
+        assert self.bus is not None
+        assert self.severa is not None
+        assert self.ledger is not None
+        settings = self.settings
         resolver = ReferenceResolver(
             self.severa,
             MappingTableFile(settings.mapping_file, reload_seconds=settings.mapping_reload_seconds),
@@ -197,44 +232,57 @@ class ConnectorService:
             results=ResultPublisher(notify, self.names.results_exchange),
             metrics=self.metrics,
         )
-        ladder = RetryLadder(self.bus, self.names.workhours_queue, settings.retry.ladder_seconds)
+        return FlowUnit(
+            queue=work_hours_queue(self.names),
+            handle=self.flow.handle,
+            notify_failure=self.flow.notify_failure,
+            hold_seconds=settings.work_hours.hold_seconds,
+        )
+
+    async def _consume(self, unit: FlowUnit) -> Consumer:
+        """One flow on the shared runtime: the same processing, retry ladder, circuit, DLQ and
+        in-flight tracking for every flow; only its queue and handler are its own."""
+        assert self.bus is not None
+        settings = self.settings
+        ladder = RetryLadder(self.bus, unit.queue.queue, settings.retry.ladder_seconds)
         processor = MessageProcessor(
-            flow=FLOW,
-            handler=self.flow.handle,
+            flow=unit.name,
+            handler=unit.handle,
             dead_letters=DeadLetterer(
                 self.bus,
                 exchange=self.names.dead_letter_exchange,
-                queue=self.names.workhours_queue,
-                flow=FLOW,
+                queue=unit.queue.queue,
+                flow=unit.name,
                 pod=settings.pod_name,
             ),
-            circuit=self.circuit,
+            circuit=self.circuits[unit.circuit],
             retry=RetryPolicy(
                 attempts=settings.retry.attempts,
                 initial_seconds=settings.retry.initial_seconds,
                 max_seconds=settings.retry.max_seconds,
             ),
             metrics=self.metrics,
-            hold_seconds=settings.work_hours.hold_seconds,
+            hold_seconds=unit.hold_seconds,
             budget_seconds=settings.rabbitmq.consumer_timeout_seconds - BUDGET_MARGIN_SECONDS,
             poison_strikes=settings.circuit.poison_strikes,
-            on_dead_letter=self.flow.notify_failure,
+            on_dead_letter=unit.notify_failure,
             retry_later=ladder,
             put_back=ladder,
         )
         bus, topology = self.bus, self._topology
-        self._consumer = await self.bus.consumer(
-            self.names.workhours_queue,
+        return await bus.consumer(
+            unit.queue.queue,
             self._tracked(processor),
             prefetch=settings.rabbitmq.prefetch,
             on_restore=lambda: bus.declare(topology),
         )
-        if settings.dlq.ingest:
-            self._tasks.spawn("dlq-ingest", self._ingest_dead_letters())
-        self._tasks.spawn("heartbeat", self._heartbeat.run())
-        self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
-        self._watch_keeper()
-        log.info("connector_started", queue=self.names.workhours_queue, prefetch=settings.rabbitmq.prefetch)
+
+    def _consumers_of(self, circuit: Circuit) -> list[Consumer]:
+        return [
+            self._consumers[unit.name]
+            for unit in self.flows
+            if self.circuits[unit.circuit] is circuit and unit.name in self._consumers
+        ]
 
     async def _open_ledger(self) -> Ledger:
         """Open the ledger, retrying an unreachable store within the start-up budget.
@@ -301,10 +349,6 @@ class ConnectorService:
             safe_url=self.settings.rabbitmq.safe_url(),
         )
 
-    def _watch_keeper(self) -> None:
-        if self._consumer is not None and self._consumer.keeper is not None:
-            self._tasks.watch(f"consumer-keeper:{self._consumer.queue_name}", self._consumer.keeper)
-
     async def run_until_stopped(self) -> None:
         """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then drain and close."""
         loop = asyncio.get_running_loop()
@@ -331,11 +375,11 @@ class ConnectorService:
         # runs, instead of being cancelled and returned unacked, which would spend their quorum
         # delivery limit on every restart during an outage.
         self.circuit.stop_holding()
-        if self._consumer is not None:
-            await _quietly("consumer_stop", self._consumer.stop())
+        for consumer in self._consumers.values():
+            await _quietly("consumer_stop", consumer.stop())
         drained, cancelled = await self._drain(self.settings.drain_seconds)
-        if self._consumer is not None:
-            await _quietly("consumer_close", self._consumer.close())
+        for consumer in self._consumers.values():
+            await _quietly("consumer_close", consumer.close())
         if self._health is not None:
             await _quietly("health_close", self._health.close())
         if self.severa is not None:
@@ -352,15 +396,24 @@ class ConnectorService:
         reasons: list[str] = []
         if self.bus is None or not self.bus.is_connected:
             reasons.append("not connected to RabbitMQ")
-        consumer = self._consumer
-        if self.circuit.is_open:
-            error = self.circuit.last_error
-            reasons.append(f"paused: {error.message if error else 'Severa unusable'}")
-        elif consumer is not None and consumer.cancelled_by_broker.is_set():
-            reasons.append("the broker cancelled the consumer (queue deleted or node lost); restoring")
-        elif consumer is None or not consumer.active:
-            detail = f" ({consumer.last_error})" if consumer is not None and consumer.last_error else ""
-            reasons.append(f"not consuming{detail}")
+        for circuit in self.circuits.values():
+            if circuit.is_open:
+                error = circuit.last_error
+                reasons.append(f"paused: {error.message if error else f'{circuit.name} unusable'}")
+        if not self.flows:
+            reasons.append("not consuming")
+        for unit in self.flows:
+            if self.circuits[unit.circuit].is_open:
+                continue  # paused on purpose, said above
+            consumer = self._consumers.get(unit.name)
+            where = f" ({unit.queue.queue})" if len(self.flows) > 1 else ""
+            if consumer is not None and consumer.cancelled_by_broker.is_set():
+                reasons.append(
+                    f"the broker cancelled the consumer{where} (queue deleted or node lost); restoring"
+                )
+            elif consumer is None or not consumer.active:
+                detail = f" ({consumer.last_error})" if consumer is not None and consumer.last_error else ""
+                reasons.append(f"not consuming{where}{detail}")
         return Readiness(ready=not reasons, reasons=tuple(reasons))
 
     def liveness(self) -> Readiness:
@@ -421,9 +474,9 @@ class ConnectorService:
             try:
                 state = self.circuit.state
                 gauge.set(0 if state is CircuitState.CLOSED else 1)
-                consumer = self._consumer
+                consumers = self._consumers_of(self.circuit)
                 if state is CircuitState.CLOSED:
-                    if consumer is not None:
+                    for consumer in consumers:
                         await consumer.start()
                     await self.circuit.wait_tripped()
                     if self.circuit.evidence_of_health:
@@ -431,7 +484,7 @@ class ConnectorService:
                     else:
                         await back_off()  # re-tripped at once: the probe passing proved nothing
                     continue
-                if consumer is not None:
+                for consumer in consumers:
                     await consumer.stop()
                 if state is CircuitState.HALF_OPEN:
                     await self.circuit.wait_changed(cfg.probe_max_seconds)
@@ -473,15 +526,18 @@ class ConnectorService:
             ingester = DeadLetterIngester(
                 self.bus,
                 store,
-                self.names.dead_letter_queues,
+                tuple(dlq_name(unit.queue.queue) for unit in self.flows),
                 prefetch=settings.dlq.ingest_prefetch,
-                flows_by_queue=flows_by_queue(self.names),
+                flows_by_queue={
+                    **flows_by_queue(self.names),
+                    **{unit.queue.queue: unit.name for unit in self.flows},
+                },
             )
             self._ingester = ingester
             try:
                 await store.setup()
                 await ingester.start()
-                log.info("dlq_ingest_started", queues=list(self.names.dead_letter_queues))
+                log.info("dlq_ingest_started", queues=[dlq_name(unit.queue.queue) for unit in self.flows])
                 await asyncio.Event().wait()  # until cancelled at shutdown
             except asyncio.CancelledError:
                 raise

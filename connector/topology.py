@@ -175,22 +175,53 @@ def dlq_audit_topology(names: Names) -> Topology:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FlowQueue:
+    """What one flow adds to the topology: the exchanges it owns and its work queue's bindings.
+
+    Every flow gets the same shape from :func:`build_topology` -- a quorum work queue, its DLQ
+    behind the shared DLX and one wait queue per rung of the retry ladder -- so processing, retry,
+    dead-lettering and the ``dlq`` tools work alike for all of them.
+    """
+
+    flow: str
+    queue: str
+    bindings: tuple[tuple[str, str], ...]
+    exchanges: tuple[ExchangeSpec, ...] = ()
+
+
+def work_hours_queue(names: Names) -> FlowQueue:
+    """The work-hours flow: events in through ``workhours``, results out through ``workhours.results``."""
+    return FlowQueue(
+        flow="work_hours",
+        queue=names.workhours_queue,
+        bindings=tuple((names.workhours_exchange, key) for key in WORKHOURS_ROUTING_KEYS),
+        exchanges=(
+            ExchangeSpec(names.workhours_exchange, "topic"),
+            ExchangeSpec(names.results_exchange, "topic"),
+        ),
+    )
+
+
 def build_topology(
     names: Names,
     *,
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     retry_ladder: tuple[float, ...] = DEFAULT_RETRY_LADDER,
     results_queue: bool = False,
+    flows: tuple[FlowQueue, ...] | None = None,
 ) -> Topology:
-    """The connector's whole topology (the ``dlq`` tools' audit exchange and queue included).
+    """The connector's whole topology: every flow's queues, the DLX, the ``dlq`` tools' audit.
 
-    ``results_queue`` adds a durable quorum queue bound to every result event, for a source that
-    wants results kept while it is not listening (it must then consume it: the queue grows
-    otherwise). Without it result events reach only the queues integrators bind themselves, and an
-    event nobody listens for is dropped by the broker and counted -- never a failure of the write
-    it reports (see :mod:`connector.results`).
+    ``flows`` defaults to the work-hours flow alone. ``results_queue`` adds a durable quorum
+    queue bound to every work-hour result event, for a source that wants results kept while it is
+    not listening (it must then consume it: the queue grows otherwise). Without it result events
+    reach only the queues integrators bind themselves, and an event nobody listens for is dropped
+    by the broker and counted -- never a failure of the write it reports (see
+    :mod:`connector.results`).
     """
     audit = dlq_audit_topology(names)
+    selected = flows if flows is not None else (work_hours_queue(names),)
     optional: tuple[QueueSpec, ...] = ()
     if results_queue:
         optional = (
@@ -200,26 +231,26 @@ def build_topology(
                 bindings=((names.results_exchange, "#"),),
             ),
         )
-    return Topology(
-        exchanges=(
-            ExchangeSpec(names.workhours_exchange, "topic"),
-            ExchangeSpec(names.results_exchange, "topic"),
-            ExchangeSpec(names.dead_letter_exchange, "direct"),
-            *audit.exchanges,
-        ),
-        queues=(
+    exchanges: dict[str, ExchangeSpec] = {}
+    queues: list[QueueSpec] = []
+    for flow in selected:
+        for exchange in flow.exchanges:
+            exchanges.setdefault(exchange.name, exchange)
+        queues.append(
             work_queue(
-                names.workhours_queue,
-                tuple((names.workhours_exchange, key) for key in WORKHOURS_ROUTING_KEYS),
+                flow.queue,
+                flow.bindings,
                 dead_letter_exchange=names.dead_letter_exchange,
                 delivery_limit=delivery_limit,
-            ),
-            dead_letter_queue(names.workhours_queue, dead_letter_exchange=names.dead_letter_exchange),
-            *(
-                retry_queue(names.retry_queue(delay), delay_seconds=delay, back_to=names.workhours_queue)
-                for delay in retry_ladder
-            ),
-            *audit.queues,
-            *optional,
-        ),
+            )
+        )
+        queues.append(dead_letter_queue(flow.queue, dead_letter_exchange=names.dead_letter_exchange))
+        queues.extend(
+            retry_queue(retry_queue_name(flow.queue, delay), delay_seconds=delay, back_to=flow.queue)
+            for delay in retry_ladder
+        )
+    exchanges.setdefault(names.dead_letter_exchange, ExchangeSpec(names.dead_letter_exchange, "direct"))
+    return Topology(
+        exchanges=(*exchanges.values(), *audit.exchanges),
+        queues=(*queues, *audit.queues, *optional),
     )
