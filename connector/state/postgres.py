@@ -77,8 +77,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -86,40 +85,35 @@ from typing import Any, Final, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from connector.logging import get_logger, register_secret
 from connector.state.ledger import (
-    COUNT_AMBIGUOUS_KEYS,
     DEFAULT_LOCK_TIMEOUT,
-    SELECT_REKEY_CANDIDATES,
     BaseLedger,
     LedgerLockLost,
     LedgerLockTimeout,
     LedgerRecord,
     LedgerUnavailable,
     check_pool_size,
-    log_rekeyed,
     record_from_row,
-    rekey_plan,
     resolve_owners,
 )
+from connector.state.migrations import migrate
+from connector.state.schema import LEDGER_TABLE_VERSION, PREFIX_PATTERN
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION: Final = 2
-"""Version of the ledger tables this code reads and writes; stored in ``<prefix>schema_version``.
-
-1. the ``<prefix>ledger`` table;
-2. ``content_hash`` column; keys re-written from ``source:id`` to
-   :func:`connector.state.identity.entry_key` (see :func:`connector.state.ledger.rekey_plan`).
-"""
+SCHEMA_VERSION: Final = LEDGER_TABLE_VERSION
+"""Version of the ledger table this code reads and writes, as ``<prefix>schema_version`` records
+it; the tables themselves are created and upgraded by :func:`connector.state.migrations.migrate`."""
 
 DEFAULT_POOL_SIZE: Final = 10
 DEFAULT_TABLE_PREFIX: Final = "severa_connector_"
 _COMPONENT: Final = "ledger"
-# Prefixes become part of table and index names: plain lower-case identifiers only (nothing to
-# quote, nothing to inject), short enough that "<prefix>schema_version" fits in 63 bytes.
-_PREFIX_RE: Final = re.compile(r"(?:[a-z_][a-z0-9_]{0,39})?")
+# Prefixes become part of table and index names (see connector.state.schema).
+_PREFIX_RE: Final = PREFIX_PATTERN
 # BLAKE2b personalisation keeps lock keys for entries apart from the key guarding migrations.
 _ENTRY_LOCK: Final = b"sc-ledger-entry"
 _SCHEMA_LOCK: Final = b"sc-ledger-schema"
@@ -161,6 +155,15 @@ def advisory_key(table_prefix: str, external_id: str, *, purpose: bytes = _ENTRY
         f"{table_prefix}\x00{external_id}".encode(), digest_size=8, person=purpose
     ).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def schema_lock_key(table_prefix: str) -> int:
+    """The advisory-lock key that serialises migrations of the tables under ``table_prefix``.
+
+    The key the hand-written runner of earlier releases took, so that old and new pods starting
+    together still migrate one at a time.
+    """
+    return advisory_key(table_prefix, _COMPONENT, purpose=_SCHEMA_LOCK)
 
 
 def guid_lock_keys(table_prefix: str, severa_guid: str) -> tuple[int, int]:
@@ -352,48 +355,6 @@ class PostgresLedger(BaseLedger):
         )
         self._sql_count = f"SELECT count(*) FROM {table}"
 
-    def _migrations(self) -> dict[int, tuple[str | Callable[[Any], Awaitable[None]], ...]]:
-        # Migration N brings the schema from N-1 to N. _migrate runs every pending step and the
-        # version row in one transaction under an advisory lock, so a migration cut short leaves
-        # nothing behind and pods starting together migrate once; steps that can be are also
-        # idempotent on their own.
-        table = self.table
-        return {
-            1: (
-                f"""
-                CREATE TABLE IF NOT EXISTS {table} (
-                    external_id     text PRIMARY KEY,
-                    version         bigint NOT NULL CHECK (version >= 0),
-                    state           text NOT NULL CHECK (state IN ('pending', 'applied', 'deleted')),
-                    severa_guid     text,
-                    pending_version bigint,
-                    fingerprint     text,
-                    updated_at      timestamptz NOT NULL DEFAULT now()
-                )""",
-                f"CREATE INDEX IF NOT EXISTS {table}_severa_guid ON {table} (severa_guid)",
-                f"COMMENT ON TABLE {table} IS 'severa-connector idempotency ledger: one row per "
-                "external hour entry; schema version in the schema_version table next to it'",
-            ),
-            2: (
-                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS content_hash text",
-                self._rekey,
-            ),
-        }
-
-    async def _rekey(self, conn: Any) -> None:
-        # Not idempotent on its own (a second pass would escape '%' twice): it relies on running in
-        # the transaction that writes the version row, so it commits exactly once per table.
-        candidates = await conn.fetch(SELECT_REKEY_CANDIDATES.format(table=self.table))
-        plan = rekey_plan(str(row[0]) for row in candidates)
-        if plan:
-            # executemany keeps the order rekey_plan made collision-free.
-            await conn.executemany(
-                f"UPDATE {self.table} SET external_id = $1 WHERE external_id = $2",
-                [(new, old) for old, new in plan],
-            )
-        ambiguous = await conn.fetchval(COUNT_AMBIGUOUS_KEYS.format(table=self.table))
-        log_rekeyed(self.backend, len(plan), int(ambiguous))
-
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def _open(self) -> None:
@@ -418,46 +379,23 @@ class PostgresLedger(BaseLedger):
         log.info("ledger.opened", backend=self.backend, where=self.where, table=self.table)
 
     async def _migrate(self) -> None:
-        async with self._connection("migrate the schema") as conn, conn.transaction():
-            # Pods starting together would race CREATE TABLE IF NOT EXISTS (it is not atomic
-            # against itself); a transaction-scoped advisory lock lets one migrate at a time.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                advisory_key(self.table_prefix, _COMPONENT, purpose=_SCHEMA_LOCK),
+        # Its own short-lived connection, made the way the pool makes them (the DSN verbatim, so
+        # query parameters stay server settings): see connector.state.migrations for the lock that
+        # lets pods starting together migrate one at a time.
+        async def connect() -> Any:
+            return await asyncpg.connect(
+                self._dsn,
+                command_timeout=self._command_timeout,
+                timeout=self._command_timeout,
+                server_settings={"application_name": self._application_name},
             )
-            await conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {self.versions_table} (
-                        component   text PRIMARY KEY,
-                        version     integer NOT NULL,
-                        migrated_at timestamptz NOT NULL DEFAULT now()
-                    )"""
-            )
-            found = await conn.fetchval(
-                f"SELECT version FROM {self.versions_table} WHERE component = $1", _COMPONENT
-            )
-            current = 0 if found is None else int(found)
-            if current > SCHEMA_VERSION:
-                raise LedgerUnavailable(
-                    f"the ledger tables {self.table} in {self.where} have schema version {current}, "
-                    f"newer than the {SCHEMA_VERSION} this connector understands: upgrade the connector",
-                    reason="ledger_schema_too_new",
-                )
-            migrations = self._migrations()
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for step in migrations[version]:
-                    if isinstance(step, str):
-                        await conn.execute(step)
-                    else:
-                        await step(conn)
-            if current < SCHEMA_VERSION:
-                await conn.execute(
-                    f"""INSERT INTO {self.versions_table} (component, version) VALUES ($1, $2)
-                        ON CONFLICT (component) DO UPDATE
-                        SET version = EXCLUDED.version, migrated_at = now()""",
-                    _COMPONENT,
-                    SCHEMA_VERSION,
-                )
-                log.info("ledger.schema_migrated", backend=self.backend, old=current, new=SCHEMA_VERSION)
+
+        engine = create_async_engine("postgresql+asyncpg://", poolclass=NullPool, async_creator=connect)
+        try:
+            with self._translating("migrate the schema"):
+                await migrate(engine, table_prefix=self.table_prefix)
+        finally:
+            await engine.dispose()
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None

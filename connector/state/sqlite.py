@@ -24,34 +24,34 @@ completes even if the awaiting task is cancelled: writes are idempotent upserts,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Collection, Iterator
+import uuid
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, Literal
 
 import aiosqlite
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from connector.logging import get_logger
 from connector.state.ledger import (
-    COUNT_AMBIGUOUS_KEYS,
     DEFAULT_LOCK_TIMEOUT,
-    SELECT_REKEY_CANDIDATES,
     BaseLedger,
     LedgerLockTimeout,
     LedgerRecord,
     LedgerUnavailable,
-    log_rekeyed,
     record_from_row,
-    rekey_plan,
     resolve_owners,
     utc_now,
 )
+from connector.state.migrations import migrate
+from connector.state.schema import LEDGER_TABLE_VERSION
 
 if sys.platform != "win32":
     import fcntl
@@ -59,67 +59,14 @@ if sys.platform != "win32":
 log = get_logger(__name__)
 
 MEMORY: Final = ":memory:"
-SCHEMA_VERSION: Final = 2
-"""Version of the ledger tables this code reads and writes; stored in ``schema_version``.
+SCHEMA_VERSION: Final = LEDGER_TABLE_VERSION
+"""Version of the ledger table this code reads and writes, as ``schema_version`` records it; the
+tables themselves are created and upgraded by :func:`connector.state.migrations.migrate`."""
 
-1. the ``ledger`` table;
-2. ``content_hash`` column; keys re-written from ``source:id`` to
-   :func:`connector.state.identity.entry_key` (see :func:`connector.state.ledger.rekey_plan`).
-"""
-
-_COMPONENT: Final = "ledger"
 # SQLite builds before 3.32 allow only 999 bound parameters per statement.
 _IN_CHUNK: Final = 500
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
-
-_SCHEMA_VERSION_TABLE: Final = """
-CREATE TABLE IF NOT EXISTS schema_version (
-    component   TEXT PRIMARY KEY NOT NULL,
-    version     INTEGER NOT NULL,
-    migrated_at TEXT NOT NULL
-)"""
-
-
-async def _add_content_hash(conn: aiosqlite.Connection) -> None:
-    # SQLite has no ADD COLUMN IF NOT EXISTS; looking first keeps the step safe to repeat.
-    columns = {str(row[1]) for row in await conn.execute_fetchall("PRAGMA table_info(ledger)")}
-    if "content_hash" not in columns:
-        await conn.execute("ALTER TABLE ledger ADD COLUMN content_hash TEXT")
-
-
-async def _rekey(conn: aiosqlite.Connection) -> None:
-    # Not idempotent on its own (a second pass would escape '%' twice): it relies on running in
-    # the same transaction as the version row, so it commits exactly once per file.
-    candidates = await conn.execute_fetchall(SELECT_REKEY_CANDIDATES.format(table="ledger"))
-    plan = rekey_plan(str(row[0]) for row in candidates)
-    for old, new in plan:
-        await conn.execute("UPDATE ledger SET external_id = ? WHERE external_id = ?", (new, old))
-    rows = list(await conn.execute_fetchall(COUNT_AMBIGUOUS_KEYS.format(table="ledger")))
-    log_rekeyed(SqliteLedger.backend, len(plan), int(rows[0][0]))
-
-
-_Step = str | Callable[[aiosqlite.Connection], Awaitable[None]]
-
-# Migration N brings the schema from version N-1 to N. All steps of all pending migrations run in
-# one transaction with the version row (SQLite's DDL is transactional), so a migration cut short
-# leaves nothing behind and simply runs again; the steps are also safe to repeat where they can be.
-_MIGRATIONS: Final[dict[int, tuple[_Step, ...]]] = {
-    1: (
-        """
-        CREATE TABLE IF NOT EXISTS ledger (
-            external_id     TEXT PRIMARY KEY NOT NULL,
-            version         INTEGER NOT NULL CHECK (version >= 0),
-            state           TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'deleted')),
-            severa_guid     TEXT,
-            pending_version INTEGER,
-            fingerprint     TEXT,
-            updated_at      TEXT NOT NULL
-        ) WITHOUT ROWID""",
-        "CREATE INDEX IF NOT EXISTS ledger_severa_guid ON ledger (severa_guid)",
-    ),
-    2: (_add_content_hash, _rekey),
-}
 
 _COLUMNS: Final = (
     "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at, content_hash"
@@ -211,6 +158,10 @@ class SqliteLedger(BaseLedger):
         self._exclusive = exclusive
         self._conn: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
+        # ":memory:" is private to one connection; the migration needs a second one, so an
+        # in-memory ledger is a named, shared-cache database that lives as long as ours is open.
+        self._uri = self.path == MEMORY
+        self._target = f"file:ledger-{uuid.uuid4().hex}?mode=memory&cache=shared" if self._uri else self.path
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -219,10 +170,10 @@ class SqliteLedger(BaseLedger):
             self._lock_fd = await asyncio.to_thread(_claim_file, self.path)
         try:
             with self._translating("open the database"):
-                self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+                self._conn = await aiosqlite.connect(self._target, uri=self._uri, isolation_level=None)
                 self._conn.row_factory = sqlite3.Row
                 await self._configure(self._conn)
-                await self._migrate(self._conn)
+                await self._migrate()
         except BaseException:
             await self._close()
             raise
@@ -238,44 +189,20 @@ class SqliteLedger(BaseLedger):
             log.warning("ledger.sqlite_wal_unavailable", path=self.path, journal_mode=mode)
         await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front, so reading the version and migrating are
-        # one step even if a tool opened the file with exclusive=False.
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            await conn.execute(_SCHEMA_VERSION_TABLE)
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT version FROM schema_version WHERE component = ?", (_COMPONENT,)
-                )
+    async def _migrate(self) -> None:
+        # A connection of its own for the migration (``BEGIN IMMEDIATE`` excludes every other
+        # writer of the file meanwhile); ours stays idle and, for ":memory:", keeps the shared
+        # in-memory database alive.
+        async def connect() -> aiosqlite.Connection:
+            return await aiosqlite.connect(
+                self._target, uri=self._uri, isolation_level=None, timeout=self._busy_timeout_ms / 1000
             )
-            current = int(rows[0][0]) if rows else 0
-            if current > SCHEMA_VERSION:
-                raise LedgerUnavailable(
-                    f"the SQLite ledger at {self.path} has schema version {current}, newer than the "
-                    f"{SCHEMA_VERSION} this connector understands: upgrade the connector",
-                    reason="ledger_schema_too_new",
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for step in _MIGRATIONS[version]:
-                    if isinstance(step, str):
-                        await conn.execute(step)
-                    else:
-                        await step(conn)
-            if current < SCHEMA_VERSION:
-                await conn.execute(
-                    "INSERT INTO schema_version (component, version, migrated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (component) DO UPDATE SET "
-                    "version = excluded.version, migrated_at = excluded.migrated_at",
-                    (_COMPONENT, SCHEMA_VERSION, utc_now().isoformat()),
-                )
-                log.info("ledger.schema_migrated", backend=self.backend, old=current, new=SCHEMA_VERSION)
-            await conn.execute("COMMIT")
-        except BaseException:
-            # Keep the original error: a failed rollback only means SQLite already rolled back.
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await conn.execute("ROLLBACK")
-            raise
+
+        engine = create_async_engine("sqlite+aiosqlite://", poolclass=NullPool, async_creator=connect)
+        try:
+            await migrate(engine, table_prefix="")
+        finally:
+            await engine.dispose()
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None

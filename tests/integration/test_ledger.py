@@ -28,7 +28,9 @@ import structlog
 from connector.state import InMemoryLedger, Ledger, LedgerLockLost, LedgerLockTimeout, LedgerUnavailable
 from connector.state.identity import entry_key, split_entry_key
 from connector.state.ledger import BaseLedger
+from connector.state.migrations import version_table
 from connector.state.postgres import PostgresLedger, advisory_key
+from connector.state.schema import state_metadata
 from connector.state.sqlite import SqliteLedger
 
 POSTGRES_DSN = os.environ.get("LEDGER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -135,9 +137,10 @@ async def _require_postgres() -> None:
 
 
 async def _drop_tables(prefix: str) -> None:
+    names = [table.name for table in state_metadata(prefix).sorted_tables] + [version_table(prefix)]
     conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {prefix}ledger, {prefix}schema_version")
+        await conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
     finally:
         await conn.close()
 
