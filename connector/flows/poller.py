@@ -1,0 +1,313 @@
+"""The change poller: Severa's API is passive, so the connector asks it what changed and publishes it.
+
+One poll, per feed (customers, invoices, hour entries …), holding the poller lease::
+
+    cursor = load(kind)                      since + the (guid, stamp) pairs already published
+    changes = feed.fetch(since - 1 min)      Severa matches ChangedSince to the minute: overlap
+    for each change not in cursor.seen:      (guid, stamp) de-duplicates the overlap
+        publish it, confirmed by the broker  BEFORE the cursor moves: a crash in between
+                                             republishes (same event id), never skips
+    save(cursor', token)                     fenced by the lease token: a poller that lost its
+                                             lease cannot move the cursor
+
+Two kinds of feed:
+
+* ``changed_since`` (customers, hour entries): the cursor's ``since`` advances to the time the
+  fetch *started* (a change made while the poll runs is caught by the next one), and ``seen``
+  keeps the pairs that the next, overlapping fetch can return again;
+* ``snapshot`` (invoices in the configured "ready" status, the way Severa's own accounting
+  integration picks them): everything in the status is fetched; ``seen`` is the set currently in
+  it, so an invoice published once is not published again while it waits to be transferred, and
+  one that changed (a new content stamp) is.
+
+A poll has a call budget (``poller.max_calls_per_poll``), counted before each Severa call: when it
+is spent the poll stops where it is, publishes what it has, and saves a cursor that skips
+nothing (``since`` does not advance; what was published is remembered in ``seen``); the next poll
+goes on. Exactly one poller polls at a time across pods: the lease in the state store, renewed
+every poll, with a fencing token (:mod:`connector.state.poller_state`). Systemic errors (a refused
+key, a spent quota, Severa down) end the poll without moving the cursor and back off like the
+consumers' circuit does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from connector.bus import OutgoingMessage
+from connector.errors import ConnectorError, SystemicError, TransientError, describe
+from connector.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Severa matches ``*ChangedSince`` to the minute: every fetch reaches back this far.
+OVERLAP = dt.timedelta(minutes=1)
+
+
+class FeedMode(enum.StrEnum):
+    CHANGED_SINCE = "changed_since"
+    SNAPSHOT = "snapshot"
+
+
+class BudgetSpent(ConnectorError):
+    """The poll's call budget is spent; the poll stops here and the next one goes on."""
+
+    reason = "poller_budget_spent"
+
+
+@dataclass(slots=True)
+class CallBudget:
+    """Severa calls one poll may make; feeds spend from it *before* each call."""
+
+    limit: int
+    spent: int = 0
+
+    def spend(self, calls: int = 1) -> None:
+        if self.spent + calls > self.limit:
+            raise BudgetSpent(f"the poll's budget of {self.limit} Severa calls is spent")
+        self.spent += calls
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entity's change, ready to publish: its identity, change stamp and event message."""
+
+    guid: str
+    stamp: str
+    message: OutgoingMessage
+    exchange: str
+
+
+@dataclass(slots=True)
+class Fetched:
+    """What a feed got before it finished or its budget ran out."""
+
+    changes: list[Change] = field(default_factory=list)
+    complete: bool = True
+
+
+class ChangeFeed(Protocol):
+    """One kind of Severa entity the poller publishes (built in :mod:`connector.flows.severa_feeds`)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def mode(self) -> FeedMode: ...
+
+    async def fetch(
+        self,
+        since: dt.datetime | None,
+        budget: CallBudget,
+        into: Fetched,
+        seen: frozenset[tuple[str, str]],
+    ) -> None:
+        """Append the changes since ``since`` (None: everything) to ``into``; spend the budget
+        before each call, and spend nothing more on a change already in ``seen`` (the overlap, or
+        what an earlier poll that ran out of budget published) beyond the list that named it.
+        May stop early by raising :class:`BudgetSpent` (``into`` keeps what it has)."""
+
+
+class Cursor(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def since(self) -> dt.datetime | None: ...
+
+    @property
+    def seen(self) -> frozenset[tuple[str, str]]: ...
+
+
+class CursorFactory(Protocol):
+    def __call__(
+        self, *, kind: str, since: dt.datetime | None, seen: frozenset[tuple[str, str]]
+    ) -> Cursor: ...
+
+
+class PollerStatePort(Protocol):
+    """What the poller needs of its state store (:mod:`connector.state.poller_state`)."""
+
+    async def load(self, kind: str) -> Cursor: ...
+
+    async def save(self, cursor: Cursor, *, token: int) -> None: ...
+
+    async def acquire(self, name: str, holder: str, ttl_seconds: float) -> int | None: ...
+
+    async def renew(self, name: str, holder: str, token: int, ttl_seconds: float) -> bool: ...
+
+    async def release(self, name: str, holder: str, token: int) -> None: ...
+
+
+PublishFn = Callable[[str, OutgoingMessage], Awaitable[None]]
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    kind: str
+    published: int
+    skipped: int
+    complete: bool
+
+
+class Poller:
+    """Polls every feed under the lease; :meth:`poll_once` is one round, :meth:`run` the loop."""
+
+    LEASE = "severa-poller"
+
+    def __init__(
+        self,
+        *,
+        feeds: Sequence[ChangeFeed],
+        state: PollerStatePort,
+        cursor: CursorFactory,
+        publish: PublishFn,
+        holder: str,
+        interval_seconds: float = 60.0,
+        max_calls_per_poll: int = 200,
+        lease_ttl_seconds: float | None = None,
+        backoff_max_seconds: float = 600.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._feeds = tuple(feeds)
+        self._state = state
+        self._cursor = cursor
+        self._publish = publish
+        self._holder = holder
+        self._interval = interval_seconds
+        self._max_calls = max_calls_per_poll
+        # Long enough to outlive a poll and a missed renewal; short enough that a dead pod's
+        # lease is taken over within a few intervals.
+        self._lease_ttl = lease_ttl_seconds or max(3 * interval_seconds, 30.0)
+        self._backoff_max = backoff_max_seconds
+        self._clock = clock
+        self._token: int | None = None
+        self.last_error: ConnectorError | None = None
+        self.last_poll_at: dt.datetime | None = None
+        self.polls = 0
+
+    @property
+    def active(self) -> bool:
+        """This poller holds the lease (it is the one that polls)."""
+        return self._token is not None
+
+    async def acquire(self) -> bool:
+        """Take or keep the lease; False while another poller holds it."""
+        if self._token is not None:
+            if await self._state.renew(self.LEASE, self._holder, self._token, self._lease_ttl):
+                return True
+            log.warning("poller_lease_lost", holder=self._holder)
+            self._token = None
+        self._token = await self._state.acquire(self.LEASE, self._holder, self._lease_ttl)
+        if self._token is not None:
+            log.info("poller_lease_acquired", holder=self._holder, token=self._token)
+        return self._token is not None
+
+    async def release(self) -> None:
+        if self._token is not None:
+            token, self._token = self._token, None
+            await self._state.release(self.LEASE, self._holder, token)
+
+    async def poll_once(self) -> list[PollResult] | None:
+        """One round over every feed if this poller holds the lease; None when it does not."""
+        if not await self.acquire():
+            return None
+        assert self._token is not None
+        budget = CallBudget(self._max_calls)
+        results = []
+        for feed in self._feeds:
+            results.append(await self._poll_feed(feed, budget, self._token))
+            if budget.spent >= budget.limit:
+                break  # the rest waits for the next poll; nothing is skipped
+        self.polls += 1
+        self.last_poll_at = self._clock()
+        return results
+
+    async def _poll_feed(self, feed: ChangeFeed, budget: CallBudget, token: int) -> PollResult:
+        cursor = await self._state.load(feed.kind)
+        started = self._clock()
+        since = None if cursor.since is None else cursor.since - OVERLAP
+        fetched = Fetched()
+        try:
+            await feed.fetch(since, budget, fetched, cursor.seen)
+        except BudgetSpent:
+            fetched.complete = False
+            log.info("poller_budget_spent", kind=feed.kind, calls=budget.spent)
+        seen = set(cursor.seen)
+        published = skipped = 0
+        try:
+            for change in fetched.changes:
+                key = (change.guid, change.stamp)
+                if key in seen:
+                    skipped += 1
+                    continue
+                await self._publish(change.exchange, change.message)  # confirmed, or it raises
+                seen.add(key)
+                published += 1
+        finally:
+            # Whatever was confirmed is remembered, even when a publish failed midway: the next
+            # poll starts from the same ``since`` and skips only what is really out.
+            await self._state.save(
+                self._next_cursor(feed, cursor, fetched, seen, started),
+                token=token,
+            )
+        log.info(
+            "poller_feed_polled",
+            kind=feed.kind,
+            published=published,
+            skipped=skipped,
+            complete=fetched.complete,
+            calls=budget.spent,
+        )
+        return PollResult(feed.kind, published, skipped, fetched.complete)
+
+    def _next_cursor(
+        self,
+        feed: ChangeFeed,
+        cursor: Cursor,
+        fetched: Fetched,
+        seen: set[tuple[str, str]],
+        started: dt.datetime,
+    ) -> Cursor:
+        fetched_keys = {(c.guid, c.stamp) for c in fetched.changes}
+        if feed.mode is FeedMode.SNAPSHOT:
+            if fetched.complete:
+                # What left the status is forgotten: should it come back, it is published again.
+                seen &= fetched_keys
+            return self._cursor(kind=feed.kind, since=started, seen=frozenset(seen))
+        published_everything = fetched.complete and fetched_keys <= seen
+        if not published_everything:
+            return self._cursor(kind=feed.kind, since=cursor.since, seen=frozenset(seen))
+        # The next fetch reaches back to started - OVERLAP and may return these pairs again.
+        return self._cursor(kind=feed.kind, since=started, seen=frozenset(seen & fetched_keys))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every interval until ``stop``; back off on systemic errors, never die of one."""
+        delay = self._interval
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except SystemicError as exc:
+                self.last_error = exc
+                delay = min(max(delay * 2, self._interval), self._backoff_max)
+                log.warning("poller_paused", **describe(exc), retry_in_s=delay)
+            except (TransientError, ConnectorError) as exc:
+                self.last_error = exc
+                log.warning("poller_poll_failed", **describe(exc), retry_in_s=self._interval)
+                delay = self._interval
+            else:
+                self.last_error = None
+                delay = self._interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)  # the poll interval, or stop
+        await self.release()
