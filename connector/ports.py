@@ -282,3 +282,25 @@ class SeveraGateway(Protocol):
         """The last quota headers seen, if any."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SeveraChanges(Protocol):
+    """What the change poller reads from Severa (:mod:`connector.flows.severa_feeds`).
+
+    A port of its own: the poller needs none of the work-hours writes, and the work-hours flow none
+    of these reads. :class:`adapters.severa.client.SeveraClient` implements both.
+    """
+
+    async def get_customers_changed_since(
+        self, since: dt.datetime, *, include_inactive: bool = False, include_address_changes: bool = True
+    ) -> list[Customer]: ...
+
+    async def get_head_office_address(self, account_guid: str) -> PostalAddress | None: ...
+
+    async def get_invoices_by_status(
+        self, status: str, *, business_unit_guid: str | None = None, max_invoices: int | None = None
+    ) -> list[Invoice]: ...
+
+    async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]: ...
+

@@ -108,6 +108,11 @@ class Names:
         return f"{self.prefix}workhours.results"
 
     @property
+    def events_exchange(self) -> str:
+        """Where the poller publishes Severa's changes (``severa.customer.changed`` …)."""
+        return f"{self.prefix}severa.events"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}dlx"
 
