@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 from collections.abc import Coroutine
 from pathlib import Path
@@ -94,12 +95,28 @@ def _settings(cls: type[CommonSettings] = Settings) -> Any:
     return settings
 
 
+class Role(enum.StrEnum):
+    consumer = "consumer"
+    poller = "poller"
+    all = "all"
+
+
 @app.command()
-def run() -> None:
-    """Run the connector: consume work-hour events and write them to Severa until SIGTERM."""
+def run(
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            help="consumer: the flows; poller: the change poller (one active across pods); all: both. "
+            "Default: SEVERA_CONNECTOR_ROLE, else consumer."
+        ),
+    ] = None,
+) -> None:
+    """Run the connector until SIGTERM: consume work-hour events into Severa, and/or poll Severa's changes."""
     from connector.service import ConnectorService
 
     settings: Settings = _settings(Settings)
+    if role is not None:
+        settings = settings.model_copy(update={"role": role.value})
     _run(ConnectorService(settings).run_until_stopped())
 
 

@@ -145,6 +145,41 @@ class CircuitSettings(BaseModel):
     )
 
 
+class PollerSettings(BaseModel):
+    """The change poller (``run --role poller|all``): what it reads from Severa, how often, how much."""
+
+    interval_seconds: float = Field(default=60.0, gt=0, description="Seconds between polls.")
+    max_calls_per_poll: int = Field(
+        default=200,
+        ge=2,
+        description="Severa calls one poll may make (they count against the daily quota); a poll that "
+        "spends them stops and the next one goes on, skipping nothing.",
+    )
+    lease_ttl_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long the poller lease lasts without renewal (default: 3 intervals, at least "
+        "30 s); another pod takes over after it.",
+    )
+    customers: bool = Field(default=True, description="Publish severa.customer.changed.")
+    include_inactive_customers: bool = Field(default=False, description="Inactive customers too.")
+    invoice_status: str | None = Field(
+        default=None,
+        description="The Severa invoice status that means 'ready for accounting' (as Severa's own "
+        "accounting integration picks invoices); unset: invoices are not polled.",
+    )
+    business_unit_guids: tuple[str, ...] = Field(
+        default=(),
+        description="Business units whose invoices are polled (JSON list); empty: the API user's default.",
+    )
+    hour_entries: bool = Field(default=False, description="Publish severa.hourentry.changed.")
+    organization_id: str = Field(
+        default="severa",
+        min_length=1,
+        description="Names the Severa organisation in every event's source (Severa has no id of its own).",
+    )
+
+
 class WorkHoursSettings(BaseModel):
     """The work-hours flow: resolving references and holding messages while Severa is unusable."""
 
@@ -249,6 +284,12 @@ class Settings(CommonSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     circuit: CircuitSettings = Field(default_factory=CircuitSettings)
     work_hours: WorkHoursSettings = Field(default_factory=WorkHoursSettings)
+    poller: PollerSettings = Field(default_factory=PollerSettings)
+    role: Literal["consumer", "poller", "all"] = Field(
+        default="consumer",
+        description="What this pod runs: the consuming flows, the change poller (one active across pods), "
+        "or both (`run --role` overrides it).",
+    )
     state_url: str = Field(
         default="sqlite:///severa-connector-state.db",
         description="Idempotency ledger: sqlite:///<path> (one pod) or postgresql://… (several pods).",

@@ -32,12 +32,13 @@ from connector.config import Settings, env_name
 from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
 from connector.errors import Category, ConnectorError, SystemicError, describe
+from connector.flows.poller import utc_now
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
 from connector.mapping.table import MappingTableFile
 from connector.observability import HealthServer, Metrics, Readiness
-from connector.ports import SeveraGateway
+from connector.ports import SeveraChanges, SeveraGateway
 from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
 from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
@@ -116,6 +117,9 @@ class ConnectorService:
         self._health: HealthServer | None = None
         self._tasks = TaskSupervisor()
         self._ingester: Any = None
+        self.poller: Any = None
+        self._poller_state: Any = None
+        self._poller_stop = asyncio.Event()
         self._start_deadline = 0.0
         self._heartbeat = Heartbeat()
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -159,8 +163,11 @@ class ConnectorService:
         register_secret(urlsplit(settings.rabbitmq.url.get_secret_value()).password)
         log.info("connector_starting", broker=settings.rabbitmq.safe_url(), severa=settings.severa.endpoint)
         self._start_deadline = asyncio.get_running_loop().time() + settings.rabbitmq.connect_timeout_seconds
-        self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
-        self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
+        consuming = settings.role in ("consumer", "all")
+        polling = settings.role in ("poller", "all")
+        if consuming:
+            self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
+            self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
         self.metrics.ready.set(0)
 
         if settings.http.enabled:  # first: a port in use is a configuration error, found at once
@@ -173,7 +180,9 @@ class ConnectorService:
             )
             await self._start_health(self._health)
 
-        if self._given_ledger is not None:
+        if not consuming:
+            pass  # the poller keeps its own state; the idempotency ledger is the consumers'
+        elif self._given_ledger is not None:
             self.ledger = self._given_ledger
         else:
             self.ledger = await self._open_ledger()
@@ -185,6 +194,13 @@ class ConnectorService:
         )
         await self._connect(self.bus)
         self.severa = self._severa_factory(settings, self.metrics)
+        if not consuming:
+            self._topology = build_topology(self.names, flows=())
+            await self.bus.declare(self._topology)
+            await self._start_poller()
+            self._tasks.spawn("heartbeat", self._heartbeat.run())
+            log.info("connector_started", role=settings.role)
+            return
         self.flows = [self._work_hours_flow(), *(make(self) for make in self._extra_flows)]
         for unit in self.flows:
             if unit.circuit not in self.circuits:
@@ -206,12 +222,70 @@ class ConnectorService:
         for consumer in self._consumers.values():
             if consumer.keeper is not None:
                 self._tasks.watch(f"consumer-keeper:{consumer.queue_name}", consumer.keeper)
+        if polling:
+            await self._start_poller()
         log.info(
             "connector_started",
+            role=settings.role,
             flows=[unit.name for unit in self.flows],
             queues=[unit.queue.queue for unit in self.flows],
             prefetch=settings.rabbitmq.prefetch,
         )
+
+    async def _start_poller(self) -> None:
+        """The change poller: one active across pods (the lease), publishing Severa's changes."""
+        from connector.flows.poller import Poller
+        from connector.flows.severa_feeds import CustomerFeed, HourEntryFeed, InvoiceFeed
+        from connector.state.poller_state import Cursor, open_poller_state
+
+        assert self.bus is not None
+        assert self.severa is not None
+        settings = self.settings
+        cfg = settings.poller
+        severa: SeveraChanges = self.severa  # type: ignore[assignment]
+        exchange = self.names.events_exchange
+        clock = utc_now
+        feeds: list[Any] = []
+        if cfg.customers:
+            feeds.append(
+                CustomerFeed(
+                    severa,
+                    exchange=exchange,
+                    organization_id=cfg.organization_id,
+                    include_inactive=cfg.include_inactive_customers,
+                    clock=clock,
+                )
+            )
+        if cfg.invoice_status:
+            feeds.append(
+                InvoiceFeed(
+                    severa,
+                    exchange=exchange,
+                    organization_id=cfg.organization_id,
+                    status=cfg.invoice_status,
+                    business_unit_guids=cfg.business_unit_guids,
+                    clock=clock,
+                )
+            )
+        if cfg.hour_entries:
+            feeds.append(
+                HourEntryFeed(severa, exchange=exchange, organization_id=cfg.organization_id, clock=clock)
+            )
+        self._poller_state = open_poller_state(settings.state_url)
+        await self._poller_state.setup()
+        self.poller = Poller(
+            feeds=feeds,
+            state=self._poller_state,
+            cursor=Cursor,
+            publish=NotificationPublisher(self.bus, self.metrics, flow="poller"),
+            holder=settings.pod_name,
+            interval_seconds=cfg.interval_seconds,
+            max_calls_per_poll=cfg.max_calls_per_poll,
+            lease_ttl_seconds=cfg.lease_ttl_seconds,
+            backoff_max_seconds=settings.circuit.probe_max_seconds,
+        )
+        self._tasks.spawn("poller", self.poller.run(self._poller_stop))
+        log.info("poller_started", feeds=[feed.kind for feed in feeds], interval_s=cfg.interval_seconds)
 
     def _work_hours_flow(self) -> FlowUnit:
         """The work-hours flow: events from time trackers written into Severa."""
@@ -370,6 +444,7 @@ class ConnectorService:
         if self._closed:
             return
         self._closed = True
+        self._poller_stop.set()
         await self._tasks.aclose()  # first: nothing may restart consumption from here on
         # Held messages stop waiting and are put back (republished, then acked) while the drain
         # runs, instead of being cancelled and returned unacked, which would spend their quorum
@@ -386,6 +461,8 @@ class ConnectorService:
             await _quietly("severa_close", self.severa.aclose())
         if self.ledger is not None and self._given_ledger is None:
             await _quietly("ledger_close", self.ledger.aclose())
+        if self._poller_state is not None:
+            await _quietly("poller_state_close", self._poller_state.aclose())
         if self.bus is not None:
             await _quietly("bus_close", self.bus.close())
         log.info("connector_stopped", drained=drained, cancelled=cancelled)
@@ -400,7 +477,9 @@ class ConnectorService:
             if circuit.is_open:
                 error = circuit.last_error
                 reasons.append(f"paused: {error.message if error else f'{circuit.name} unusable'}")
-        if not self.flows:
+        if self.poller is not None and isinstance(self.poller.last_error, SystemicError):
+            reasons.append(f"poller paused: {self.poller.last_error.message}")
+        if not self.flows and self.settings.role != "poller":
             reasons.append("not consuming")
         for unit in self.flows:
             if self.circuits[unit.circuit].is_open:

@@ -255,6 +255,8 @@ def build_topology(
             for delay in retry_ladder
         )
     exchanges.setdefault(names.dead_letter_exchange, ExchangeSpec(names.dead_letter_exchange, "direct"))
+    # The poller's events: declared by every pod, so a consumer can bind before a poller ran.
+    exchanges.setdefault(names.events_exchange, ExchangeSpec(names.events_exchange, "topic"))
     return Topology(
         exchanges=(*exchanges.values(), *audit.exchanges),
         queues=(*queues, *audit.queues, *optional),

@@ -79,7 +79,9 @@ class Change:
 
     guid: str
     stamp: str
-    message: OutgoingMessage
+    #: None for a change already seen (reported so it stays remembered) or one that cannot be
+    #: published (logged by the feed; remembered so that it is not retried every poll).
+    message: OutgoingMessage | None
     exchange: str
 
 
@@ -248,7 +250,8 @@ class Poller:
         try:
             for change in fetched.changes:
                 key = (change.guid, change.stamp)
-                if key in seen:
+                if key in seen or change.message is None:
+                    seen.add(key)
                     skipped += 1
                     continue
                 await self._publish(change.exchange, change.message)  # confirmed, or it raises

@@ -1,4 +1,4 @@
-"""Durable state of the connector: the idempotency ledger (poller cursors to follow).
+"""Durable state of the connector: the idempotency ledger, and the poller's cursors and lease.
 
 :func:`open_ledger` turns the configured URL into a backend, without doing any I/O; open it with
 ``async with`` (or :meth:`Ledger.setup`) at start-up::
@@ -37,17 +37,37 @@ from connector.state.ledger import (
     check_pool_size,
 )
 from connector.state.memory import InMemoryLedger
+from connector.state.poller_state import (
+    Cursor,
+    InMemoryPollerState,
+    InvalidPollerStateURL,
+    LeaseLost,
+    PollerState,
+    PollerStateUnavailable,
+    SqlPollerState,
+    change_stamp,
+    open_poller_state,
+)
 
 __all__ = [
+    "Cursor",
     "InMemoryLedger",
+    "InMemoryPollerState",
     "InvalidLedgerURL",
+    "InvalidPollerStateURL",
+    "LeaseLost",
     "Ledger",
     "LedgerLockLost",
     "LedgerLockTimeout",
     "LedgerRecord",
     "LedgerState",
     "LedgerUnavailable",
+    "PollerState",
+    "PollerStateUnavailable",
+    "SqlPollerState",
+    "change_stamp",
     "open_ledger",
+    "open_poller_state",
 ]
 
 ACCEPTED_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…), memory://"

@@ -145,7 +145,8 @@ def state_metadata(table_prefix: str = "") -> sa.MetaData:
             primary_key=True,
         ),
         sa.Column("guid", sa.Text(), primary_key=True),
-        sa.Column("stamp", UtcTimestamp(), primary_key=True),
+        # A change time as change_stamp() writes it, an event id or a content hash: text.
+        sa.Column("stamp", sa.Text(), primary_key=True),
         sqlite_with_rowid=False,
     )
     sa.Table(

@@ -36,7 +36,7 @@ def upgrade() -> None:
             primary_key=True,
         ),
         sa.Column("guid", sa.Text(), primary_key=True),
-        sa.Column("stamp", stamp(), primary_key=True),
+        sa.Column("stamp", sa.Text(), primary_key=True),
         sqlite_with_rowid=False,
     )
     op.create_table(
