@@ -120,6 +120,7 @@ class ConnectorService:
         self.poller: Any = None
         self._poller_state: Any = None
         self._poller_stop = asyncio.Event()
+        self._poller_task: asyncio.Task[Any] | None = None
         self._start_deadline = 0.0
         self._heartbeat = Heartbeat()
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -284,7 +285,7 @@ class ConnectorService:
             lease_ttl_seconds=cfg.lease_ttl_seconds,
             backoff_max_seconds=settings.circuit.probe_max_seconds,
         )
-        self._tasks.spawn("poller", self.poller.run(self._poller_stop))
+        self._poller_task = self._tasks.spawn("poller", self.poller.run(self._poller_stop))
         log.info("poller_started", feeds=[feed.kind for feed in feeds], interval_s=cfg.interval_seconds)
 
     def _work_hours_flow(self) -> FlowUnit:
@@ -444,7 +445,12 @@ class ConnectorService:
         if self._closed:
             return
         self._closed = True
+        self._tasks.begin_close()
         self._poller_stop.set()
+        if self._poller_task is not None:
+            # Let a poll in progress publish and save its cursor, and the lease go, rather than
+            # cutting it between the two (a restart would then publish those changes again).
+            await asyncio.wait({self._poller_task}, timeout=self.settings.drain_seconds)
         await self._tasks.aclose()  # first: nothing may restart consumption from here on
         # Held messages stop waiting and are put back (republished, then acked) while the drain
         # runs, instead of being cancelled and returned unacked, which would spend their quorum

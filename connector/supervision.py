@@ -56,6 +56,10 @@ class TaskSupervisor:
             return []
         return sorted(name for name, task in self._tasks.items() if task.done())
 
+    def begin_close(self) -> None:
+        """From now on tasks may end: shutdown has begun (they are not reported dead)."""
+        self._closing = True
+
     async def aclose(self) -> None:
         """Cancel every task and wait for them; idempotent."""
         self._closing = True

@@ -25,8 +25,9 @@ is spent the poll stops where it is, publishes what it has, and saves a cursor t
 nothing (``since`` does not advance; what was published is remembered in ``seen``); the next poll
 goes on. Exactly one poller polls at a time across pods: the lease in the state store, renewed
 every poll, with a fencing token (:mod:`connector.state.poller_state`). Systemic errors (a refused
-key, a spent quota, Severa down) end the poll without moving the cursor and back off like the
-consumers' circuit does.
+key, a spent quota) end the poll without moving the cursor and back off like the consumers'
+circuit does; so does Severa failing transiently (5xx, dropped connections) for
+``OUTAGE_AFTER_FAILED_POLLS`` polls in a row, reported as :class:`~connector.errors.SeveraOutage`.
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from connector.bus import OutgoingMessage
-from connector.errors import ConnectorError, SystemicError, TransientError, describe
+from connector.errors import ConnectorError, SystemicError, TransientError, describe, outage_behind
 from connector.logging import get_logger
 
 log = get_logger(__name__)
 
 #: Severa matches ``*ChangedSince`` to the minute: every fetch reaches back this far.
 OVERLAP = dt.timedelta(minutes=1)
+#: Polls in a row that fail transiently (Severa answering 5xx, dropping connections) before the
+#: failure counts as an outage: the poller pauses, backs off and reports it, as a systemic error.
+OUTAGE_AFTER_FAILED_POLLS = 3
 
 
 class FeedMode(enum.StrEnum):
@@ -297,19 +301,28 @@ class Poller:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every interval until ``stop``; back off on systemic errors, never die of one."""
         delay = self._interval
+        failed_polls = 0
         while not stop.is_set():
             try:
                 await self.poll_once()
-            except SystemicError as exc:
-                self.last_error = exc
-                delay = min(max(delay * 2, self._interval), self._backoff_max)
-                log.warning("poller_paused", **describe(exc), retry_in_s=delay)
             except (TransientError, ConnectorError) as exc:
-                self.last_error = exc
-                log.warning("poller_poll_failed", **describe(exc), retry_in_s=self._interval)
-                delay = self._interval
+                failed_polls += 1
+                # A transient failure that outlives a few polls is an outage (Severa down): pause
+                # and back off like a systemic error, instead of retrying every interval unseen.
+                systemic = exc if isinstance(exc, SystemicError) else None
+                if systemic is None and failed_polls >= OUTAGE_AFTER_FAILED_POLLS:
+                    systemic = outage_behind(exc)
+                if systemic is not None:
+                    self.last_error = systemic
+                    delay = min(max(delay * 2, self._interval), self._backoff_max)
+                    log.warning("poller_paused", **describe(systemic), retry_in_s=delay)
+                else:
+                    self.last_error = exc
+                    log.warning("poller_poll_failed", **describe(exc), retry_in_s=self._interval)
+                    delay = self._interval
             else:
                 self.last_error = None
+                failed_polls = 0
                 delay = self._interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)  # the poll interval, or stop

@@ -56,10 +56,10 @@ async def test_failed_trials_back_off_instead_of_spending_the_quota(
     await wait_until(lambda: connector.circuit.is_open, what="the pause")
     severa.calls.clear()
     await asyncio.sleep(4)  # a measurement window: count what the supervisor spends in it
-    # Backoff 0.2, 0.4, 0.8, 1, 1 ... s: at most ~7 probe rounds and as many trials in 4 s
-    # (before the fix: thousands of each).
-    assert severa.calls["GetVersion"] <= 8, dict(severa.calls)
-    assert severa.calls["AddNewHourEntry"] <= 8, dict(severa.calls)
+    # Backoff 0.2, 0.4, 0.8, 1, 1 ... s: a handful of probe rounds in 4 s, each with one trial or
+    # one delivery of the three messages (before the fix: 1,426 probes and 2,138 Adds in 10 s).
+    assert severa.calls["GetVersion"] <= 10, dict(severa.calls)
+    assert severa.calls["AddNewHourEntry"] <= 3 * 10, dict(severa.calls)
     assert await broker.depth(connector.names.workhours_dlq) == 0
 
 
