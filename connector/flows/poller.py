@@ -166,6 +166,22 @@ class PollResult:
     complete: bool
 
 
+async def _to_the_end(step: Awaitable[None]) -> bool:
+    """Run ``step`` to its end even if the poll is cancelled (stopped) meanwhile; True if it was.
+
+    What ``step`` raises is raised; if it fails after a stop, the cancellation is raised instead.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])  # bounded: publishes and state calls have timeouts of their own
+        if task.cancelled() or task.exception() is not None:
+            raise
+        return True
+    return False
+
+
 class Poller:
     """Polls every feed under the lease; :meth:`poll_once` is one round, :meth:`run` the loop."""
 
@@ -258,16 +274,21 @@ class Poller:
                     seen.add(key)
                     skipped += 1
                     continue
-                await self._publish(change.exchange, change.message)  # confirmed, or it raises
+                # Confirmed, or it raises; a stop meanwhile waits for the confirm, so that a
+                # message already out is remembered rather than published again.
+                stopped = await _to_the_end(self._publish(change.exchange, change.message))
                 seen.add(key)
                 published += 1
+                if stopped:
+                    raise asyncio.CancelledError
         finally:
             # Whatever was confirmed is remembered, even when a publish failed midway: the next
-            # poll starts from the same ``since`` and skips only what is really out.
-            await self._state.save(
-                self._next_cursor(feed, cursor, fetched, seen, started),
-                token=token,
-            )
+            # poll starts from the same ``since`` and skips only what is really out. A stop
+            # arriving meanwhile does not roll the save back.
+            if await _to_the_end(
+                self._state.save(self._next_cursor(feed, cursor, fetched, seen, started), token=token)
+            ):
+                raise asyncio.CancelledError
         log.info(
             "poller_feed_polled",
             kind=feed.kind,

@@ -307,7 +307,7 @@ async def test_1000_invoices_and_300_customers_changed_during_polls_and_restarts
         await polls_after(pod, 2)
 
     republished = events.republished()
-    assert not republished, f"{len(republished)} event ids arrived more than once: {events.describe(republished)}"
+    assert not republished, f"{len(republished)} ids arrived more than once: {events.describe(republished)}"
     assert len(events.bodies) == expected, f"{len(events.bodies)} events, expected {expected}"
     assert_latest_states(events, fake)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 
 import pytest
 
 from connector.bus import OutgoingMessage, PublishFailed
-from connector.errors import SeveraAuthenticationFailed
+from connector.errors import SeveraAuthenticationFailed, SeveraOutage, SeveraUnavailable, SystemicError
 from connector.flows.poller import (
+    OUTAGE_AFTER_FAILED_POLLS,
     OVERLAP,
     CallBudget,
     Change,
@@ -116,8 +118,8 @@ class Published(list[str]):
 def poller(feed: FakeFeed, state: FakeState, published: Published, clock: Clock, **kw: object) -> Poller:
     return Poller(
         feeds=[feed],
-        state=state,
-        cursor=FakeCursor,  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]  # FakeCursor stands in for the Cursor protocol
+        cursor=FakeCursor,
         publish=published,
         holder=str(kw.pop("holder", "pod-a")),
         clock=clock,
@@ -225,4 +227,93 @@ async def test_a_systemic_error_moves_no_cursor() -> None:
     p = poller(feed, state, published, clock)
     with pytest.raises(SeveraAuthenticationFailed):
         await p.poll_once()
+    assert "customers" not in state.cursors
+
+
+class GatedPublished(Published):
+    """Publishes that wait for ``gate``: a stop can arrive while a confirm is outstanding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, exchange: str, message: OutgoingMessage) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await super().__call__(exchange, message)
+
+
+async def test_a_stop_during_a_publish_waits_for_its_confirm_and_remembers_it() -> None:
+    feed, state, published, clock = FakeFeed(), FakeState(), GatedPublished(), Clock()
+    feed.change("a", "s1", T0)
+    p = poller(feed, state, published, clock)
+    polling = asyncio.create_task(p.poll_once())
+    await published.waiting.wait()
+    polling.cancel()  # the service stopping while the broker has not confirmed yet
+    await asyncio.sleep(0)
+    published.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await polling
+    assert state.cursors["customers"].seen == {("a", "s1")}
+    await poller(feed, state, published, clock).poll_once()  # restarted
+    assert published == ["a@s1"]  # not published again
+
+
+class GatedState(FakeState):
+    gate: asyncio.Event
+    saving: asyncio.Event
+
+    async def save(self, cursor: FakeCursor, *, token: int) -> None:
+        self.saving.set()
+        await self.gate.wait()
+        await super().save(cursor, token=token)
+
+
+async def test_a_stop_during_the_cursor_save_does_not_roll_it_back() -> None:
+    feed, published, clock = FakeFeed(), Published(), Clock()
+    state = GatedState()
+    state.gate, state.saving = asyncio.Event(), asyncio.Event()
+    feed.change("a", "s1", T0)
+    polling = asyncio.create_task(poller(feed, state, published, clock).poll_once())
+    await state.saving.wait()
+    polling.cancel()
+    await asyncio.sleep(0)
+    state.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await polling
+    assert state.cursors["customers"].seen == {("a", "s1")}
+    state.saving.clear()
+    await poller(feed, state, published, clock).poll_once()  # restarted
+    assert published == ["a@s1"]
+
+
+@pytest.mark.parametrize(
+    ("failing_polls", "paused"),
+    [
+        pytest.param(1, False, id="one failed poll is a blip, retried at the interval"),
+        pytest.param(OUTAGE_AFTER_FAILED_POLLS, True, id="failing poll after poll is an outage"),
+    ],
+)
+async def test_severa_failing_poll_after_poll_pauses_the_poller_as_an_outage(
+    failing_polls: int, paused: bool
+) -> None:
+    feed, state, published, clock = FakeFeed(), FakeState(), Published(), Clock()
+    attempts = 0
+    stop = asyncio.Event()
+
+    async def unavailable(
+        since: dt.datetime | None, budget: CallBudget, into: Fetched, seen: frozenset[tuple[str, str]]
+    ) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == failing_polls:
+            stop.set()
+        raise SeveraUnavailable("Severa answered HTTP 503")
+
+    feed.fetch = unavailable  # type: ignore[method-assign]
+    p = poller(feed, state, published, clock, interval_seconds=0.001, backoff_max_seconds=0.001)
+    await asyncio.wait_for(p.run(stop), 5)
+    assert isinstance(p.last_error, SeveraOutage if paused else SeveraUnavailable)
+    assert isinstance(p.last_error, SystemicError) is paused
     assert "customers" not in state.cursors
