@@ -353,7 +353,7 @@ class Consumer:
     @property
     def active(self) -> bool:
         """True while a consumer of ours is registered on the channel's current incarnation."""
-        return self._is_live(self._current_underlay())
+        return self._is_live()
 
     @property
     def keeper(self) -> asyncio.Task[None] | None:
@@ -391,17 +391,16 @@ class Consumer:
         if self._keeper is None and not self._closed:
             self._keeper = asyncio.create_task(self._keep(), name=f"consumer-keeper:{self._queue.name}")
 
-    def _current_underlay(self) -> Any:
-        if self._channel.is_closed:
-            return None
-        inner = getattr(self._channel, "_channel", None)
-        return getattr(inner, "channel", None)
+    def _is_live(self) -> bool:
+        """Our tag is registered on the channel it was issued on, and that channel is open.
 
-    def _is_live(self, underlay: Any) -> bool:
+        A reconnect replaces the robust channel's underlying channel and closes the old one, so a
+        tag from before a reconnect is never taken for a running consumer.
+        """
+        underlay = self._tag_channel
         return (
             self._tag is not None
             and underlay is not None
-            and underlay is self._tag_channel
             and not underlay.is_closed
             and self._tag in underlay.consumers
         )
@@ -430,8 +429,7 @@ class Consumer:
 
     async def _reconcile(self) -> None:
         async with self._lock:
-            underlay = self._current_underlay()
-            live = self._is_live(underlay)
+            live = self._is_live()
             if self._want and not live:
                 if self.cancelled_by_broker.is_set() and self._on_restore is not None:
                     await asyncio.wait_for(self._on_restore(), self.RPC_TIMEOUT)
@@ -449,7 +447,7 @@ class Consumer:
             elif not self._want and self._tag is not None:
                 tag, self._tag = self._tag, None
                 if live:
-                    await underlay.basic_cancel(tag, timeout=self.RPC_TIMEOUT)
+                    await self._tag_channel.basic_cancel(tag, timeout=self.RPC_TIMEOUT)
                 # else: the consumer died with its channel and robust=False keeps it dead.
                 log.info("consumer_stopped", queue=self._queue.name, cancelled=live)
 
@@ -459,7 +457,7 @@ class Consumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.CHECK_SECONDS)
             self._wake.clear()
-            if self._want == self._is_live(self._current_underlay()):
+            if self._want == self._is_live():
                 continue
             try:
                 await self._shielded_reconcile()

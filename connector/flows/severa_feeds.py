@@ -32,7 +32,7 @@ from connector.mapping.severa_events import (
     invoice_ready,
 )
 from connector.ports import Customer, SeveraChanges
-from schemas.severa_events import severa_event_id
+from schemas.severa_events import SeveraHourEntryChanged, SeveraInvoiceReady, severa_event_id
 
 log = get_logger(__name__)
 
@@ -52,6 +52,20 @@ def event_message(event: BaseModel, *, event_type: str, event_id: uuid.UUID) -> 
         type=event_type,
         headers={"schema_version": "1"},
     )
+
+
+def _change(
+    guid: str,
+    event: SeveraInvoiceReady | SeveraHourEntryChanged,
+    seen: frozenset[tuple[str, str]],
+    exchange: str,
+) -> Change:
+    """The change named ``(guid, event id)``, without its message when it was published already."""
+    key = (guid, str(event.event_id))
+    message = (
+        None if key in seen else event_message(event, event_type=event.event_type, event_id=event.event_id)
+    )
+    return Change(key[0], key[1], message, exchange)
 
 
 def _unpublishable(kind: str, guid: str, exc: UnpublishableRecord) -> None:
@@ -176,13 +190,7 @@ class InvoiceFeed:
                 except UnpublishableRecord as exc:
                     _unpublishable(self.kind, invoice.guid, exc)
                     continue
-                key = (invoice.guid, str(event.event_id))
-                message = (
-                    None
-                    if key in seen
-                    else event_message(event, event_type=event.event_type, event_id=event.event_id)
-                )
-                into.changes.append(Change(key[0], key[1], message, self._exchange))
+                into.changes.append(_change(invoice.guid, event, seen, self._exchange))
 
 
 class HourEntryFeed:
@@ -215,10 +223,4 @@ class HourEntryFeed:
             except UnpublishableRecord as exc:
                 _unpublishable(self.kind, entry.guid, exc)
                 continue
-            key = (entry.guid, str(event.event_id))
-            message = (
-                None
-                if key in seen
-                else event_message(event, event_type=event.event_type, event_id=event.event_id)
-            )
-            into.changes.append(Change(key[0], key[1], message, self._exchange))
+            into.changes.append(_change(entry.guid, event, seen, self._exchange))

@@ -23,8 +23,6 @@ every URL all the same, so a value that would break a later switch to PostgreSQL
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
-
 from connector.errors import ConfigError
 from connector.state.ledger import (
     DEFAULT_LOCK_TIMEOUT,
@@ -48,6 +46,7 @@ from connector.state.poller_state import (
     change_stamp,
     open_poller_state,
 )
+from connector.state.urls import parse_state_url
 
 __all__ = [
     "Cursor",
@@ -69,8 +68,6 @@ __all__ = [
     "open_ledger",
     "open_poller_state",
 ]
-
-ACCEPTED_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…), memory://"
 
 
 class InvalidLedgerURL(ConfigError, ValueError):
@@ -94,38 +91,13 @@ def open_ledger(url: str, *, pool_size: int | None = None, lock_timeout: float |
         check_pool_size(pool_size)
     if lock_timeout is None:
         lock_timeout = DEFAULT_LOCK_TIMEOUT
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:  # e.g. an unbalanced '[' in the host
-        raise InvalidLedgerURL(f"malformed ledger URL; accepted forms: {ACCEPTED_URLS}") from exc
-    scheme = parts.scheme.lower()
-
-    if scheme == "memory":
-        if parts.netloc or parts.path or parts.query:
-            raise InvalidLedgerURL("the memory ledger URL is exactly 'memory://'")
+    target = parse_state_url(url, what="ledger", error=InvalidLedgerURL)
+    if target.scheme == "memory":
         return InMemoryLedger(lock_timeout=lock_timeout)
-
-    if scheme == "sqlite":
-        if parts.netloc:
-            raise InvalidLedgerURL(
-                f"a sqlite ledger URL has no host: write sqlite:///relative.db or sqlite:////abs.db, "
-                f"not sqlite://{parts.netloc}/…"
-            )
-        if parts.query or parts.fragment:
-            raise InvalidLedgerURL("a sqlite ledger URL takes no query parameters or fragment")
-        path = unquote(parts.path[1:])  # drop the '/' that separates the empty host from the path
-        if not path:
-            raise InvalidLedgerURL("a sqlite ledger URL needs a path: sqlite:///path/to/file.db")
+    if target.scheme == "sqlite":
         from connector.state.sqlite import SqliteLedger
 
-        return SqliteLedger(path, lock_timeout=lock_timeout)
+        return SqliteLedger(target.location, lock_timeout=lock_timeout)
+    from connector.state.postgres import PostgresLedger
 
-    if scheme in ("postgresql", "postgres"):
-        if not parts.netloc and not parts.path and not parts.query:
-            raise InvalidLedgerURL("a postgresql ledger URL needs at least a host or a database")
-        from connector.state.postgres import PostgresLedger
-
-        return PostgresLedger(url.strip(), pool_size=pool_size, lock_timeout=lock_timeout)
-
-    shown = f"{scheme!r}" if scheme else "none"
-    raise InvalidLedgerURL(f"unsupported ledger URL scheme {shown}; accepted: {ACCEPTED_URLS}")
+    return PostgresLedger(target.location, pool_size=pool_size, lock_timeout=lock_timeout)

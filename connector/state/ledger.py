@@ -52,7 +52,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import datetime as dt
-import enum
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from typing import Any, Final, Literal, Protocol, Self, runtime_checkable
 from connector.errors import SystemicError, TransientError
 from connector.logging import get_logger
 from connector.state.identity import legacy_entry_key
+from connector.state.lifecycle import StoreLifecycle
 from connector.state.locks import KeyedLock
 
 log = get_logger(__name__)
@@ -400,13 +400,7 @@ def as_state(value: object) -> LedgerState:
 # Lifecycle shared by the backends.
 
 
-class _Lifecycle(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class BaseLedger(abc.ABC):
+class BaseLedger(StoreLifecycle):
     """Lifecycle, argument checks and the process-local lock; backends add storage.
 
     Subclasses implement the ``_``-prefixed hooks; the public methods validate arguments and the
@@ -418,53 +412,17 @@ class BaseLedger(abc.ABC):
     def __init__(self, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self._lock_timeout = check_lock_timeout(lock_timeout)
         self._local_locks = KeyedLock()
-        self._lifecycle = _Lifecycle.NEW
-        self._lifecycle_lock = asyncio.Lock()
+        super().__init__()
 
     @property
     def lock_timeout(self) -> float:
         """Seconds :meth:`lock` waits before raising :class:`LedgerLockTimeout`."""
         return self._lock_timeout
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    # -- lifecycle (connector.state.lifecycle) ---------------------------------------------------
 
-    async def setup(self) -> None:
-        async with self._lifecycle_lock:
-            if self._lifecycle is _Lifecycle.OPEN:
-                return
-            if self._lifecycle is _Lifecycle.CLOSED:
-                raise RuntimeError(f"{type(self).__name__} is closed and cannot be reopened")
-            # On failure the ledger stays NEW, so start-up may simply call setup() again.
-            await self._open()
-            self._lifecycle = _Lifecycle.OPEN
-
-    async def aclose(self) -> None:
-        async with self._lifecycle_lock:
-            was_open = self._lifecycle is _Lifecycle.OPEN
-            # Mark closed first: operations racing with close fail fast instead of queueing on
-            # connections that are going away.
-            self._lifecycle = _Lifecycle.CLOSED
-            if was_open:
-                await self._close()
-
-    async def __aenter__(self) -> Self:
-        await self.setup()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def _check_open(self) -> None:
-        if self._lifecycle is _Lifecycle.OPEN:
-            return
-        if self._lifecycle is _Lifecycle.NEW:
-            raise RuntimeError(f"{type(self).__name__} is not set up: call setup() or use 'async with'")
-        raise LedgerUnavailable(f"the {self.backend} ledger is closed", reason="ledger_closed")
+    def _closed_error(self) -> Exception:
+        return LedgerUnavailable(f"the {self.backend} ledger is closed", reason="ledger_closed")
 
     # -- public operations -------------------------------------------------------------------------
 
@@ -562,12 +520,6 @@ class BaseLedger(abc.ABC):
         )
 
     # -- storage hooks -----------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def _open(self) -> None: ...
-
-    @abc.abstractmethod
-    async def _close(self) -> None: ...
 
     @abc.abstractmethod
     async def _probe(self) -> None: ...

@@ -55,7 +55,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import datetime as dt
-import enum
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -75,8 +74,10 @@ from sqlalchemy.pool import StaticPool
 from connector.errors import ConfigError, ConnectorError, SystemicError, TransientError
 from connector.logging import get_logger, register_secret
 from connector.state.ledger import LedgerUnavailable, check_text, utc_now
+from connector.state.lifecycle import StoreLifecycle
 from connector.state.migrations import migrate, sqlite_begin_immediate
 from connector.state.schema import UtcTimestamp, check_prefix, state_metadata
+from connector.state.urls import StateURL, parse_state_url
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -108,7 +109,6 @@ MAX_TTL_SECONDS: Final = 86_400.0
 MAX_TOKEN: Final = 2**63 - 1
 """Fencing tokens are stored as signed 64-bit integers."""
 
-ACCEPTED_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…), memory://"
 _SQLITE_MEMORY: Final = ":memory:"
 
 
@@ -282,56 +282,13 @@ def _aware(clock: Clock) -> dt.datetime:
 # Lifecycle and checks shared by the backends
 
 
-class _Lifecycle(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class BasePollerState(abc.ABC):
+class BasePollerState(StoreLifecycle):
     """Lifecycle and argument checks; backends implement the ``_``-prefixed hooks."""
 
     backend: str = "abstract"
 
-    def __init__(self) -> None:
-        self._lifecycle = _Lifecycle.NEW
-        self._lifecycle_lock = asyncio.Lock()
-
-    async def setup(self) -> None:
-        async with self._lifecycle_lock:
-            if self._lifecycle is _Lifecycle.OPEN:
-                return
-            if self._lifecycle is _Lifecycle.CLOSED:
-                raise RuntimeError(f"{type(self).__name__} is closed and cannot be reopened")
-            # On failure the state stays NEW, so start-up may simply call setup() again.
-            await self._open()
-            self._lifecycle = _Lifecycle.OPEN
-
-    async def aclose(self) -> None:
-        async with self._lifecycle_lock:
-            was_open = self._lifecycle is _Lifecycle.OPEN
-            self._lifecycle = _Lifecycle.CLOSED
-            if was_open:
-                await self._close()
-
-    async def __aenter__(self) -> Self:
-        await self.setup()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def _check_open(self) -> None:
-        if self._lifecycle is _Lifecycle.OPEN:
-            return
-        if self._lifecycle is _Lifecycle.NEW:
-            raise RuntimeError(f"{type(self).__name__} is not set up: call setup() or use 'async with'")
-        raise PollerStateUnavailable(
+    def _closed_error(self) -> Exception:
+        return PollerStateUnavailable(
             f"the {self.backend} poller state is closed", reason="poller_state_closed"
         )
 
@@ -378,12 +335,6 @@ class BasePollerState(abc.ABC):
             lease=lease,
             token=token,
         )
-
-    @abc.abstractmethod
-    async def _open(self) -> None: ...
-
-    @abc.abstractmethod
-    async def _close(self) -> None: ...
 
     @abc.abstractmethod
     async def _load(self, kind: str) -> Cursor: ...
@@ -479,43 +430,8 @@ class InMemoryPollerState(BasePollerState):
 # SQLite and PostgreSQL, through SQLAlchemy Core
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    scheme: str  # "memory", "sqlite" or "postgresql"
-    location: str  # the SQLite path, or the PostgreSQL DSN as given
-
-
-def _parse_url(url: str) -> _Target:
-    """Messages never repeat the URL: it may carry a password."""
-    if not isinstance(url, str):
-        raise InvalidPollerStateURL(f"the poller state URL must be a string; accepted forms: {ACCEPTED_URLS}")
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:  # e.g. an unbalanced '[' in the host
-        raise InvalidPollerStateURL(f"malformed poller state URL; accepted forms: {ACCEPTED_URLS}") from exc
-    scheme = parts.scheme.lower()
-    if scheme == "memory":
-        if parts.netloc or parts.path or parts.query:
-            raise InvalidPollerStateURL("the memory poller state URL is exactly 'memory://'")
-        return _Target("memory", "")
-    if scheme == "sqlite":
-        if parts.netloc:
-            raise InvalidPollerStateURL(
-                f"a sqlite poller state URL has no host: write sqlite:///relative.db or "
-                f"sqlite:////abs.db, not sqlite://{parts.netloc}/…"
-            )
-        if parts.query or parts.fragment:
-            raise InvalidPollerStateURL("a sqlite poller state URL takes no query parameters or fragment")
-        path = unquote(parts.path[1:])  # drop the '/' that separates the empty host from the path
-        if not path:
-            raise InvalidPollerStateURL("a sqlite poller state URL needs a path: sqlite:///path/to/file.db")
-        return _Target("sqlite", path)
-    if scheme in ("postgresql", "postgres"):
-        if not parts.netloc and not parts.path and not parts.query:
-            raise InvalidPollerStateURL("a postgresql poller state URL needs at least a host or a database")
-        return _Target("postgresql", url.strip())
-    shown = f"{scheme!r}" if scheme else "none"
-    raise InvalidPollerStateURL(f"unsupported poller state URL scheme {shown}; accepted: {ACCEPTED_URLS}")
+def _parse_url(url: str) -> StateURL:
+    return parse_state_url(url, what="poller state", error=InvalidPollerStateURL)
 
 
 # Failures that mean "the store cannot be used right now". Errors of our own making (a statement

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -21,11 +20,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import asyncpg
 import pytest
 
@@ -41,6 +38,7 @@ from connector.state.migrations import version_table
 from connector.state.poller_state import SqlPollerState
 from connector.state.schema import state_metadata
 from connector.topology import Names
+from tests.fixtures.severa_events import Events
 from tests.harness import running_connector, wait_until
 
 pytestmark = pytest.mark.integration
@@ -86,67 +84,6 @@ async def fake() -> AsyncIterator[FakeSevera]:
     async with FakeSevera(api_key=KEY, seed=SEED) as severa:
         yield severa
     assert severa.internal_errors == []
-
-
-@dataclass
-class Events:
-    """Every change event as it arrived on the test's queue, in arrival order."""
-
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def ids(self) -> Counter[str]:
-        return Counter(body["event_id"] for body in self.bodies)
-
-    def describe(self, ids: dict[str, int]) -> Counter[str]:
-        """What the given event ids were: event type and the version marker of the entity."""
-        found: Counter[str] = Counter()
-        for body in self.bodies:
-            if body["event_id"] in ids:
-                entity = body.get("customer") or body.get("invoice") or {}
-                marker = entity.get("name", entity.get("your_reference", ""))
-                found[f"{body['event_type']} {str(marker).rsplit(' ', 1)[-1]}"] += 1
-        return found
-
-    def at_least(self, count: int) -> Callable[[], bool]:
-        return lambda: len(self.bodies) >= count
-
-    def republished(self) -> dict[str, int]:
-        return {event_id: n for event_id, n in self.ids().items() if n > 1}
-
-    def latest(self) -> tuple[dict[str, str], dict[str, str | None]]:
-        """(customer GUID → name, invoice GUID → your reference) of the last event of each."""
-        customers: dict[str, str] = {}
-        invoices: dict[str, str | None] = {}
-        for body in self.bodies:
-            if body["event_type"] == CUSTOMER_CHANGED:
-                customers[body["customer"]["guid"]] = body["customer"]["name"]
-            elif body["event_type"] == INVOICE_READY:
-                invoices[body["invoice"]["guid"]] = body["invoice"]["your_reference"]
-        return customers, invoices
-
-
-@pytest.fixture
-async def events(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Events]:
-    """A consumer of every change event, declared before any poller runs (as a flow would be)."""
-    channel = await amqp_connection.channel()
-    exchange = await channel.declare_exchange(
-        topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, "#")
-    seen = Events()
-
-    async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            body = json.loads(message.body)
-            assert message.message_id == body["event_id"]
-            seen.bodies.append(body)
-
-    tag = await queue.consume(on_event)
-    yield seen
-    await queue.cancel(tag)
-    await channel.exchange_delete(topology.events_exchange)
-    await channel.close()
 
 
 def poller_settings(

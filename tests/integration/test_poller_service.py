@@ -5,19 +5,16 @@ A test queue bound to ``severa.events`` stands in for the accounting flows that 
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aio_pika
 import pytest
 
 from adapters.severa.fake.server import FakeSevera
 from connector.config import Settings
 from connector.service import ConnectorService
 from connector.topology import Names
+from tests.fixtures.severa_events import Events
 from tests.harness import running_connector, wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,38 +27,6 @@ async def demo_severa() -> AsyncIterator[FakeSevera]:
     """The fake with its demo organisation: customers, and invoices in Draft / Sent / Paid."""
     async with FakeSevera(api_key=KEY) as fake:
         yield fake
-
-
-class Events:
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-
-    def ids(self, event_type: str | None = None) -> Counter[str]:
-        return Counter(b["event_id"] for b in self.bodies if event_type in (None, b["event_type"]))
-
-
-@pytest.fixture
-async def events(topology: Names, amqp_connection: aio_pika.abc.AbstractConnection) -> AsyncIterator[Events]:
-    """A consumer of every change event (declared before any poller runs, as a flow would be)."""
-    channel = await amqp_connection.channel()
-    exchange = await channel.declare_exchange(
-        topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, "#")
-    seen = Events()
-
-    async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            body = json.loads(message.body)
-            assert message.message_id == body["event_id"]
-            seen.bodies.append(body)
-
-    tag = await queue.consume(on_event)
-    yield seen
-    await queue.cancel(tag)
-    await channel.exchange_delete(topology.events_exchange)
-    await channel.close()
 
 
 def poller_settings(amqp_url: str, names: Names, severa: FakeSevera, state_dir: Path, pod: str) -> Settings:

@@ -290,7 +290,9 @@ async def test_a_message_that_fails_while_others_succeed_is_parked_as_suspected_
             await wait_until(lambda: rig.circuit.is_open or rig.outcome_count("dead_lettered") == 1)
             if rig.circuit.state is CircuitState.OPEN:
                 rig.circuit.half_open()  # the probe passes: Severa is fine
-            await asyncio.sleep(0.02)  # let the trial run before the next probe, as the backoff would
+            await wait_until(  # the trial decided before the next probe, as the supervisor waits
+                lambda: rig.circuit.state is not CircuitState.HALF_OPEN, what="the trial's verdict"
+            )
     finally:
         stop.set()
         await producer
@@ -314,7 +316,9 @@ async def test_nobody_is_parked_as_poison_while_severa_serves_nobody(
     for _ in range(20):  # probes keep passing, trials keep failing
         await wait_until(lambda: rig.circuit.state is CircuitState.OPEN, what="the circuit open")
         rig.circuit.half_open()
-        await asyncio.sleep(0.01)  # the backoff between probes, shortened
+        await wait_until(  # the trial decided before the next probe, as the supervisor waits
+            lambda: rig.circuit.state is not CircuitState.HALF_OPEN, what="the trial's verdict"
+        )
     parked = {m.message_id for m in await dlq()}
     assert parked <= {f"junk-{n}" for n in range(4)}, parked
     handler.outage = False
