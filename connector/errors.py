@@ -9,9 +9,15 @@ error, never from its concrete class, so flows never grow their own ``except`` l
     │   ├── UnknownReference            user, case, phase or work type not found in Severa
     │   ├── SeveraRejected              Severa refused the write (Validation, NoPermission, NotFound)
     │   ├── VersionConflict             same version as one applied, other content (connector.flows)
+    │   ├── UnmappableRecord            a record cannot be converted without guessing (connector.mapping)
+    │   ├── AccountingRejected          the accounting system refused the data (invalid, too large,
+    │   │   │                           a duplicate it would not let us adopt)
+    │   │   └── AccountingPeriodLocked  the accounting period of the date is locked
     │   └── SuspectedPoisonMessage      fails systemically while others succeed (connector.processing)
     ├── TransientError                  retry with backoff, then dead-letter with the history
     │   ├── SeveraUnavailable           timeout, connection drop, HTTP 5xx, GeneralFailure
+    │   ├── AccountingUnavailable       accounting timeout, 5xx, technical error, maintenance;
+    │   │                               persisting past the retries: escalated to AccountingOutage
     │   ├── PublishFailed               the broker did not confirm a publish (connector.bus)
     │   │   └── Unroutable              no queue bound for it (a notification: counted, not raised)
     │   ├── LedgerLockTimeout           another task/pod held the entry too long (connector.state);
@@ -22,6 +28,9 @@ error, never from its concrete class, so flows never grow their own ``except`` l
     │   ├── SeveraAuthenticationFailed  wrong / regenerated key, API add-on or right missing
     │   ├── SeveraQuotaExceeded         the organisation's daily call quota is spent
     │   ├── SeveraOutage                Severa keeps failing: the circuit is open
+    │   ├── AccountingAuthenticationFailed  keys or ids refused by the accounting system
+    │   ├── AccountingNoAccess          the integration user lacks the right for a resource
+    │   ├── AccountingOutage            the accounting system keeps failing (or is in maintenance)
     │   ├── LedgerUnavailable           the idempotency store is unreachable (connector.state)
     │   └── StoreUnavailable            the dead-letter store is unreachable (connector.dlq.store)
     └── ConfigError                     bad settings at start-up (exit code 2, no traceback)
@@ -162,6 +171,69 @@ class SeveraQuotaExceeded(SystemicError):
 
 class SeveraOutage(SystemicError):
     reason = "severa_outage"
+
+
+class UnmappableRecord(PermanentError):
+    """A record cannot be converted for the other system without guessing.
+
+    ``field`` names the source field and the message says what to fix there, so the person who
+    reads the dead letter can correct the record (in Severa, or in the mapping table) and replay.
+    A silently wrong invoice would cost more than a parked one.
+    """
+
+    reason = "unmappable_record"
+
+    def __init__(self, message: str, *, field: str, reason: str | None = None, **context: Any) -> None:
+        super().__init__(message, reason=reason or "unmappable_record", field=field, **context)
+        self.field = field
+
+
+# --------------------------------------------------------------------------------------------------
+# The accounting side, in neutral words: an adapter (adapters/netvisor) maps its system's codes here.
+# --------------------------------------------------------------------------------------------------
+
+
+class AccountingRejected(PermanentError):
+    """The accounting system refused the data; ``code`` is its own code, ``fix`` what to change."""
+
+    reason = "accounting_rejected"
+    answered_by_peer = True
+
+    def __init__(
+        self, message: str, *, code: str, operation: str, reason: str | None = None, **context: Any
+    ) -> None:
+        super().__init__(
+            message, reason=reason or f"accounting_{code.lower()}", code=code, operation=operation, **context
+        )
+        self.code = code
+        self.operation = operation
+
+
+class AccountingPeriodLocked(AccountingRejected):
+    """The period of the record's date is locked: an accountant must open it (or re-date the record)."""
+
+    reason = "accounting_period_locked"
+
+
+class AccountingOutage(SystemicError):
+    reason = "accounting_outage"
+
+
+class AccountingUnavailable(TransientError):
+    """Timeout, connection drop, 5xx, a technical error or a maintenance window: try again later."""
+
+    reason = "accounting_unavailable"
+    escalates_to = AccountingOutage
+
+
+class AccountingAuthenticationFailed(SystemicError):
+    reason = "accounting_authentication_failed"
+
+
+class AccountingNoAccess(SystemicError):
+    """The integration user has no right for a resource (or the resource is not enabled)."""
+
+    reason = "accounting_no_access"
 
 
 class ConfigError(ConnectorError):

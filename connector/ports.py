@@ -9,6 +9,7 @@ entities and must translate every failure into :mod:`connector.errors`.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -303,3 +304,218 @@ class SeveraChanges(Protocol):
     ) -> list[Invoice]: ...
 
     async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Severa's invoice write-backs (the accounting flows tell Severa what became of an invoice)
+# --------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SeveraInvoicing(Protocol):
+    """The Severa writes the accounting flows make on an invoice after the accounting side acted.
+
+    Each is safe to repeat with the same arguments (a status or a payment date set twice ends the
+    same), except the log entry, which the flows write only after checking the status.
+    """
+
+    async def get_invoice(self, guid: str) -> Invoice | None: ...
+
+    async def get_invoice_by_number(self, number: int) -> Invoice | None: ...
+
+    async def set_invoice_status(self, invoice_guid: str, status: str) -> None: ...
+
+    async def set_invoice_payment_date(self, invoice_guid: str, paid_on: dt.date) -> None: ...
+
+    async def add_invoice_log_entry(self, invoice_guid: str, text: str) -> None:
+        """Add a line to the invoice's log; a line already there is not added again."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Accounting: a neutral port. Netvisor is the first adapter (adapters/netvisor); another accounting
+# system is another adapter, not a rewrite. No field here is named after one system's wire format.
+# --------------------------------------------------------------------------------------------------
+
+
+class VatTreatment(enum.StrEnum):
+    """How a sales line is taxed, in the words of the Finnish VAT act rather than one system's codes.
+
+    The adapter turns each into its system's code (Netvisor: KOMY, RAMY, EUMY, EUPM309, MUUL, NONE).
+    """
+
+    #: Domestic sale with VAT at the line's rate (25.5 %, 14 %, 13.5 %, 10 % or 0 %).
+    DOMESTIC = "domestic"
+    #: Domestic reverse charge (construction services, AVL 8 c §): no VAT on the invoice.
+    DOMESTIC_REVERSE_CHARGE = "domestic_reverse_charge"
+    #: Goods sold to a VAT-registered buyer in another EU country (zero-rated intra-EU supply).
+    EU_GOODS = "eu_goods"
+    #: Services sold to a VAT-registered buyer in another EU country (buyer reverses the charge).
+    EU_SERVICES = "eu_services"
+    #: Sales outside the EU (export of goods or services): zero-rated.
+    OUTSIDE_EU = "outside_eu"
+    #: Outside the scope of VAT (no VAT handling at all).
+    NO_VAT = "no_vat"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingAddress:
+    street: str | None
+    additional_line: str | None
+    postal_code: str | None
+    city: str | None
+    #: ISO 3166-1 alpha-2.
+    country_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingCustomer:
+    """A customer as the accounting system keeps it, keyed by ``code`` (Severa's customer number).
+
+    Every detail is sent on every write: accounting systems such as Netvisor empty what an edit
+    leaves out, so a record is always written whole.
+    """
+
+    code: str
+    name: str
+    #: Finnish business id ``1234567-8`` (validated by the mapping) or a foreign VAT number.
+    business_id: str | None
+    address: AccountingAddress | None
+    email: str | None
+    invoicing_email: str | None
+    e_invoice_address: str | None
+    e_invoice_operator: str | None
+    #: ISO 639-1, upper case (FI, SV, EN).
+    language: str | None
+    payment_term_days: int | None
+    is_active: bool
+    is_private_person: bool
+    #: Where the record came from (Severa's GUID), kept in a comment field for people.
+    source_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingCustomerRef:
+    """A customer found in (or written to) the accounting system; ``key`` is that system's id."""
+
+    key: str
+    code: str | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingInvoiceLine:
+    """One sales line. Sums are rounded to cents by the mapping and add up to the invoice totals."""
+
+    product_code: str | None
+    name: str
+    quantity: Decimal
+    #: Net unit price in the invoice currency, positive (a credit note's quantity is negative).
+    unit_price: Decimal
+    vat_percent: Decimal
+    vat_treatment: VatTreatment
+    #: Net (excluding VAT) and VAT sums of the line, 2 decimals, signed.
+    net_sum: Decimal
+    vat_sum: Decimal
+    free_text: str | None = None
+    account_suggestion: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingInvoice:
+    """A sales invoice (or credit note) to create. ``number`` is the source's invoice number and
+    the key it is looked up by before every create, since accounting APIs give no idempotency key."""
+
+    number: str
+    customer_code: str
+    invoice_date: dt.date
+    due_date: dt.date
+    payment_term_days: int | None
+    #: Finnish or RF reference number, check digit validated by the mapping.
+    reference_number: str | None
+    currency_code: str
+    currency_rate: Decimal | None
+    total_including_vat: Decimal
+    total_vat: Decimal
+    lines: tuple[AccountingInvoiceLine, ...]
+    our_reference: str | None = None
+    your_reference: str | None = None
+    #: The number of the invoice a credit note credits (matched after both exist).
+    credits_invoice_number: str | None = None
+    #: Where the record came from (Severa's GUID), kept in a private comment for people.
+    source_reference: str | None = None
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.total_including_vat < 0
+
+
+class AccountingInvoiceState(enum.StrEnum):
+    """Where an invoice stands in accounting, in neutral terms."""
+
+    UNSENT = "unsent"
+    OPEN = "open"
+    OVERDUE = "overdue"
+    PAID = "paid"
+    CREDIT_LOSS = "credit_loss"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingInvoiceRef:
+    """An invoice found in (or written to) the accounting system."""
+
+    key: str
+    number: str
+    customer_code: str | None
+    reference_number: str | None
+    total_including_vat: Decimal | None
+    open_sum: Decimal | None
+    state: AccountingInvoiceState
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingPayment:
+    """An invoice the accounting system now holds as paid, with the day it was paid."""
+
+    invoice_key: str
+    invoice_number: str | None
+    reference_number: str | None
+    paid_on: dt.date
+    amount: Decimal | None
+    #: The accounting system's last-modified time of the invoice, for the poller's cursor.
+    modified_at: dt.datetime | None
+
+
+@runtime_checkable
+class AccountingGateway(Protocol):
+    """The accounting operations the connector uses.
+
+    Look-ups return ``None`` when nothing matches exactly (a prefix match is not a match). Every
+    failure raises one of :mod:`connector.errors`' accounting errors: ``AccountingRejected`` (and
+    ``AccountingPeriodLocked``) for data the system refuses, ``AccountingUnavailable`` for what may
+    pass later, ``AccountingAuthenticationFailed`` / ``AccountingNoAccess`` for systemic refusals.
+    A write whose answer was lost raises ``AccountingUnavailable(outcome_unknown=True)``: the caller
+    looks before it writes again.
+    """
+
+    async def probe(self) -> None:
+        """One cheap authenticated read; raises the classified error if the system is not usable."""
+
+    async def find_customer(self, code: str) -> AccountingCustomerRef | None: ...
+
+    async def add_customer(self, customer: AccountingCustomer) -> AccountingCustomerRef: ...
+
+    async def update_customer(self, key: str, customer: AccountingCustomer) -> AccountingCustomerRef:
+        """Write every detail of ``customer`` over the record ``key`` (what is left out is emptied)."""
+
+    async def find_invoice(self, number: str) -> AccountingInvoiceRef | None: ...
+
+    async def add_invoice(self, invoice: AccountingInvoice) -> AccountingInvoiceRef:
+        """Create the invoice in the state "open, sent elsewhere" (Severa sends its own invoices)."""
+
+    async def match_credit_note(self, credit_note_key: str, invoice_key: str) -> None: ...
+
+    async def list_paid_invoices(self, modified_since: dt.datetime) -> list[AccountingPayment]:
+        """Invoices that are paid and were modified at or after ``modified_since`` (aware UTC)."""
+
+    async def aclose(self) -> None: ...

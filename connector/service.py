@@ -112,6 +112,8 @@ class ConnectorService:
         self.flow: WorkHoursFlow | None = None
         self._extra_flows = tuple(extra_flows)
         self.circuits: dict[str, Circuit] = {self.circuit.name: self.circuit}
+        #: How each circuit's supervisor finds out that its dependency is usable again.
+        self._probes: dict[str, Callable[[], Awaitable[bool]]] = {self.circuit.name: self._probe}
         self.flows: list[FlowUnit] = []
         self._consumers: dict[str, Consumer] = {}
         self._health: HealthServer | None = None
@@ -219,7 +221,10 @@ class ConnectorService:
         if settings.dlq.ingest:
             self._tasks.spawn("dlq-ingest", self._ingest_dead_letters())
         self._tasks.spawn("heartbeat", self._heartbeat.run())
-        self._tasks.spawn("circuit-supervisor", self._supervise_circuit())
+        for name, probe in self._probes.items():
+            if any(unit.circuit == name for unit in self.flows):
+                label = "circuit-supervisor" if name == self.circuit.name else f"circuit-supervisor:{name}"
+                self._tasks.spawn(label, self._supervise_circuit(self.circuits[name], probe))
         for consumer in self._consumers.values():
             if consumer.keeper is not None:
                 self._tasks.watch(f"consumer-keeper:{consumer.queue_name}", consumer.keeper)
@@ -455,7 +460,8 @@ class ConnectorService:
         # Held messages stop waiting and are put back (republished, then acked) while the drain
         # runs, instead of being cancelled and returned unacked, which would spend their quorum
         # delivery limit on every restart during an outage.
-        self.circuit.stop_holding()
+        for circuit in self.circuits.values():
+            circuit.stop_holding()
         for consumer in self._consumers.values():
             await _quietly("consumer_stop", consumer.stop())
         drained, cancelled = await self._drain(self.settings.drain_seconds)
@@ -536,8 +542,11 @@ class ConnectorService:
             await asyncio.wait(still, timeout=5)
         return len(done), len(still)
 
-    async def _supervise_circuit(self) -> None:
-        """Pause while the circuit is not closed, probe with backoff, resume when it closes.
+    async def _supervise_circuit(self, circuit: Circuit, probe: Callable[[], Awaitable[bool]]) -> None:
+        """Pause ``circuit``'s flows while it is not closed, probe with backoff, resume when it closes.
+
+        One supervisor per circuit (Severa, accounting): a dependency's outage pauses only the
+        flows that need it.
 
         The backoff (``circuit.probe_*_seconds``) grows with every failed probe *and* every failed
         trial or re-trip that came with no success in between -- a probe that passes where the real
@@ -548,7 +557,7 @@ class ConnectorService:
         """
         cfg = self.settings.circuit
         delay = cfg.probe_initial_seconds
-        gauge = self.metrics.circuit_open.labels(circuit=self.circuit.name)
+        gauge = self.metrics.circuit_open.labels(circuit=circuit.name)
 
         async def back_off() -> None:
             nonlocal delay
@@ -557,14 +566,14 @@ class ConnectorService:
 
         while True:
             try:
-                state = self.circuit.state
+                state = circuit.state
                 gauge.set(0 if state is CircuitState.CLOSED else 1)
-                consumers = self._consumers_of(self.circuit)
+                consumers = self._consumers_of(circuit)
                 if state is CircuitState.CLOSED:
                     for consumer in consumers:
                         await consumer.start()
-                    await self.circuit.wait_tripped()
-                    if self.circuit.evidence_of_health:
+                    await circuit.wait_tripped()
+                    if circuit.evidence_of_health:
                         delay = cfg.probe_initial_seconds  # it worked for a while: a new outage
                     else:
                         await back_off()  # re-tripped at once: the probe passing proved nothing
@@ -572,24 +581,24 @@ class ConnectorService:
                 for consumer in consumers:
                     await consumer.stop()
                 if state is CircuitState.HALF_OPEN:
-                    await self.circuit.wait_changed(cfg.probe_max_seconds)
-                    if self.circuit.state is CircuitState.OPEN:
+                    await circuit.wait_changed(cfg.probe_max_seconds)
+                    if circuit.state is CircuitState.OPEN:
                         await back_off()  # the trial failed (or was abandoned)
                     elif (
-                        self.circuit.state is CircuitState.HALF_OPEN
-                        and not self.circuit.trial_pending
-                        and self.circuit.waiters == 0
+                        circuit.state is CircuitState.HALF_OPEN
+                        and not circuit.trial_pending
+                        and circuit.waiters == 0
                     ):
-                        self.circuit.abandon_trial()  # nobody left to try: probe again
+                        circuit.abandon_trial()  # nobody left to try: probe again
                     continue
-                if await self._probe():
-                    self.circuit.half_open()
+                if await probe():
+                    circuit.half_open()
                     continue
                 await back_off()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("circuit_supervisor_step_failed", error=f"{type(exc).__name__}: {exc}")
+                log.error("circuit_supervisor_step_failed", circuit=circuit.name, error=f"{type(exc).__name__}: {exc}")
                 await back_off()
 
     async def _ingest_dead_letters(self) -> None:

@@ -113,6 +113,23 @@ class Names:
         return f"{self.prefix}severa.events"
 
     @property
+    def accounting_exchange(self) -> str:
+        """Where the accounting flows publish (``accounting.invoice.transferred`` …)."""
+        return f"{self.prefix}accounting.events"
+
+    @property
+    def accounting_customers_queue(self) -> str:
+        return f"{self.prefix}q.accounting.customers"
+
+    @property
+    def accounting_invoices_queue(self) -> str:
+        return f"{self.prefix}q.accounting.invoices"
+
+    @property
+    def severa_invoice_updates_queue(self) -> str:
+        return f"{self.prefix}q.severa.invoice-updates"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}dlx"
 
@@ -205,6 +222,45 @@ def work_hours_queue(names: Names) -> FlowQueue:
             ExchangeSpec(names.workhours_exchange, "topic"),
             ExchangeSpec(names.results_exchange, "topic"),
         ),
+    )
+
+
+def accounting_customers_queue(names: Names) -> FlowQueue:
+    """Severa's customers into accounting: ``severa.customer.changed`` from the events exchange."""
+    return FlowQueue(
+        flow="accounting_customers",
+        queue=names.accounting_customers_queue,
+        bindings=((names.events_exchange, "severa.customer.changed"),),
+        exchanges=(
+            ExchangeSpec(names.events_exchange, "topic"),
+            ExchangeSpec(names.accounting_exchange, "topic"),
+        ),
+    )
+
+
+def accounting_invoices_queue(names: Names) -> FlowQueue:
+    """Severa's ready invoices into accounting: ``severa.invoice.ready``."""
+    return FlowQueue(
+        flow="accounting_invoices",
+        queue=names.accounting_invoices_queue,
+        bindings=((names.events_exchange, "severa.invoice.ready"),),
+        exchanges=(
+            ExchangeSpec(names.events_exchange, "topic"),
+            ExchangeSpec(names.accounting_exchange, "topic"),
+        ),
+    )
+
+
+def severa_invoice_updates_queue(names: Names) -> FlowQueue:
+    """What accounting did with an invoice, back into Severa: transferred and paid."""
+    return FlowQueue(
+        flow="severa_invoice_updates",
+        queue=names.severa_invoice_updates_queue,
+        bindings=(
+            (names.accounting_exchange, "accounting.invoice.transferred"),
+            (names.accounting_exchange, "accounting.invoice.paid"),
+        ),
+        exchanges=(ExchangeSpec(names.accounting_exchange, "topic"),),
     )
 
 

@@ -58,10 +58,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-import pydantic
-
 from connector.bus import OutgoingMessage
-from connector.errors import InvalidMessage, SeveraRejected, SeveraUnavailable, VersionConflict
+from connector.errors import SeveraRejected, SeveraUnavailable, VersionConflict
+from connector.flows.decode import decode
 from connector.logging import bind_message_context, get_logger
 from connector.mapping.hour_entries import normalize_description, normalize_hours, to_new_hour_entry
 from connector.mapping.references import ReferenceResolver
@@ -110,18 +109,7 @@ class ResultPublisher:
 
 def parse_event(body: bytes) -> WorkHourEvent:
     """Decode and validate; every problem becomes one :class:`InvalidMessage` naming the fields."""
-    try:
-        return WorkHourEvent.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise InvalidMessage(
-                f"body is not valid JSON: {errors[0]['msg']}", reason="invalid_json"
-            ) from None
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in errors)
-        raise InvalidMessage(
-            f"event violates the WorkHourEvent schema: {problems}", reason="schema_violation"
-        ) from None
+    return decode(body, WorkHourEvent)
 
 
 def fingerprint(entry: NewHourEntry) -> str:
