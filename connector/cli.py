@@ -156,6 +156,48 @@ def fake_severa(
         asyncio.run(serve(host=host, port=port, api_key=api_key, seed=str(seed) if seed else None))
 
 
+@app.command("fake-netvisor")
+def fake_netvisor(
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8090,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    customer_id: Annotated[
+        str, typer.Option(envvar="FAKE_NETVISOR_CUSTOMER_ID", help="The API user (CustomerId) it accepts.")
+    ] = "fake-customer",
+    customer_key: Annotated[
+        str, typer.Option(envvar="FAKE_NETVISOR_CUSTOMER_KEY", help="The CustomerKey it verifies MACs with.")
+    ] = "fake-customer-key",
+    partner_id: Annotated[
+        str, typer.Option(envvar="FAKE_NETVISOR_PARTNER_ID", help="The integration partner (PartnerId).")
+    ] = "fake-partner",
+    partner_key: Annotated[
+        str, typer.Option(envvar="FAKE_NETVISOR_PARTNER_KEY", help="The PartnerKey it verifies MACs with.")
+    ] = "fake-partner-key",
+    organisation_id: Annotated[
+        str, typer.Option(envvar="FAKE_NETVISOR_ORGANISATION_ID", help="The company's business id.")
+    ] = "1234567-8",
+    seed: Annotated[
+        Path | None, typer.Option(help="Seed data (YAML/JSON); default: an empty company.")
+    ] = None,
+) -> None:
+    """Serve the fake Netvisor XML API (<url>/<resource>.nv, admin API at <url>/admin) for tests and demos."""
+    from adapters.netvisor.fake.server import serve as serve_netvisor
+
+    configure_logging("INFO", "auto")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve_netvisor(
+                host,
+                port,
+                customer_id=customer_id,
+                customer_key=customer_key,
+                partner_id=partner_id,
+                partner_key=partner_key,
+                organisation_id=organisation_id,
+                seed=str(seed) if seed else None,
+            )
+        )
+
+
 @app.command()
 def check() -> None:
     """Check the Severa endpoint, WSDL, API key, access rights and quota; exit 1 on any failure."""
