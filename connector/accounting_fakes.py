@@ -156,13 +156,13 @@ class InMemorySeveraInvoicing:
         self.calls["get_invoice_by_number"] += 1
         return next((i for i in self.invoices.values() if i.number == number), None)
 
-    async def set_invoice_status(self, invoice_guid: str, status: str) -> None:
+    async def set_invoice_status(self, guid: str, status: str) -> None:
         self.calls["set_invoice_status"] += 1
-        self.invoices[invoice_guid] = replace(self.invoices[invoice_guid], status=status)
+        self.invoices[guid] = replace(self.invoices[guid], status=status)
 
-    async def set_invoice_payment_date(self, invoice_guid: str, paid_on: dt.date) -> None:
+    async def set_invoice_payment_date(self, guid: str, date: dt.date | None) -> None:
         self.calls["set_invoice_payment_date"] += 1
-        self.invoices[invoice_guid] = replace(self.invoices[invoice_guid], payment_date=paid_on)
+        self.invoices[guid] = replace(self.invoices[guid], payment_date=date)
 
     async def add_invoice_log_entry(self, invoice_guid: str, text: str) -> None:
         self.calls["add_invoice_log_entry"] += 1

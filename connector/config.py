@@ -31,8 +31,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources import DotEnvSettingsSource, EnvSettingsSource
 
+from adapters.netvisor.config import NetvisorClientConfig
 from adapters.severa.config import SeveraClientConfig
 from connector.errors import ConfigError
+from connector.mapping.invoices import InvoiceOptions
 from connector.mapping.table import load_mapping_table
 from connector.state import open_ledger
 
@@ -178,6 +180,14 @@ class PollerSettings(BaseModel):
         min_length=1,
         description="Names the Severa organisation in every event's source (Severa has no id of its own).",
     )
+    state_table_prefix: str | None = Field(
+        default=None,
+        pattern=r"^(?:[a-z_][a-z0-9_]{0,39})?$",
+        description="Prefix of the poller's tables (cursors, seen changes, lease) in the state store "
+        "(state_url): several connectors, or one poller per Severa organisation, can share one database "
+        "under different prefixes. Every poller pod of one deployment must use the same prefix: the lease "
+        "lives in these tables. Unset: the ledger's prefix ('' on SQLite, severa_connector_ on PostgreSQL).",
+    )
 
 
 class WorkHoursSettings(BaseModel):
@@ -198,6 +208,49 @@ class WorkHoursSettings(BaseModel):
 DEFAULT_STATE_URL = "sqlite:///severa-connector-state.db"
 DEFAULT_DLQ_STORE_FILE = "severa-connector-dlq.db"
 DEFAULT_DLQ_AUDIT_FILE = "severa-connector-dlq-audit.jsonl"
+
+
+class AccountingSettings(BaseModel):
+    """The accounting side: which system, and what the connector tells Severa about its invoices.
+
+    Severa's own accounting integration works by invoice status: invoices in a "ready" status
+    (``poller.invoice_status``) are transferred, then set to a "transferred" status so the next
+    poll does not pick them again, and to a "paid" status when the accounting system has the
+    payment. The status names are the organisation's own (``GetAllInvoiceStatuses`` lists them).
+    """
+
+    system: Literal["none", "netvisor"] = Field(
+        default="none",
+        description="The accounting system the accounting flows write to; 'none' runs no accounting flow.",
+    )
+    severa_transferred_status: str = Field(
+        default="Transferred",
+        min_length=1,
+        description="Severa invoice status set once the invoice is in the accounting system.",
+    )
+    severa_paid_status: str = Field(
+        default="Paid", min_length=1, description="Severa invoice status set when the invoice is paid."
+    )
+    payments: bool = Field(
+        default=True, description="Poll the accounting system for paid invoices (poller role)."
+    )
+    payments_interval_seconds: float = Field(
+        default=300.0, gt=0, description="Seconds between polls for payments."
+    )
+    payments_max_calls_per_poll: int = Field(
+        default=20, ge=1, description="Accounting calls one payments poll may make."
+    )
+    invoices: InvoiceOptions = Field(
+        default_factory=InvoiceOptions,
+        description="How Severa invoices are mapped: base currency, Severa VAT codes → VAT treatment, "
+        "goods articles, how long an old VAT rate is accepted (connector.mapping.invoices).",
+    )
+    hold_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long an accounting message waits while the accounting circuit is open "
+        "(maintenance, outage) before it is put back on its queue.",
+    )
 
 
 class DeadLetterSettings(BaseModel):
@@ -302,6 +355,11 @@ class Settings(CommonSettings):
     )
     drain_seconds: float = Field(default=20.0, ge=0, description="Grace period for in-flight work.")
     dlq: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    accounting: AccountingSettings = Field(default_factory=AccountingSettings)
+    netvisor: NetvisorClientConfig | None = Field(
+        default=None,
+        description="How to reach Netvisor (required when accounting.system is netvisor); keys from files.",
+    )
 
     def dlq_store_url(self) -> str:
         """Where this pod ingests dead letters to (see :meth:`DeadLetterSettings.resolved_store_url`)."""
@@ -339,7 +397,7 @@ class Settings(CommonSettings):
         """Bounds that depend on each other, checked together so a pod never starts with a hold the
         broker would cut short (it closes a channel that keeps a delivery past consumer_timeout)."""
         budget = self.rabbitmq.consumer_timeout_seconds - 60.0
-        problems: list[tuple[tuple[str, ...], float, str]] = []
+        problems: list[tuple[tuple[str, ...], float | None, str]] = []
         if self.work_hours.hold_seconds >= budget:
             problems.append(
                 (
@@ -366,6 +424,25 @@ class Settings(CommonSettings):
                     f"({self.circuit.probe_max_seconds:g})",
                 )
             )
+        if self.accounting.system == "netvisor" and self.netvisor is None:
+            problems.append(
+                (
+                    ("netvisor",),
+                    None,
+                    f"must be set when {env_name(('accounting', 'system'))} is netvisor: at least "
+                    f"{env_name(('netvisor', 'customer_id'))}, {env_name(('netvisor', 'partner_id'))}, "
+                    f"{env_name(('netvisor', 'organisation_id'))} and the two keys (or key files)",
+                )
+            )
+        if self.accounting.hold_seconds >= budget:
+            problems.append(
+                (
+                    ("accounting", "hold_seconds"),
+                    self.accounting.hold_seconds,
+                    f"must be below {env_name(('rabbitmq', 'consumer_timeout_seconds'))} minus 60 s "
+                    f"({budget:g})",
+                )
+            )
         if problems:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -383,6 +460,11 @@ class DlqSettings(CommonSettings):
     # Same variable as Settings.state_url (SEVERA_CONNECTOR_STATE_URL): the store's default follows it.
     state_url: str = Field(default=DEFAULT_STATE_URL, description="The connector's ledger URL.")
     dlq: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    accounting: AccountingSettings = Field(default_factory=AccountingSettings)
+    netvisor: NetvisorClientConfig | None = Field(
+        default=None,
+        description="How to reach Netvisor (required when accounting.system is netvisor); keys from files.",
+    )
 
     def dlq_store_url(self) -> str:
         """The store the commands open (the same rule as :meth:`Settings.dlq_store_url`)."""

@@ -94,6 +94,8 @@ class HourEntry:
     quantity: Decimal
     description: str | None
     is_billable: bool
+    #: Severa's InvoiceGUID: the invoice the entry is on (None: on none yet). Severa sets it.
+    invoice_guid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,10 @@ class InvoiceRow:
     amount_including_vat: Decimal
     vat_code: str | None
     sales_account_number: str | None
+    #: Severa's articleIdentifier (product or work type code), CaseGUIDs and PhaseGUIDs.
+    article_identifier: str | None = None
+    case_guids: tuple[str, ...] = ()
+    phase_guids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +206,21 @@ class Invoice:
     credited_invoice_guid: str | None
     is_tax_free: bool
     rows: tuple[InvoiceRow, ...]
+    #: Severa's EntryDate, AccountNumber (the customer code), LanguageCode, OrderNumber, PoNumber.
+    entry_date: dt.date | None = None
+    account_number: int | None = None
+    language_code: str | None = None
+    order_number: str | None = None
+    po_number: str | None = None
+    #: Whom the invoice is addressed to: Severa's Receiver* members, as printed on the invoice.
+    receiver_name: str | None = None
+    receiver_address_line: str | None = None
+    receiver_postal_code: str | None = None
+    receiver_city: str | None = None
+    receiver_state: str | None = None
+    receiver_country: str | None = None
+    receiver_contact_name: str | None = None
+    receiver_contact_email: str | None = None
 
     @property
     def total_excluding_vat(self) -> Decimal:
@@ -305,6 +326,10 @@ class SeveraChanges(Protocol):
 
     async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]: ...
 
+    async def get_invoice(self, guid: str) -> Invoice | None:
+        """One invoice by GUID: the number of an invoice a credit note credits, once it left the
+        ready status."""
+
 
 # --------------------------------------------------------------------------------------------------
 # Severa's invoice write-backs (the accounting flows tell Severa what became of an invoice)
@@ -323,9 +348,9 @@ class SeveraInvoicing(Protocol):
 
     async def get_invoice_by_number(self, number: int) -> Invoice | None: ...
 
-    async def set_invoice_status(self, invoice_guid: str, status: str) -> None: ...
+    async def set_invoice_status(self, guid: str, status: str) -> None: ...
 
-    async def set_invoice_payment_date(self, invoice_guid: str, paid_on: dt.date) -> None: ...
+    async def set_invoice_payment_date(self, guid: str, date: dt.date | None) -> None: ...
 
     async def add_invoice_log_entry(self, invoice_guid: str, text: str) -> None:
         """Add a line to the invoice's log; a line already there is not added again."""

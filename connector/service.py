@@ -31,14 +31,14 @@ from connector.circuit import Circuit, CircuitState
 from connector.config import Settings, env_name
 from connector.delayed_retry import RetryLadder
 from connector.dlq import DeadLetterer
-from connector.errors import Category, ConnectorError, SystemicError, describe
+from connector.errors import Category, ConfigError, ConnectorError, SystemicError, describe
 from connector.flows.poller import utc_now
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
 from connector.mapping.table import MappingTableFile
 from connector.observability import HealthServer, Metrics, Readiness
-from connector.ports import SeveraChanges, SeveraGateway
+from connector.ports import AccountingGateway, SeveraChanges, SeveraGateway
 from connector.processing import BUDGET_MARGIN_SECONDS, MessageProcessor
 from connector.results import NotificationPublisher
 from connector.retry import RetryPolicy
@@ -47,11 +47,13 @@ from connector.startup import EXIT_UNREACHABLE, StartupError, explain_port_in_us
 from connector.state import open_ledger
 from connector.state.ledger import Ledger, LedgerUnavailable
 from connector.supervision import Heartbeat, TaskSupervisor
-from connector.topology import Names, build_topology, dlq_name, work_hours_queue
+from connector.topology import Names, accounting_flow_queues, build_topology, dlq_name, work_hours_queue
 
 log = get_logger(__name__)
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The accounting system's circuit (named for the role, not the product: another system fits).
+ACCOUNTING = "accounting"
 SeveraFactory = Callable[[Settings, Metrics], SeveraGateway]
 
 
@@ -59,6 +61,18 @@ def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGatewa
     from adapters.severa.client import SeveraClient
 
     return SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
+
+
+AccountingFactory = Callable[[Settings, Metrics], AccountingGateway]
+
+
+def default_accounting_factory(settings: Settings, metrics: Metrics) -> AccountingGateway:
+    """The accounting system's adapter, chosen by ``accounting.system`` (Netvisor today)."""
+    from adapters.netvisor.client import NetvisorClient
+
+    if settings.netvisor is None:  # the settings refuse this combination; kept for the type checker
+        raise ConfigError("accounting.system is netvisor but no netvisor settings are given")
+    return NetvisorClient(settings.netvisor, registry=metrics.registry, on_key_loaded=register_secret)
 
 
 #: Connections beyond one per in-flight message: the circuit's probe and the dead-letter ingest.
@@ -88,6 +102,12 @@ class SeveraNotReachedYet(SystemicError):
     reason = "severa_not_reached_yet"
 
 
+class AccountingNotReachedYet(SystemicError):
+    """The accounting circuit's first state: nothing goes to accounting before it answered once."""
+
+    reason = "accounting_not_reached_yet"
+
+
 class ConnectorService:
     """Runs the work-hours flow. Use as ``async with ConnectorService(settings) as service``."""
 
@@ -99,6 +119,7 @@ class ConnectorService:
         severa_factory: SeveraFactory = default_severa_factory,
         ledger: Ledger | None = None,
         extra_flows: Sequence[Callable[[ConnectorService], FlowUnit]] = (),
+        accounting_factory: AccountingFactory = default_accounting_factory,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -114,6 +135,13 @@ class ConnectorService:
         self.circuits: dict[str, Circuit] = {self.circuit.name: self.circuit}
         #: How each circuit's supervisor finds out that its dependency is usable again.
         self._probes: dict[str, Callable[[], Awaitable[bool]]] = {self.circuit.name: self._probe}
+        self._accounting_factory = accounting_factory
+        self.accounting: AccountingGateway | None = None
+        self._payments_poller: Any = None
+        self._payments_task: asyncio.Task[Any] | None = None
+        if settings.accounting.system != "none":
+            self.circuits[ACCOUNTING] = Circuit(ACCOUNTING)
+            self._probes[ACCOUNTING] = self._probe_accounting
         self.flows: list[FlowUnit] = []
         self._consumers: dict[str, Consumer] = {}
         self._health: HealthServer | None = None
@@ -171,6 +199,11 @@ class ConnectorService:
         if consuming:
             self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
             self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
+            if ACCOUNTING in self.circuits:
+                self.circuits[ACCOUNTING].trip(
+                    AccountingNotReachedYet(f"{settings.accounting.system} has not been reached yet: probing")
+                )
+                self.metrics.circuit_open.labels(circuit=ACCOUNTING).set(1)
         self.metrics.ready.set(0)
 
         if settings.http.enabled:  # first: a port in use is a configuration error, found at once
@@ -197,14 +230,28 @@ class ConnectorService:
         )
         await self._connect(self.bus)
         self.severa = self._severa_factory(settings, self.metrics)
+        if settings.accounting.system != "none":
+            self.accounting = self._accounting_factory(settings, self.metrics)
         if not consuming:
-            self._topology = build_topology(self.names, flows=())
+            # The queues of the flows that consume what this poller publishes are declared here
+            # too: a change published before any consumer pod declared them would be dropped as
+            # unroutable, and the poller never publishes the same change twice.
+            self._topology = build_topology(
+                self.names,
+                delivery_limit=settings.rabbitmq.delivery_limit,
+                retry_ladder=settings.retry.ladder_seconds,
+                flows=accounting_flow_queues(self.names) if self.accounting is not None else (),
+            )
             await self.bus.declare(self._topology)
             await self._start_poller()
             self._tasks.spawn("heartbeat", self._heartbeat.run())
             log.info("connector_started", role=settings.role)
             return
-        self.flows = [self._work_hours_flow(), *(make(self) for make in self._extra_flows)]
+        self.flows = [
+            self._work_hours_flow(),
+            *(self._accounting_flows() if self.accounting is not None else ()),
+            *(make(self) for make in self._extra_flows),
+        ]
         for unit in self.flows:
             if unit.circuit not in self.circuits:
                 raise ValueError(f"flow {unit.name} depends on an unknown circuit {unit.circuit!r}")
@@ -277,7 +324,7 @@ class ConnectorService:
             feeds.append(
                 HourEntryFeed(severa, exchange=exchange, organization_id=cfg.organization_id, clock=clock)
             )
-        self._poller_state = open_poller_state(settings.state_url)
+        self._poller_state = open_poller_state(settings.state_url, table_prefix=cfg.state_table_prefix)
         await self._poller_state.setup()
         self.poller = Poller(
             feeds=feeds,
@@ -291,6 +338,8 @@ class ConnectorService:
             backoff_max_seconds=settings.circuit.probe_max_seconds,
         )
         self._poller_task = self._tasks.spawn("poller", self.poller.run(self._poller_stop))
+        if self.accounting is not None and settings.accounting.payments:
+            await self._start_payments_poller()
         log.info("poller_started", feeds=[feed.kind for feed in feeds], interval_s=cfg.interval_seconds)
 
     def _work_hours_flow(self) -> FlowUnit:
@@ -318,6 +367,87 @@ class ConnectorService:
             notify_failure=self.flow.notify_failure,
             hold_seconds=settings.work_hours.hold_seconds,
         )
+
+    def _accounting_flows(self) -> list[FlowUnit]:
+        """Customers and invoices into accounting, and what became of the invoices back into Severa."""
+        from connector.flows.accounting_customers import AccountingCustomersFlow
+        from connector.flows.accounting_invoices import AccountingInvoicesFlow
+        from connector.flows.severa_invoice_updates import InvoiceStatuses, SeveraInvoiceUpdatesFlow
+
+        assert self.bus is not None
+        assert self.ledger is not None
+        assert self.accounting is not None
+        cfg = self.settings.accounting
+        system = cfg.system
+        exchange = self.names.accounting_exchange
+        customers = AccountingCustomersFlow(
+            accounting=self.accounting,
+            ledger=self.ledger,
+            notify=NotificationPublisher(self.bus, self.metrics, flow="accounting_customers"),
+            exchange=exchange,
+            system=system,
+        )
+        invoices = AccountingInvoicesFlow(
+            accounting=self.accounting,
+            ledger=self.ledger,
+            publish=self.bus.publish,  # consumed by our own flow: an unroutable one is a failure
+            notify=NotificationPublisher(self.bus, self.metrics, flow="accounting_invoices"),
+            exchange=exchange,
+            system=system,
+            options=cfg.invoices,
+        )
+        updates = SeveraInvoiceUpdatesFlow(
+            severa=self.severa,  # type: ignore[arg-type]  # SeveraClient implements SeveraInvoicing
+            ledger=self.ledger,
+            statuses=InvoiceStatuses(transferred=cfg.severa_transferred_status, paid=cfg.severa_paid_status),
+            system=system,
+        )
+        customers_queue, invoices_queue, updates_queue = accounting_flow_queues(self.names)
+        return [
+            FlowUnit(
+                queue=customers_queue,
+                handle=customers.handle,
+                circuit=ACCOUNTING,
+                hold_seconds=cfg.hold_seconds,
+            ),
+            FlowUnit(
+                queue=invoices_queue,
+                handle=invoices.handle,
+                notify_failure=invoices.notify_failure,
+                circuit=ACCOUNTING,
+                hold_seconds=cfg.hold_seconds,
+            ),
+            FlowUnit(
+                queue=updates_queue,
+                handle=updates.handle,
+                hold_seconds=self.settings.work_hours.hold_seconds,
+            ),
+        ]
+
+    async def _start_payments_poller(self) -> None:
+        """Payments back from accounting: a second poller with its own lease and budget."""
+        from connector.flows.accounting_payments import PaymentFeed, PaymentsPoller
+        from connector.state.poller_state import Cursor
+
+        assert self.bus is not None
+        assert self.accounting is not None
+        assert self._poller_state is not None
+        cfg = self.settings.accounting
+        self._payments_poller = PaymentsPoller(
+            feeds=[PaymentFeed(self.accounting, exchange=self.names.accounting_exchange, system=cfg.system)],
+            state=self._poller_state,
+            cursor=Cursor,
+            publish=self.bus.publish,  # consumed by our own flow: an unroutable one is a failure
+            holder=self.settings.pod_name,
+            interval_seconds=cfg.payments_interval_seconds,
+            max_calls_per_poll=cfg.payments_max_calls_per_poll,
+            lease_ttl_seconds=self.settings.poller.lease_ttl_seconds,
+            backoff_max_seconds=self.settings.circuit.probe_max_seconds,
+        )
+        self._payments_task = self._tasks.spawn(
+            "payments-poller", self._payments_poller.run(self._poller_stop)
+        )
+        log.info("payments_poller_started", interval_s=cfg.payments_interval_seconds)
 
     async def _consume(self, unit: FlowUnit) -> Consumer:
         """One flow on the shared runtime: the same processing, retry ladder, circuit, DLQ and
@@ -452,10 +582,11 @@ class ConnectorService:
         self._closed = True
         self._tasks.begin_close()
         self._poller_stop.set()
-        if self._poller_task is not None:
+        pollers = {task for task in (self._poller_task, self._payments_task) if task is not None}
+        if pollers:
             # Let a poll in progress publish and save its cursor, and the lease go, rather than
             # cutting it between the two (a restart would then publish those changes again).
-            await asyncio.wait({self._poller_task}, timeout=self.settings.drain_seconds)
+            await asyncio.wait(pollers, timeout=self.settings.drain_seconds)
         await self._tasks.aclose()  # first: nothing may restart consumption from here on
         # Held messages stop waiting and are put back (republished, then acked) while the drain
         # runs, instead of being cancelled and returned unacked, which would spend their quorum
@@ -471,6 +602,8 @@ class ConnectorService:
             await _quietly("health_close", self._health.close())
         if self.severa is not None:
             await _quietly("severa_close", self.severa.aclose())
+        if self.accounting is not None:
+            await _quietly("accounting_close", self.accounting.aclose())
         if self.ledger is not None and self._given_ledger is None:
             await _quietly("ledger_close", self.ledger.aclose())
         if self._poller_state is not None:
@@ -598,7 +731,11 @@ class ConnectorService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("circuit_supervisor_step_failed", circuit=circuit.name, error=f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "circuit_supervisor_step_failed",
+                    circuit=circuit.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 await back_off()
 
     async def _ingest_dead_letters(self) -> None:
@@ -644,6 +781,20 @@ class ConnectorService:
                 await _quietly("dlq_store_close", store.aclose())
             await asyncio.sleep(delay)  # backoff before opening the store again
             delay = min(delay * 2, 60.0)
+
+    async def _probe_accounting(self) -> bool:
+        """The accounting system answers an authenticated read (and the ledger): True; else False."""
+        assert self.accounting is not None
+        try:
+            await self.accounting.probe()
+            if self.ledger is not None:
+                await self.ledger.probe()
+        except ConnectorError as exc:
+            if exc.category is Category.PERMANENT:
+                return True
+            log.warning("probe_failed_still_paused", circuit=ACCOUNTING, **describe(exc))
+            return False
+        return True
 
     async def _probe(self) -> bool:
         """Severa (without and with the key) and the ledger answer: True; else False, logged."""

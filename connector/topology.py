@@ -264,6 +264,15 @@ def severa_invoice_updates_queue(names: Names) -> FlowQueue:
     )
 
 
+def accounting_flow_queues(names: Names) -> tuple[FlowQueue, FlowQueue, FlowQueue]:
+    """The accounting flows' queues: customers, invoices, and the invoice updates back into Severa."""
+    return (
+        accounting_customers_queue(names),
+        accounting_invoices_queue(names),
+        severa_invoice_updates_queue(names),
+    )
+
+
 def build_topology(
     names: Names,
     *,

@@ -7,9 +7,12 @@ Published with confirms to the ``severa.events`` topic exchange, routing key = `
 ``event_id`` is not random. :func:`severa_event_id` derives it from the event type, the entity's
 GUID and its change stamp (a UUIDv5 over ``"<event_type>:<guid>:<stamp>"`` in
 :data:`EVENT_ID_NAMESPACE`), so a republish after a crash carries the same id and a new change of
-the same entity a new one. Severa's customers carry a change stamp (``UpdatedTS``); its invoices and
-hour entries do not, so their stamp is a fingerprint of the published content
-(:func:`content_stamp`): the same state gives the same id, any changed value a new one.
+the same entity a new one. Severa's invoices and hour entries carry no change stamp, so their stamp
+is a fingerprint of the published content (:func:`content_stamp`): the same state gives the same id,
+any changed value a new one. Customers carry ``UpdatedTS``, but Severa does not move it when only
+the customer's address changes (``GetCustomersChangedSince`` finds such a customer only through its
+``CheckAddressChanges`` flag), so a customer's stamp is both: ``UpdatedTS`` and the fingerprint of
+the published customer (:func:`customer_stamp`).
 
 Money, quantities and rates are decimal *strings* (``"1234.50"``): JSON has no decimal type, and a
 JSON number goes through a binary float in most readers. A number is refused on read, a string is
@@ -156,6 +159,17 @@ def content_stamp(entity: BaseModel) -> str:
         entity.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def customer_stamp(customer: SeveraCustomer) -> str:
+    """The stamp of a customer's event id: ``<UpdatedTS>;sha256:<hex>``.
+
+    ``UpdatedTS`` (``InsertTS`` for a customer never updated) as :func:`change_stamp` writes it, a
+    ``;``, and the :func:`content_stamp` of the published customer. The fingerprint is there because
+    Severa leaves ``UpdatedTS`` alone when only the head-office address changes: without it, such a
+    change would carry the id of the state before it and consumers would drop it as a duplicate.
+    """
+    return f"{change_stamp(customer.stamp)};{content_stamp(customer)}"
 
 
 def severa_event_id(event_type: SeveraEventType, guid: uuid.UUID, stamp: dt.datetime | str) -> uuid.UUID:
@@ -351,15 +365,22 @@ class SeveraCustomerChanged(_Envelope):
     )
     occurred_at: AwareDatetime = Field(
         description="The customer's change stamp: Severa's UpdatedTS, or InsertTS for a customer never "
-        "updated (customer.updated_at / created_at). Part of the event_id."
+        "updated (customer.updated_at / created_at). Part of the event_id, together with a SHA-256 of "
+        "the customer object: Severa does not move UpdatedTS when only the address changes, so such a "
+        "change keeps occurred_at but has a new event_id."
     )
     customer: SeveraCustomer
 
     @classmethod
     def create(cls, customer: SeveraCustomer, *, source: SeveraSource, published_at: dt.datetime) -> Self:
-        """The event for this state of the customer; ``occurred_at`` and the id come from its stamp."""
+        """The event for this state of the customer.
+
+        ``occurred_at`` is its change stamp (``UpdatedTS``, else ``InsertTS``); the id comes from
+        :func:`customer_stamp`, so a change of the address alone, which leaves ``UpdatedTS`` as it
+        was, is a new event too.
+        """
         return cls(
-            event_id=severa_event_id(CUSTOMER_CHANGED, customer.guid, customer.stamp),
+            event_id=severa_event_id(CUSTOMER_CHANGED, customer.guid, customer_stamp(customer)),
             occurred_at=customer.stamp,
             published_at=published_at,
             source=source,
@@ -486,12 +507,14 @@ class SeveraInvoice(_Part):
         "amounts are in; the rows' *CurrencyIdentifier members suggest the invoice's own."
     )
     total_excluding_vat: DecimalString = Field(
-        description="Severa's TotalExcludingTax, as Severa gives it (not re-added from the rows); negative "
-        "on a credit note. The API notes name it, the older contract's member list does not."
+        description="The sum of the rows' amount_excluding_vat (Severa's rowVatExcludedAmount), not rounded; "
+        "negative on a credit note. Severa's contract carries no invoice total: the API notes name "
+        "TotalExcludingTax, the contract's Invoice member list does not."
     )
     total_including_vat: DecimalString = Field(
-        description="Severa's TotalIncludingTax, as Severa gives it; negative on a credit note. The API "
-        "notes name it, the older contract's member list does not."
+        description="The sum of the rows' amount_including_vat (Severa's rowAmount), not rounded; negative "
+        "on a credit note. Severa's contract carries no invoice total: the API notes name TotalIncludingTax, "
+        "the contract's Invoice member list does not."
     )
     is_tax_free: bool = Field(default=False, description="Severa's IsTaxFree.")
     payment_term_days: int | None = Field(

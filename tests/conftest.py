@@ -21,7 +21,7 @@ from connector.topology import Names, build_topology
 from tests.factories import SEVERA_SEED
 from tests.harness import SEVERA_KEY, TEST_RETRY_LADDER, Broker
 
-pytest_plugins = ["tests.fixtures.fake_severa", "tests.fixtures.severa_events"]
+pytest_plugins = ["tests.fixtures.fake_severa", "tests.fixtures.severa_events", "tests.fixtures.accounting"]
 
 LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -374,6 +374,28 @@ class SeveraClient:
         params = {"invoiceGUID": guid, "paymentDate": _midnight(date) if date is not None else None}
         await self._call(Ops.SET_INVOICE_PAYMENT_DATE, params, _ignore)
 
+    async def get_invoice(self, guid: str) -> Invoice | None:
+        """One invoice by GUID (its header: what the invoice write-backs check before writing)."""
+        return await self._call(Ops.GET_INVOICE_BY_GUID, {"invoiceGUID": guid}, _single(invoice_from_severa))
+
+    async def get_invoice_by_number(self, number: int) -> Invoice | None:
+        """One invoice by number across business units (``businessUnitGUID`` null)."""
+        params = {"invoiceNumber": number, "businessUnitGUID": None}
+        return await self._call(Ops.GET_INVOICE_BY_NUMBER, params, _single(invoice_from_severa))
+
+    async def add_invoice_log_entry(self, invoice_guid: str, text: str) -> None:
+        """A line in the invoice's log, with Severa's own duplicate check (``ignoreDuplicates``), so
+        a redelivered write-back adds it once."""
+        params = {
+            "invoiceGuid": invoice_guid,
+            "context": "accounting",
+            "text": text,
+            "source": "severa-connector",
+            "eventTimeUtc": None,
+            "ignoreDuplicates": True,
+        }
+        await self._call(Ops.ADD_INVOICE_LOG_ENTRY, params, _ignore)
+
     async def call(self, ref: OperationRef, /, **params: Any) -> Any:
         """Any operation of the contract, returning zeep's objects (``None`` for NotFound).
 

@@ -119,6 +119,7 @@ def hour_entry_from_severa(entity: Any) -> HourEntry:
         quantity=quantity,
         description=_opt_str(entity, "Description"),
         is_billable=_bool(entity, "IsBillable"),
+        invoice_guid=_opt_str(entity, "InvoiceGUID"),
     )
 
 
@@ -284,6 +285,20 @@ def address_from_severa(entity: Any) -> PostalAddress:
     )
 
 
+def _strings(entity: Any, name: str) -> tuple[str, ...]:
+    """A ``string[]`` member: zeep leaves the nested ``ArrayOfstring`` wrapped (``.string``)."""
+    value = getattr(entity, name, None)
+    items = value if value is None or isinstance(value, list) else getattr(value, "string", None)
+    return tuple(item for item in as_list(items) if isinstance(item, str) and item)
+
+
+def _unit_price(entity: Any) -> Decimal:
+    """Severa's ``rowUnitPrice``, which the event contract names; a row without it (a service that
+    leaves it out) falls back on ``unitPriceAmount``, the other member the notes do not tell apart."""
+    value = _opt_decimal(entity, "rowUnitPrice")
+    return value if value is not None else _decimal(entity, "unitPriceAmount", default=Decimal(0))
+
+
 def invoice_row_from_severa(entity: Any) -> InvoiceRow:
     number = _opt_int(entity, "rowNumber")
     return InvoiceRow(
@@ -294,13 +309,16 @@ def invoice_row_from_severa(entity: Any) -> InvoiceRow:
         delivery_date=_date(entity, "rowDeliveryDate") or _date(entity, "EventDate"),
         quantity=_decimal(entity, "deliveredQuantity", default=Decimal(0)),
         unit_code=_opt_str(entity, "quantityUnitCode"),
-        unit_price=_decimal(entity, "unitPriceAmount", default=Decimal(0)),
+        unit_price=_unit_price(entity),
         amount_excluding_vat=_decimal(entity, "rowVatExcludedAmount"),
         vat_rate_percent=_opt_decimal(entity, "rowVatRatePercent"),
         vat_amount=_decimal(entity, "rowVatAmount", default=Decimal(0)),
         amount_including_vat=_decimal(entity, "rowAmount"),
         vat_code=_opt_str(entity, "rowVatCode"),
         sales_account_number=_opt_str(entity, "rowSalesAccountNumber"),
+        article_identifier=_opt_str(entity, "articleIdentifier"),
+        case_guids=_strings(entity, "CaseGUIDs"),
+        phase_guids=_strings(entity, "PhaseGUIDs"),
     )
 
 
@@ -338,6 +356,19 @@ def invoice_from_severa(entity: Any) -> Invoice:
         credited_invoice_guid=_opt_str(entity, "ReimburseInvoiceGUID"),
         is_tax_free=_bool(entity, "IsTaxFree"),
         rows=tuple(sorted(rows, key=lambda row: row.number)),
+        entry_date=_date(entity, "EntryDate"),
+        account_number=_opt_int(entity, "AccountNumber"),
+        language_code=_opt_str(entity, "LanguageCode"),
+        order_number=_opt_str(entity, "OrderNumber"),
+        po_number=_opt_str(entity, "PoNumber"),
+        receiver_name=_opt_str(entity, "ReceiverCustomerName"),
+        receiver_address_line=_opt_str(entity, "ReceiverAddressline"),
+        receiver_postal_code=_opt_str(entity, "ReceiverPostalCode"),
+        receiver_city=_opt_str(entity, "ReceiverCity"),
+        receiver_state=_opt_str(entity, "ReceiverState"),
+        receiver_country=_opt_str(entity, "ReceiverCountry"),
+        receiver_contact_name=_opt_str(entity, "ReceiverContactName"),
+        receiver_contact_email=_opt_str(entity, "ReceiverContactEmail"),
     )
 
 

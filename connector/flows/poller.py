@@ -13,7 +13,8 @@ One poll, per feed (customers, invoices, hour entries …), holding the poller l
 Two kinds of feed:
 
 * ``changed_since`` (customers, hour entries): the cursor's ``since`` advances to the time the
-  fetch *started* (a change made while the poll runs is caught by the next one), and ``seen``
+  fetch *started* (a change made while the poll runs is caught by the next one), or less far
+  when the feed relied on an earlier poll's reads (:attr:`Fetched.advance_until`), and ``seen``
   keeps the pairs that the next, overlapping fetch can return again;
 * ``snapshot`` (invoices in the configured "ready" status, the way Severa's own accounting
   integration picks them): everything in the status is fetched; ``seen`` is the set currently in
@@ -71,6 +72,11 @@ class CallBudget:
     limit: int
     spent: int = 0
 
+    @property
+    def remaining(self) -> int:
+        """Calls still allowed: for a feed that may do optional calls without stopping the poll."""
+        return self.limit - self.spent
+
     def spend(self, calls: int = 1) -> None:
         if self.spent + calls > self.limit:
             raise BudgetSpent(f"the poll's budget of {self.limit} Severa calls is spent")
@@ -91,10 +97,22 @@ class Change:
 
 @dataclass(slots=True)
 class Fetched:
-    """What a feed got before it finished or its budget ran out."""
+    """What a feed got before it finished or its budget ran out.
+
+    ``advance_until`` caps how far a complete fetch may move the cursor's ``since`` (None: up to
+    the poll's start, as usual). A feed sets it when it relied on something it read in an earlier
+    poll instead of reading it again -- the customer feed's head-office look-ups -- so that the
+    next fetch still reaches back to what that earlier read cannot have seen.
+    """
 
     changes: list[Change] = field(default_factory=list)
     complete: bool = True
+    advance_until: dt.datetime | None = None
+
+    def cap_advance(self, moment: dt.datetime) -> None:
+        """Let the cursor advance to ``moment`` at most (the earliest of all caps holds)."""
+        if self.advance_until is None or moment < self.advance_until:
+            self.advance_until = moment
 
 
 class ChangeFeed(Protocol):
@@ -115,7 +133,10 @@ class ChangeFeed(Protocol):
     ) -> None:
         """Append the changes since ``since`` (None: everything) to ``into``; spend the budget
         before each call, and spend nothing more on a change already in ``seen`` (the overlap, or
-        what an earlier poll that ran out of budget published) beyond the list that named it.
+        what an earlier poll that ran out of budget published) beyond the list that named it --
+        unless the list cannot tell it from a new change (customers: an address change leaves
+        ``UpdatedTS`` alone); then spend a bounded amount, and where an earlier poll's read is
+        relied on instead, cap ``into.advance_until`` so the next fetch reaches back before it.
         May stop early by raising :class:`BudgetSpent` (``into`` keeps what it has)."""
 
 
@@ -316,8 +337,14 @@ class Poller:
         published_everything = fetched.complete and fetched_keys <= seen
         if not published_everything:
             return self._cursor(kind=feed.kind, since=cursor.since, seen=frozenset(seen))
-        # The next fetch reaches back to started - OVERLAP and may return these pairs again.
-        return self._cursor(kind=feed.kind, since=started, seen=frozenset(seen & fetched_keys))
+        # The next fetch reaches back to since - OVERLAP and may return these pairs again. A feed
+        # that relied on an earlier poll's reads holds ``since`` back (never behind where it was).
+        since = started
+        if fetched.advance_until is not None and fetched.advance_until < since:
+            since = (
+                fetched.advance_until if cursor.since is None else max(fetched.advance_until, cursor.since)
+            )
+        return self._cursor(kind=feed.kind, since=since, seen=frozenset(seen & fetched_keys))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every interval until ``stop``; back off on systemic errors, never die of one."""

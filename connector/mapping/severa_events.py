@@ -81,8 +81,9 @@ def customer_changed(
     """The ``severa.customer.changed`` event for this state of ``customer``.
 
     ``head_office`` is the customer's head-office address (``GetHeadOfficeAddressByAccountGUID``),
-    or ``None`` when Severa has none. The event id and ``occurred_at`` come from ``UpdatedTS``, or
-    ``InsertTS`` for a customer never updated.
+    or ``None`` when Severa has none. ``occurred_at`` is ``UpdatedTS``, or ``InsertTS`` for a
+    customer never updated; the event id also covers the published content, the address included,
+    because Severa does not move ``UpdatedTS`` when only the address changes.
     """
     refuse = _Refusal("customer", customer.guid)
     if (
@@ -165,6 +166,8 @@ def invoice_ready(
     currency_code = refuse.currency("invoice.currency.code", invoice.currency_code)
     if currency_code is None:
         raise refuse("invoice.currency.code", "is missing: Severa gave no CurrencyShortform")
+    if invoice.entry_date is None:
+        raise refuse("invoice.entry_date", "is missing: Severa gave no EntryDate")
     with refuse.on_invalid("invoice.credited_invoice"):
         credited = (
             events.CreditedInvoice(guid=credited_guid, number=credited_number)
@@ -176,9 +179,11 @@ def invoice_ready(
     with refuse.on_invalid("invoice.customer"):
         customer = events.InvoiceCustomer(
             account_guid=refuse.guid_of("invoice.customer.account_guid", invoice.account_guid),
+            number=invoice.account_number,
             name=refuse.required_text("invoice.customer.name", invoice.account_name),
             business_id=_text(invoice.receiver_vat_number),
         )
+    receiver = _receiver(invoice, refuse)
     rows = tuple(_row(row, index, refuse) for index, row in enumerate(invoice.rows))
     with refuse.on_invalid("invoice"):
         model = events.SeveraInvoice(
@@ -186,21 +191,25 @@ def invoice_ready(
             number=invoice.number,
             invoice_date=invoice.date,
             due_date=invoice.due_date,
-            # The port record has no EntryDate; the invoice date is the closest Severa gives.
-            entry_date=invoice.date,
+            entry_date=invoice.entry_date,
             status=refuse.required_text("invoice.status", invoice.status),
             is_credit_note=invoice.is_credit_note,
             credited_invoice=credited,
             reference_number=_text(invoice.reference_number),
             currency=currency,
-            # The port record has no TotalExcludingTax / TotalIncludingTax: the row sums stand in.
+            # Severa's contract has no invoice totals (the API notes name TotalExcludingTax and
+            # TotalIncludingTax, the contract's Invoice does not): the sums of Severa's row amounts.
             total_excluding_vat=invoice.total_excluding_vat,
             total_including_vat=invoice.total_including_vat,
             is_tax_free=invoice.is_tax_free,
             payment_term_days=invoice.payment_term_days,
+            language_code=_text(invoice.language_code),
             customer=customer,
             our_reference=_text(invoice.our_reference),
             your_reference=_text(invoice.your_reference),
+            order_number=_text(invoice.order_number),
+            po_number=_text(invoice.po_number),
+            receiver=receiver,
             main_case_guid=refuse.optional_guid_of("invoice.main_case_guid", invoice.main_case_guid),
             rows=rows,
         )
@@ -218,7 +227,6 @@ def invoice_ready(
 def hour_entry_changed(
     entry: HourEntry,
     *,
-    invoice_guid: str | None,
     organization_id: str,
     observed_at: dt.datetime,
     published_at: dt.datetime,
@@ -227,13 +235,13 @@ def hour_entry_changed(
 ) -> events.SeveraHourEntryChanged:
     """The ``severa.hourentry.changed`` event for this content of ``entry``.
 
-    ``invoice_guid`` is Severa's InvoiceGUID of the entry (``None``: on no invoice), which the port
-    record does not carry; ``invoiced`` follows from it. ``user_code`` and ``case_number`` are
-    passed where the service gives them. ``observed_at`` is when the connector first saw this state;
-    the event id hashes the entry's content.
+    ``invoiced`` follows from the entry's InvoiceGUID (``None``: on no invoice). ``user_code`` and
+    ``case_number`` are passed where the service gives them (the contract's HourEntry has neither).
+    ``observed_at`` is when the connector first saw this state; the event id hashes the entry's
+    content.
     """
     refuse = _Refusal("hour_entry", entry.guid)
-    invoice = refuse.optional_guid_of("hour_entry.invoice_guid", invoice_guid)
+    invoice = refuse.optional_guid_of("hour_entry.invoice_guid", entry.invoice_guid)
     with refuse.on_invalid("hour_entry"):
         model = events.SeveraHourEntry(
             guid=refuse.guid_of("hour_entry.guid", entry.guid),
@@ -271,6 +279,7 @@ def _row(row: InvoiceRow, index: int, refuse: _Refusal) -> events.SeveraInvoiceR
         return events.SeveraInvoiceRow(
             row_number=row.number,
             guid=refuse.optional_guid_of(f"{prefix}.guid", row.guid),
+            article_identifier=_text(row.article_identifier),
             article_name=_text(row.article_name),
             description=_text(row.description),
             quantity=row.quantity,
@@ -282,7 +291,47 @@ def _row(row: InvoiceRow, index: int, refuse: _Refusal) -> events.SeveraInvoiceR
             amount_excluding_vat=row.amount_excluding_vat,
             amount_including_vat=row.amount_including_vat,
             sales_account_number=_text(row.sales_account_number),
+            case_guids=_guids(row.case_guids, refuse, f"{prefix}.case_guids"),
+            phase_guids=_guids(row.phase_guids, refuse, f"{prefix}.phase_guids"),
         )
+
+
+def _guids(values: tuple[str, ...], refuse: _Refusal, field: str) -> tuple[uuid.UUID, ...]:
+    return tuple(refuse.guid_of(f"{field}[{index}]", value) for index, value in enumerate(values))
+
+
+def _receiver(invoice: Invoice, refuse: _Refusal) -> events.InvoiceReceiver | None:
+    """Severa's Receiver* members: whom the invoice is addressed to, as printed on it.
+
+    ``ReceiverCountry`` may be a name or a code (the notes do not say): :func:`country` decides.
+    No receiver member at all is ``None``; no address member is a receiver without an address.
+    """
+    line = _text(invoice.receiver_address_line)
+    country_code, country_name = country(invoice.receiver_country, None)
+    parts = (line, invoice.receiver_postal_code, invoice.receiver_city, invoice.receiver_state)
+    has_address = any(_text(part) for part in parts) or country_code or country_name
+    with refuse.on_invalid("invoice.receiver"):
+        address = (
+            events.PostalAddress(
+                lines=(line,) if line is not None else (),
+                postal_code=_text(invoice.receiver_postal_code),
+                city=_text(invoice.receiver_city),
+                region=_text(invoice.receiver_state),
+                country_code=country_code,
+                country_name=country_name,
+            )
+            if has_address
+            else None
+        )
+        receiver = events.InvoiceReceiver(
+            name=_text(invoice.receiver_name),
+            address=address,
+            contact_name=_text(invoice.receiver_contact_name),
+            contact_email=_text(invoice.receiver_contact_email),
+        )
+    if receiver == events.InvoiceReceiver():
+        return None
+    return receiver
 
 
 def _address(address: PostalAddress, refuse: _Refusal, field: str) -> events.PostalAddress:

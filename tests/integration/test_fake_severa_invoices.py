@@ -408,3 +408,52 @@ def test_the_demo_customers_have_valid_business_ids(fake_severa: FakeSevera) -> 
     assert finnish
     assert all(business_id_is_valid(number) for number in finnish), finnish
     assert not business_id_is_valid("2000001-7")
+
+
+class TestPlaceholderShapes:
+    """Members of types whose members the notes do not list come as the real service sends them:
+    present (the real service fills them), not nil -- a client must meet them, and cope."""
+
+    ENT = "{http://schemas.datacontract.org/2004/07/Severa.Entities.API}"
+    NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+    @pytest.mark.parametrize(
+        "values",
+        [
+            pytest.param(None, id="a seeded invoice"),
+            pytest.param(
+                {"AccountGUID": ACME, "Date": "2030-03-01", "InvoiceRows": []}, id="an invoice made by hand"
+            ),
+        ],
+    )
+    async def test_an_invoices_nested_members_are_present_and_empty(
+        self, fake_severa: FakeSevera, severa_soap: SoapCaller, values: dict[str, Any] | None
+    ) -> None:
+        guid = INVOICE_PAID if values is None else fake_severa.add_invoice(values)["GUID"]
+        reply = await severa_soap.call("GetInvoiceByGUID", invoiceGUID=guid)
+        assert reply.status == 200, reply.body
+        assert reply.envelope is not None
+        (invoice,) = reply.envelope.iter("{http://soap.severa.com/}GetInvoiceByGUIDResult")
+        for member in (
+            "BuyerOrganization",
+            "InvoiceConfig",
+            "InvoiceDetails",
+            "SellerContact",
+            "SellerOrganization",
+        ):
+            node = invoice.find(f"{self.ENT}{member}")
+            assert node is not None, f"{member} is left out"
+            assert node.get(self.NIL) is None, f"{member} is nil"
+            assert len(node) == 0, f"{member} has content the notes do not list"
+            assert not (node.text or "").strip(), f"{member} has content the notes do not list"
+
+    async def test_all_accounts_answers_one_present_account_tiny_per_account(
+        self, fake_severa: FakeSevera, severa_soap: SoapCaller
+    ) -> None:
+        reply = await severa_soap.call("GetAllAccounts", options=["None"], startFromIndex=0, count=100)
+        assert reply.status == 200, reply.body
+        assert reply.envelope is not None
+        items = list(reply.envelope.iter(f"{self.ENT}AccountTiny"))
+        active = sum(1 for account in fake_severa.store.accounts if account["IsActive"])
+        assert len(items) == active
+        assert all(item.get(self.NIL) is None for item in items)

@@ -10,7 +10,6 @@ every customer and ready invoice among them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import os
 import signal
@@ -33,7 +32,6 @@ from connector.config import Settings
 from connector.observability import Metrics
 from connector.ports import Customer, Invoice
 from connector.service import ConnectorService
-from connector.state import poller_state
 from connector.state.migrations import version_table
 from connector.state.poller_state import SqlPollerState
 from connector.state.schema import state_metadata
@@ -474,18 +472,10 @@ class RecordingSevera(SeveraClient):
 
 
 @pytest.fixture
-async def pg_prefix(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    """A table prefix of this test's own on the PostgreSQL state store; dropped at teardown.
-
-    The settings have no poller-state table prefix (the service opens the store's default one),
-    so the factory the service calls is given it here.
-    """
+async def pg_prefix() -> AsyncIterator[str]:
+    """A table prefix of this test's own on the PostgreSQL state store (``poller.state_table_prefix``);
+    its tables are dropped at teardown."""
     prefix = f"t_{uuid.uuid4().hex[:10]}_"
-    monkeypatch.setattr(
-        poller_state,
-        "open_poller_state",
-        functools.partial(poller_state.open_poller_state, table_prefix=prefix),
-    )
     yield prefix
     conn = await asyncpg.connect(POSTGRES_DSN)
     try:
@@ -504,7 +494,15 @@ async def test_two_pollers_on_one_postgres_state_store_never_both_poll(
     calls: list[tuple[str, float, float]] = []
     pods = [
         ConnectorService(
-            poller_settings(amqp_url, topology, fake, POSTGRES_DSN, pod=f"poller-{i}", lease_ttl_seconds=3),
+            poller_settings(
+                amqp_url,
+                topology,
+                fake,
+                POSTGRES_DSN,
+                pod=f"poller-{i}",
+                lease_ttl_seconds=3,
+                state_table_prefix=pg_prefix,
+            ),
             severa_factory=lambda settings, metrics: RecordingSevera(settings, metrics, calls),
         )
         for i in range(2)

@@ -127,3 +127,86 @@ async def test_statuses_and_the_two_writes(fake_severa: FakeSevera, client: Seve
     with pytest.raises(SeveraRejected) as rejected:
         await client.set_invoice_status("70000000-0000-4000-8000-0000000000ff", "Paid")
     assert rejected.value.fault == "NotFound"
+
+
+async def test_an_invoice_carries_what_the_ready_event_needs_from_severa(
+    fake_severa: FakeSevera, client: SeveraClient
+) -> None:
+    case, phase = "50000000-0000-4000-8000-000000000001", "60000000-0000-4000-8000-000000000103"
+    guid = fake_severa.add_invoice(
+        {
+            "AccountGUID": ACME,
+            "Date": "2030-03-01",
+            "EntryDate": "2030-03-04",
+            "Number": 30001,
+            "InvoiceStatus": "Sent",
+            "OrderNumber": "ORD-5",
+            "PoNumber": "PO-9",
+            "ReceiverState": "Uusimaa",
+            "ReceiverContactName": "Maija Meikäläinen",
+            "ReceiverContactEmail": "laskut@acme.example",
+            "InvoiceRows": [
+                {
+                    "articleIdentifier": "DEV",
+                    "articleName": "Development",
+                    "deliveredQuantity": 2,
+                    "unitPriceAmount": 100,
+                    "CaseGUIDs": [case],
+                    "PhaseGUIDs": [phase],
+                }
+            ],
+        }
+    )["GUID"]
+    (invoice,) = [i for i in await client.get_invoices_by_status("Sent") if i.guid == guid]
+    assert (invoice.date, invoice.entry_date) == (dt.date(2030, 3, 1), dt.date(2030, 3, 4))
+    assert (invoice.account_number, invoice.language_code) == (1001, "fi")  # Acme's, as Severa fills them
+    assert (invoice.order_number, invoice.po_number) == ("ORD-5", "PO-9")
+    assert (
+        invoice.receiver_name,
+        invoice.receiver_address_line,
+        invoice.receiver_postal_code,
+        invoice.receiver_city,
+        invoice.receiver_state,
+        invoice.receiver_country,
+        invoice.receiver_contact_name,
+        invoice.receiver_contact_email,
+    ) == (
+        "Acme Oy",
+        "Esimerkkikatu 1",
+        "00100",
+        "Helsinki",
+        "Uusimaa",
+        "Finland",
+        "Maija Meikäläinen",
+        "laskut@acme.example",
+    )
+    (row,) = invoice.rows
+    assert (row.article_identifier, row.case_guids, row.phase_guids) == ("DEV", (case,), (phase,))
+    assert row.unit_price == Decimal(100)
+
+
+async def test_an_hour_entry_names_the_invoice_it_is_on(client: SeveraClient) -> None:
+    entries = {
+        entry.guid: entry
+        for entry in await client.get_hour_entries_changed_since(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    }
+    assert entries["80000000-0000-4000-8000-000000000001"].invoice_guid == INVOICE_PAID
+    assert entries["80000000-0000-4000-8000-000000000002"].invoice_guid is None
+
+
+async def test_the_write_backs_read_an_invoice_and_log_a_line_once(
+    fake_severa: FakeSevera, client: SeveraClient
+) -> None:
+    guid = "70000000-0000-4000-8000-000000000002"
+    invoice = await client.get_invoice(guid)
+    assert invoice is not None
+    assert invoice.number is not None
+    by_number = await client.get_invoice_by_number(invoice.number)
+    assert by_number is not None
+    assert by_number.guid == guid
+    assert await client.get_invoice("70000000-0000-4000-8000-0000000000ff") is None
+    assert await client.get_invoice_by_number(987654) is None
+    for _ in range(2):  # a redelivered write-back
+        await client.add_invoice_log_entry(guid, "Transferred to netvisor (id 1802)")
+    texts = [entry.get("Text") or entry.get("text") for entry in fake_severa.store.invoice_log[guid]]
+    assert texts.count("Transferred to netvisor (id 1802)") == 1

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,8 @@ from connector.flows.poller import (
     Fetched,
     Poller,
 )
+from connector.flows.severa_feeds import ADDRESS_TRUSTED_FOR, CustomerFeed
+from connector.ports import Customer, HourEntry, Invoice, PostalAddress
 
 T0 = dt.datetime(2026, 12, 1, 10, 0, 30, tzinfo=dt.UTC)
 
@@ -317,3 +322,240 @@ async def test_severa_failing_poll_after_poll_pauses_the_poller_as_an_outage(
     assert isinstance(p.last_error, SeveraOutage if paused else SeveraUnavailable)
     assert isinstance(p.last_error, SystemicError) is paused
     assert "customers" not in state.cursors
+
+
+# --------------------------------------------------------------------------------------------------
+# Customers: an address change alone is a change; the look-ups it takes stay within the budget
+
+
+ORG = "acme-severa"
+EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _guid(n: int) -> str:
+    return f"3f2b8c1e-0000-4000-8000-{n:012d}"
+
+
+@dataclass
+class FakeCustomers:
+    """Severa's customers as :class:`~connector.ports.SeveraChanges` sees them.
+
+    ``GetCustomersChangedSince`` matches to the minute and, with the address flag, also names a
+    customer whose head-office address changed since; changing the address alone leaves the
+    customer's ``UpdatedTS`` as it was -- the behaviour the customer feed must cope with.
+    """
+
+    clock: Clock
+    customers: dict[str, Customer] = field(default_factory=dict)
+    addresses: dict[str, PostalAddress] = field(default_factory=dict)
+    changed_at: dict[str, dt.datetime] = field(default_factory=dict)
+    address_changed_at: dict[str, dt.datetime] = field(default_factory=dict)
+    lookups: list[str] = field(default_factory=list)
+
+    def add(self, n: int) -> str:
+        guid, now = _guid(n), self.clock()
+        self.customers[guid] = Customer(
+            guid=guid,
+            name=f"Customer {n}",
+            number=1000 + n,
+            company_guid=None,
+            vat_number="1234567-8",
+            email=None,
+            website=None,
+            currency_code="EUR",
+            language_code="fi",
+            payment_term_days=14,
+            reverse_charge=None,
+            e_invoice_address=None,
+            e_invoice_operator=None,
+            head_office_address_guid=_guid(10_000 + n),
+            is_active=True,
+            is_internal=False,
+            inserted_at=now,
+            updated_at=now,
+        )
+        self.changed_at[guid] = now
+        self.move(guid, f"Esimerkkikatu {n}", stamp=False)
+        return guid
+
+    def rename(self, guid: str, name: str) -> None:
+        now = self.clock()
+        self.customers[guid] = replace(self.customers[guid], name=name, updated_at=now)
+        self.changed_at[guid] = now
+
+    def move(self, guid: str, line: str, *, stamp: bool = True) -> None:
+        """A new street address for the head office; the customer itself is untouched."""
+        address_guid = self.customers[guid].head_office_address_guid
+        assert address_guid is not None
+        self.addresses[guid] = PostalAddress(
+            guid=address_guid,
+            lines=(line,),
+            postal_code="00100",
+            city="Helsinki",
+            country_code="FI",
+            country_name=None,
+            is_billing=True,
+            is_postal=True,
+            is_visit=True,
+        )
+        if stamp:
+            self.address_changed_at[guid] = self.clock()
+
+    async def get_customers_changed_since(
+        self, since: dt.datetime, *, include_inactive: bool = False, include_address_changes: bool = True
+    ) -> list[Customer]:
+        cutoff = since.replace(second=0, microsecond=0)
+        return [
+            customer
+            for guid, customer in self.customers.items()
+            if self.changed_at[guid] >= cutoff
+            or (include_address_changes and self.address_changed_at.get(guid, EPOCH) >= cutoff)
+        ]
+
+    async def get_head_office_address(self, account_guid: str) -> PostalAddress | None:
+        self.lookups.append(account_guid)
+        return self.addresses.get(account_guid)
+
+    async def get_invoices_by_status(
+        self, status: str, *, business_unit_guid: str | None = None, max_invoices: int | None = None
+    ) -> list[Invoice]:
+        raise AssertionError("not a customer call")
+
+    async def get_hour_entries_changed_since(self, since: dt.datetime) -> list[HourEntry]:
+        raise AssertionError("not a customer call")
+
+    async def get_invoice(self, guid: str) -> Invoice | None:
+        raise AssertionError("not a customer call")
+
+
+class Events(list[dict[str, Any]]):
+    """The bodies published, decoded: what a consumer of severa.customer.changed receives."""
+
+    async def __call__(self, exchange: str, message: OutgoingMessage) -> None:
+        body = json.loads(message.body)
+        assert message.message_id == body["event_id"]
+        self.append(body)
+
+    def lines(self, guid: str) -> list[list[str]]:
+        return [b["customer"]["head_office_address"]["lines"] for b in self if b["customer"]["guid"] == guid]
+
+
+def customer_poller(
+    severa: FakeCustomers, state: FakeState, events: Events, clock: Clock, *, budget: int = 200
+) -> Poller:
+    feed = CustomerFeed(severa, exchange="severa.events", organization_id=ORG, clock=clock)
+    return Poller(
+        feeds=[feed],
+        state=state,  # type: ignore[arg-type]  # FakeCursor stands in for the Cursor protocol
+        cursor=FakeCursor,
+        publish=events,
+        holder="pod-a",
+        clock=clock,
+        max_calls_per_poll=budget,
+    )
+
+
+async def test_an_address_change_alone_is_published_once_as_a_new_event() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guid = severa.add(1)
+    p = customer_poller(severa, state, events, clock)
+    await p.poll_once()
+    assert events.lines(guid) == [["Esimerkkikatu 1"]]
+
+    clock.now += dt.timedelta(minutes=5)
+    severa.move(guid, "Aleksanterinkatu 5")  # UpdatedTS stays where it was
+    for _ in range(4):
+        clock.now += dt.timedelta(seconds=40)
+        await p.poll_once()
+
+    assert events.lines(guid) == [["Esimerkkikatu 1"], ["Aleksanterinkatu 5"]]
+    first, moved = events
+    assert moved["event_id"] != first["event_id"]  # consumers de-duplicating on it keep the change
+    assert moved["occurred_at"] == first["occurred_at"]  # Severa's UpdatedTS did not move
+
+
+async def test_an_address_change_right_after_a_look_up_is_found_by_a_later_poll() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guid = severa.add(1)
+    p = customer_poller(severa, state, events, clock)
+    await p.poll_once()  # reads the address at T0
+    clock.now += dt.timedelta(seconds=5)
+    severa.move(guid, "Aleksanterinkatu 5")  # inside the trust of that read
+    for _ in range(8):
+        clock.now += dt.timedelta(seconds=5)
+        await p.poll_once()  # the first of these rely on the read of T0, the later ones read again
+    assert events.lines(guid) == [["Esimerkkikatu 1"], ["Aleksanterinkatu 5"]]
+
+
+async def test_customers_the_overlap_returns_again_are_not_published_again_nor_looked_up_every_poll() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guids = [severa.add(n) for n in range(10)]
+    p = customer_poller(severa, state, events, clock)
+    await p.poll_once()
+    polls = 30
+    for _ in range(polls):  # a short interval: the overlap minute returns all ten on every poll
+        clock.now += dt.timedelta(seconds=2)
+        await p.poll_once()
+    assert len(events) == 10
+    looked_up = collections.Counter(severa.lookups)
+    assert set(looked_up) == set(guids)
+    # Each read is trusted for half the overlap: a minute of two-second polls costs each customer
+    # a few look-ups, not one per poll.
+    assert max(looked_up.values()) <= 3, looked_up
+
+
+async def test_a_poll_that_ran_out_of_budget_does_not_pay_again_for_what_it_looked_up() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guids = [severa.add(n) for n in range(30)]
+    p = customer_poller(severa, state, events, clock, budget=5)  # the list and 4 look-ups a poll
+    results = []
+    for _ in range(12):
+        clock.now += dt.timedelta(minutes=2)  # longer than any read is trusted
+        calls = len(severa.lookups)
+        polled = await p.poll_once()
+        assert polled is not None
+        results.append(polled[0].complete)
+        assert len(severa.lookups) - calls <= 4
+    assert sorted(b["customer"]["guid"] for b in events) == sorted(guids)  # each once
+    assert results[:7] == [False] * 7  # 30 look-ups at 4 a poll: seven polls that run out...
+    assert results[7] is True  # ...then one that finishes, relying on what the others read
+    assert state.cursors["customers"].since is not None
+
+
+async def test_a_poll_that_relies_on_an_earlier_read_holds_the_cursor_back_to_where_it_reaches() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guids = [severa.add(n) for n in range(4)]
+    p = customer_poller(severa, state, events, clock, budget=3)  # the list and 2 look-ups a poll
+    await p.poll_once()  # reads customers 0 and 1 at T0, runs out of budget
+    read_at = clock.now
+    clock.now += dt.timedelta(minutes=1)
+    severa.move(guids[0], "Aleksanterinkatu 5")  # after that read
+    clock.now += dt.timedelta(minutes=4)
+    second = await p.poll_once()  # reads 2 and 3; no budget left to read 0 and 1 again
+    assert second is not None
+    assert second[0].complete
+    # Not this poll's start: the next fetch must reach back before the change of customer 0.
+    assert state.cursors["customers"].since == read_at + ADDRESS_TRUSTED_FOR
+    clock.now += dt.timedelta(minutes=1)
+    await p.poll_once()
+    assert events.lines(guids[0]) == [["Esimerkkikatu 0"], ["Aleksanterinkatu 5"]]
+    assert len(events) == 5
+
+
+async def test_a_renamed_customer_is_one_event_and_its_old_state_is_not_published_again() -> None:
+    clock = Clock()
+    severa, state, events = FakeCustomers(clock), FakeState(), Events()
+    guid = severa.add(1)
+    p = customer_poller(severa, state, events, clock)
+    await p.poll_once()
+    clock.now += dt.timedelta(seconds=10)
+    severa.rename(guid, "Renamed Oy")
+    for _ in range(5):
+        clock.now += dt.timedelta(seconds=20)
+        await p.poll_once()
+    assert [b["customer"]["name"] for b in events] == ["Customer 1", "Renamed Oy"]

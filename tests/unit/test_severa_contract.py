@@ -133,6 +133,15 @@ SAMPLE_PARAMS: dict[OperationRef, dict[str, Any]] = {
         "options": 66,
     },
     Ops.GET_HEAD_OFFICE_ADDRESS: {"accountGUID": "a1"},
+    Ops.GET_INVOICE_BY_GUID: {"invoiceGUID": "i1"},
+    Ops.GET_INVOICE_BY_NUMBER: {"invoiceNumber": 10001},
+    Ops.ADD_INVOICE_LOG_ENTRY: {
+        "invoiceGuid": "i1",
+        "context": "accounting",
+        "text": "Transferred",
+        "source": "severa-connector",
+        "ignoreDuplicates": True,
+    },
 }
 
 

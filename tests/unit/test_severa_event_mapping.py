@@ -25,7 +25,9 @@ from schemas.severa_events import (
     SeveraCustomerChanged,
     SeveraHourEntryChanged,
     SeveraInvoiceReady,
+    change_stamp,
     content_stamp,
+    customer_stamp,
     parse_severa_event,
     severa_event_id,
 )
@@ -129,6 +131,7 @@ INVOICE = Invoice(
     credited_invoice_guid=None,
     is_tax_free=False,
     rows=ROWS,
+    entry_date=dt.date(2026, 11, 27),
 )
 
 CREDIT_NOTE = dataclasses.replace(
@@ -178,8 +181,7 @@ def _invoice_event(invoice: Invoice = INVOICE, credited_number: int | None = Non
 
 def _entry_event(entry: HourEntry = ENTRY, invoice_guid: str | None = None) -> Any:
     return hour_entry_changed(
-        entry,
-        invoice_guid=invoice_guid,
+        dataclasses.replace(entry, invoice_guid=invoice_guid) if invoice_guid is not None else entry,
         organization_id=ORG,
         observed_at=OBSERVED,
         published_at=PUBLISHED,
@@ -222,10 +224,19 @@ def test_a_customer_without_a_head_office_has_no_address_and_no_billing_flag() -
     assert event.customer.head_office_is_billing_address is None
 
 
-def test_the_customer_event_id_is_the_documented_example() -> None:
+def test_the_customer_event_id_follows_the_documented_rule() -> None:
     event = _customer_event()
-    assert event.event_id == uuid.UUID("2733da19-9c3e-51a5-b48b-fe374112bc68")
+    stamp = customer_stamp(event.customer)
+    assert stamp == f"2026-11-20T10:00:00.000000Z;{content_stamp(event.customer)}"
+    assert event.event_id == severa_event_id("severa.customer.changed", uuid.UUID(CUSTOMER_GUID), stamp)
     assert event.occurred_at == CUSTOMER.updated_at
+
+
+def test_a_customer_whose_address_alone_changed_has_a_new_event_id_and_the_same_occurred_at() -> None:
+    before = _customer_event()
+    moved = _customer_event(head_office=dataclasses.replace(HEAD_OFFICE, lines=("Aleksanterinkatu 5",)))
+    assert moved.event_id != before.event_id
+    assert moved.occurred_at == before.occurred_at
 
 
 @pytest.mark.parametrize(
@@ -257,7 +268,7 @@ def test_the_customer_change_stamp_is_updated_ts_or_insert_ts_in_utc(
     event = _customer_event(dataclasses.replace(CUSTOMER, inserted_at=inserted_at, updated_at=updated_at))
     assert event.occurred_at == expected
     assert event.occurred_at.utcoffset() == dt.timedelta(0)
-    assert event.event_id == severa_event_id("severa.customer.changed", uuid.UUID(CUSTOMER_GUID), expected)
+    assert customer_stamp(event.customer).startswith(change_stamp(expected) + ";sha256:")
 
 
 def test_a_customers_empty_strings_are_sent_as_null() -> None:
@@ -331,6 +342,7 @@ def test_an_invoice_with_several_vat_rates_keeps_each_row_and_adds_the_totals() 
     assert (invoice.customer.name, invoice.customer.business_id) == ("Acme Oy", "FI12345678")
     assert invoice.main_case_guid == uuid.UUID(CASE_GUID)
     assert invoice.credited_invoice is None
+    assert invoice.entry_date == dt.date(2026, 11, 27)  # Severa's EntryDate, not the invoice date
     assert [row.row_number for row in invoice.rows] == [1, 2, 3]
     body = event.model_dump(mode="json")["invoice"]
     assert [row["vat_rate_percent"] for row in body["rows"]] == ["25.5", "14", "0"]
@@ -339,6 +351,110 @@ def test_an_invoice_with_several_vat_rates_keeps_each_row_and_adds_the_totals() 
     assert (body["total_excluding_vat"], body["total_including_vat"]) == ("1250.00", "1533.00")
     assert event.occurred_at == OBSERVED
     assert event.source.business_unit_guid == uuid.UUID(BUSINESS_UNIT_GUID)
+
+
+def test_an_invoice_carries_severas_header_members_the_accounting_side_needs() -> None:
+    invoice = dataclasses.replace(
+        INVOICE,
+        account_number=1042,
+        language_code="fi-FI",
+        order_number="ORD-5",
+        po_number="PO-9",
+    )
+    event = _invoice_event(invoice).invoice
+    assert (event.customer.number, event.language_code, event.order_number, event.po_number) == (
+        1042,
+        "fi-FI",
+        "ORD-5",
+        "PO-9",
+    )
+
+
+def test_the_rows_carry_their_article_code_cases_and_phases() -> None:
+    row = dataclasses.replace(
+        ROWS[0], article_identifier="DEV", case_guids=(CASE_GUID,), phase_guids=(PHASE_GUID, PHASE_GUID)
+    )
+    (event_row,) = _invoice_event(dataclasses.replace(INVOICE, rows=(row,))).invoice.rows
+    assert event_row.article_identifier == "DEV"
+    assert event_row.case_guids == (uuid.UUID(CASE_GUID),)
+    assert event_row.phase_guids == (uuid.UUID(PHASE_GUID), uuid.UUID(PHASE_GUID))
+
+
+RECEIVER = {
+    "receiver_name": "Acme Oy Laskutus",
+    "receiver_address_line": "PL 12",
+    "receiver_postal_code": "00101",
+    "receiver_city": "Helsinki",
+    "receiver_state": "Uusimaa",
+    "receiver_country": "FI",
+    "receiver_contact_name": "Maija",
+    "receiver_contact_email": "maija@acme.example",
+}
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        pytest.param(
+            RECEIVER,
+            {
+                "name": "Acme Oy Laskutus",
+                "address": {
+                    "lines": ["PL 12"],
+                    "postal_code": "00101",
+                    "city": "Helsinki",
+                    "region": "Uusimaa",
+                    "country_code": "FI",
+                    "country_name": None,
+                },
+                "contact_name": "Maija",
+                "contact_email": "maija@acme.example",
+            },
+            id="the receiver members become the receiver with its one address line",
+        ),
+        pytest.param(
+            {**RECEIVER, "receiver_country": "Finland"},
+            {
+                "name": "Acme Oy Laskutus",
+                "address": {
+                    "lines": ["PL 12"],
+                    "postal_code": "00101",
+                    "city": "Helsinki",
+                    "region": "Uusimaa",
+                    "country_code": None,
+                    "country_name": "Finland",
+                },
+                "contact_name": "Maija",
+                "contact_email": "maija@acme.example",
+            },
+            id="a receiver country that is not two letters is its name",
+        ),
+        pytest.param(
+            {"receiver_name": "Acme Oy", "receiver_address_line": ""},
+            {"name": "Acme Oy", "address": None, "contact_name": None, "contact_email": None},
+            id="a receiver without address members has no address",
+        ),
+        pytest.param({key: "" for key in RECEIVER}, None, id="an invoice naming no receiver has none"),
+    ],
+)
+def test_the_receiver_is_whom_severa_addressed_the_invoice_to(
+    members: dict[str, str], expected: dict[str, Any] | None
+) -> None:
+    event = _invoice_event(dataclasses.replace(INVOICE, **members))
+    assert event.model_dump(mode="json")["invoice"]["receiver"] == expected
+
+
+def test_an_invoice_without_its_entry_date_is_refused_rather_than_guessed() -> None:
+    with pytest.raises(UnpublishableRecord) as caught:
+        _invoice_event(dataclasses.replace(INVOICE, entry_date=None))
+    assert caught.value.field == "invoice.entry_date"
+
+
+def test_a_row_naming_a_case_that_is_no_guid_is_refused_naming_it() -> None:
+    row = dataclasses.replace(ROWS[0], case_guids=(CASE_GUID, "case-7"))
+    with pytest.raises(UnpublishableRecord) as caught:
+        _invoice_event(dataclasses.replace(INVOICE, rows=(row,)))
+    assert caught.value.field == "invoice.rows[0].case_guids[1]"
 
 
 @pytest.mark.parametrize(
@@ -566,7 +682,6 @@ def test_an_hour_entry_on_an_invoice_is_invoiced() -> None:
 def test_an_hour_entry_carries_the_user_code_and_case_number_where_the_service_gives_them() -> None:
     event = hour_entry_changed(
         ENTRY,
-        invoice_guid=None,
         organization_id=ORG,
         observed_at=OBSERVED,
         published_at=PUBLISHED,
@@ -677,7 +792,6 @@ def test_a_customer_the_contract_cannot_carry_is_refused_naming_the_field(
         pytest.param(
             lambda: hour_entry_changed(
                 ENTRY,
-                invoice_guid=None,
                 organization_id=ORG,
                 observed_at=dt.datetime(2026, 11, 20, 12, 0),
                 published_at=PUBLISHED,
@@ -773,9 +887,7 @@ def test_the_event_id_is_the_same_for_the_same_record_and_new_for_a_changed_one(
             id="an invoice seen again at a later poll keeps its id",
         ),
         pytest.param(
-            lambda when: hour_entry_changed(
-                ENTRY, invoice_guid=None, organization_id=ORG, observed_at=when, published_at=when
-            ),
+            lambda when: hour_entry_changed(ENTRY, organization_id=ORG, observed_at=when, published_at=when),
             id="an hour entry seen again at a later poll keeps its id",
         ),
     ],

@@ -24,6 +24,7 @@ from schemas.severa_events import (
     SeveraSource,
     change_stamp,
     content_stamp,
+    customer_stamp,
     parse_severa_event,
     severa_event_id,
 )
@@ -591,6 +592,11 @@ def test_a_republish_of_the_same_change_has_the_same_event_id(
             id="a customer updated for the first time (InsertTS, then UpdatedTS)",
         ),
         pytest.param(
+            _customer_event(),
+            _customer_event(head_office_address={"lines": ["Aleksanterinkatu 5"], "city": "Helsinki"}),
+            id="a customer whose address alone changed (Severa keeps its UpdatedTS)",
+        ),
+        pytest.param(
             _invoice_event(),
             _invoice_event(total_including_vat="1255.01"),
             id="an invoice whose total changed",
@@ -622,9 +628,34 @@ def test_a_customer_event_takes_its_change_stamp_as_occurred_at() -> None:
     event = _customer_event()
     assert event.occurred_at == dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
     assert event.event_id == severa_event_id(
-        "severa.customer.changed", event.customer.guid, event.occurred_at
+        "severa.customer.changed",
+        event.customer.guid,
+        f"2026-11-20T10:00:00.000000Z;{content_stamp(event.customer)}",
     )
     assert _customer_event(updated_at=None).occurred_at == dt.datetime(2024, 1, 2, 8, 0, tzinfo=dt.UTC)
+
+
+#: The example of docs/severa-events.md ("Event ids"): the smallest customer the contract carries.
+DOCUMENTED_CUSTOMER = {
+    "guid": CUSTOMER_GUID,
+    "name": "Esimerkki Oy",
+    "is_active": True,
+    "created_at": "2024-01-02T08:00:00Z",
+    "updated_at": "2026-11-20T10:00:00Z",
+}
+
+
+def test_the_customer_event_id_is_the_documented_example() -> None:
+    entity = SeveraCustomer.model_validate_json(json.dumps(DOCUMENTED_CUSTOMER))
+    stamp = (
+        "2026-11-20T10:00:00.000000Z;sha256:00e6cfe8011316e19885ab42c43725db9d3d35ac392ab3208194bd278d713d3a"
+    )
+    assert customer_stamp(entity) == stamp
+    event = SeveraCustomerChanged.create(entity, source=SOURCE, published_at=PUBLISHED)
+    assert event.event_id == uuid.UUID("44a7d361-8e0e-58f1-91da-b6e0d3a4f65b")
+    assert event.event_id == uuid.uuid5(
+        EVENT_ID_NAMESPACE, f"severa.customer.changed:{CUSTOMER_GUID}:{stamp}"
+    )
 
 
 def test_the_content_stamp_does_not_depend_on_the_key_order_of_the_input() -> None:

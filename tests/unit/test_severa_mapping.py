@@ -326,6 +326,88 @@ def test_an_invoice_without_identity_or_date_is_unusable(members: dict[str, Any]
         invoice_from_severa(invoice_entity(**members))
 
 
+def test_an_invoice_carries_its_entry_date_customer_code_references_and_receiver() -> None:
+    invoice = invoice_from_severa(
+        invoice_entity(
+            EntryDate=dt.datetime(2030, 1, 3),
+            AccountNumber=1042,
+            LanguageCode="fi-FI",
+            OrderNumber="ORD-5",
+            PoNumber="",
+            ReceiverCustomerName="Acme Oy",
+            ReceiverAddressline="PL 12",
+            ReceiverPostalCode="00101",
+            ReceiverCity="Helsinki",
+            ReceiverState=None,
+            ReceiverCountry="Finland",
+            ReceiverContactName="Maija",
+            ReceiverContactEmail="maija@acme.example",
+        )
+    )
+    assert (invoice.entry_date, invoice.account_number, invoice.language_code) == (
+        dt.date(2030, 1, 3),
+        1042,
+        "fi-FI",
+    )
+    assert (invoice.order_number, invoice.po_number) == ("ORD-5", None)
+    assert (
+        invoice.receiver_name,
+        invoice.receiver_address_line,
+        invoice.receiver_postal_code,
+        invoice.receiver_city,
+        invoice.receiver_state,
+        invoice.receiver_country,
+        invoice.receiver_contact_name,
+        invoice.receiver_contact_email,
+    ) == ("Acme Oy", "PL 12", "00101", "Helsinki", None, "Finland", "Maija", "maija@acme.example")
+
+
+@pytest.mark.parametrize(
+    ("members", "unit_price"),
+    [
+        pytest.param(
+            {"rowUnitPrice": Decimal("90"), "unitPriceAmount": Decimal("100")},
+            Decimal("90"),
+            id="the unit price is rowUnitPrice, as the event contract names it",
+        ),
+        pytest.param(
+            {"unitPriceAmount": Decimal("100")},
+            Decimal("100"),
+            id="a row without rowUnitPrice falls back on unitPriceAmount",
+        ),
+    ],
+)
+def test_an_invoice_row_carries_its_article_code_cases_phases_and_unit_price(
+    members: dict[str, Any], unit_price: Decimal
+) -> None:
+    severa = row(1, "100", "25.50", "25.5")
+    del severa.unitPriceAmount
+    for name, value in {
+        **members,
+        "articleIdentifier": "DEV",
+        "CaseGUIDs": entity(string=["c1"]),
+        "PhaseGUIDs": entity(string=[]),
+    }.items():
+        setattr(severa, name, value)
+    (converted,) = invoice_from_severa(invoice_entity(InvoiceRows=[severa])).rows
+    assert (converted.article_identifier, converted.case_guids, converted.phase_guids) == ("DEV", ("c1",), ())
+    assert converted.unit_price == unit_price
+
+
+def test_an_hour_entry_carries_the_invoice_severa_put_it_on() -> None:
+    members = {
+        "GUID": "h1",
+        "UserGUID": "u1",
+        "CaseGUID": "c1",
+        "PhaseGUID": "p1",
+        "EventDate": dt.datetime(2025, 3, 4),
+        "Quantity": Decimal("7.5"),
+        "IsBillable": True,
+    }
+    assert hour_entry_from_severa(entity(**members, InvoiceGUID="i1")).invoice_guid == "i1"
+    assert hour_entry_from_severa(entity(**members, InvoiceGUID=None)).invoice_guid is None
+
+
 def test_invoice_statuses() -> None:
     status = invoice_status_from_severa(entity(Name="Paid", SortOrder=3, IsPaid=True, IsSent=True))
     assert (status.name, status.sort_order, status.is_paid, status.is_default) == ("Paid", 3, True, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from adapters.severa.wsdl.spec import (
     NS_ARRAYS,
     NS_ENTITIES,
     NS_SERVICE,
+    PLACEHOLDER_HINTS,
     PLACEHOLDERS,
     SPEC,
     Fault,
@@ -281,6 +283,35 @@ class TestZeepLoadsIt:
     def test_undocumented_types_are_empty_placeholders(self, client: Any) -> None:
         for placeholder in PLACEHOLDERS:
             assert client.get_type(f"{{{NS_ENTITIES}}}{placeholder.name}").elements == []
+
+
+class TestPlaceholderNotes:
+    """The WSDL says which types are gaps in our knowledge, and where the notes offer something instead."""
+
+    def test_every_placeholder_says_in_the_wsdl_that_its_members_are_unknown(
+        self, tree: etree._Element
+    ) -> None:
+        for placeholder in PLACEHOLDERS:
+            (node,) = tree.iterfind(f"{WSDL}types/{XS}schema/{XS}complexType[@name='{placeholder.name}']")
+            text = node.findtext(f"{XS}annotation/{XS}documentation") or ""
+            assert text.startswith(f"{placeholder.name}: the contract notes name this type but do not list")
+            assert text.endswith(PLACEHOLDER_HINTS.get(placeholder.name, "as no content."))
+
+    def test_the_invoices_nested_placeholders_point_at_its_documented_members(self) -> None:
+        for name in ("InvoiceBuyerOrganization", "InvoiceSellerContact", "InvoiceSellerOrganization"):
+            assert name in PLACEHOLDER_HINTS
+        assert "InvoiceConfig" in PLACEHOLDER_HINTS
+        assert "InvoiceDetails" in PLACEHOLDER_HINTS
+
+    def test_hints_name_only_placeholders_and_members_the_contract_has(self) -> None:
+        placeholders = {placeholder.name for placeholder in PLACEHOLDERS}
+        invoice_members = set(SPEC.complex_type("Invoice").member_names)
+        for name, hint in PLACEHOLDER_HINTS.items():
+            assert name in placeholders, name
+            named = set(re.findall(r"\b(?:Receiver|Sender)[A-Za-z]+", hint))
+            assert named <= invoice_members, (
+                f"{name}'s hint names members Invoice does not have: {named - invoice_members}"
+            )
 
 
 class TestWcfShape:

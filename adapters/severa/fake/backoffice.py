@@ -8,7 +8,7 @@ and every change is stamped with the fake's clock — the row's change time and,
 
 Values are seed-style (ISO dates, numbers as strings or numbers) and use Severa's member names.
 What Severa fills itself is filled here too (GUIDs, the company of an account, an invoice's due
-date, receiver, reference number and row amounts), and what it would refuse raises
+date, language, receiver, reference number and row amounts), and what it would refuse raises
 :class:`ChangeRefused` with the reason; an unknown GUID raises :class:`KeyError`.
 """
 
@@ -270,6 +270,8 @@ def _complete_invoice(store: SeveraStore, invoice: Record) -> list[str]:
     if unit is not None and not invoice.get("InvoiceNumberingBusinessUnitGUID"):
         invoice["InvoiceNumberingBusinessUnitGUID"] = unit
     invoice["CurrencyShortform"] = invoice.get("CurrencyShortform") or account["CurrencyCode"] or "EUR"
+    # The invoice's language is the customer's unless given (the fake's assumption, as for currency).
+    invoice["LanguageCode"] = invoice.get("LanguageCode") or account["LanguageCode"]
     if invoice.get("CurrencyRate") is None:
         invoice["CurrencyRate"] = Decimal(1)
     if invoice.get("PaymentTerm") is None:

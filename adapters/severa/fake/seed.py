@@ -236,6 +236,11 @@ def _derive(store: SeveraStore, section: str, record: Record, *, now: dt.datetim
             record["AccountName"] = record.get("AccountName") or account["Name"]
             if record.get("AccountNumber") is None:
                 record["AccountNumber"] = account["Number"]
+            record["LanguageCode"] = record.get("LanguageCode") or account["LanguageCode"]
+        for row in record.get("InvoiceRows") or []:
+            # rowUnitPrice is a non-nillable decimal: the real service always sends it.
+            if row.get("rowUnitPrice") is None and row.get("unitPriceAmount") is not None:
+                row["rowUnitPrice"] = row["unitPriceAmount"]
         for member in INVOICE_NESTED:
             if record.get(member) is None:
                 record[member] = {}

@@ -42,7 +42,6 @@ from adapters.severa.wsdl.spec import (
     NS_ARRAYS,
     NS_ENTITIES,
     NS_SERVICE,
-    PLACEHOLDER_NOTE,
     SERVICE_NAME,
     SPEC,
     ComplexType,
@@ -52,6 +51,7 @@ from adapters.severa.wsdl.spec import (
     ServiceSpec,
     TypeKind,
     TypeRef,
+    placeholder_note,
 )
 
 NS_WSDL: Final = "http://schemas.xmlsoap.org/wsdl/"
@@ -157,7 +157,7 @@ class _Renderer:
         node = _sub(schema, NS_XS, "complexType", name=complex_type.name)
         if not complex_type.documented:
             annotation = _sub(node, NS_XS, "annotation")
-            _sub(annotation, NS_XS, "documentation").text = PLACEHOLDER_NOTE.format(name=complex_type.name)
+            _sub(annotation, NS_XS, "documentation").text = placeholder_note(complex_type.name)
         if complex_type.base is not None:
             base = self.spec.complex_type(complex_type.base)
             content = _sub(node, NS_XS, "complexContent", mixed="false")

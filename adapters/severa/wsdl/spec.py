@@ -27,7 +27,8 @@ Decision on undocumented nested types. The document names types whose members it
 ``InvoiceFile`` and ``InvoiceOriginDetails`` (operation parameters / results). We do not invent
 members for them. Each is declared as a complexType with an *empty* sequence in the entities
 namespace (an assumption: their real namespace is not documented either; ``documented=False``
-here), so that
+here), whose ``xs:documentation`` in the WSDL says so and names the documented members that carry
+the same information, where there are any (:data:`PLACEHOLDER_HINTS`), so that
 
 * every documented operation is present in the WSDL with its exact signature, and
 * a zeep client meets them as "no content": zeep parses an empty complexType as ``None`` whatever
@@ -448,6 +449,34 @@ PLACEHOLDER_NOTE: Final = (
 )
 """The ``xs:documentation`` the WSDL carries for each placeholder type, so a reader of the WSDL
 (not only of this module) learns that the empty sequence is a gap in our knowledge, not Severa's shape."""
+
+PLACEHOLDER_HINTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "AccountTiny": "GetAllAccounts answers one per account; GetAllCustomers pages the same"
+        " accounts as Customer, whose members are documented.",
+        "Contact": "An account's contact person: AddNewAccount takes one, no documented operation"
+        " returns one.",
+        "InvoiceBuyerOrganization": "The invoice's documented Receiver* members (ReceiverCustomerName,"
+        " ReceiverAddressline, ReceiverPostalCode, ReceiverCity, ReceiverState, ReceiverCountry,"
+        " ReceiverVatNumber, ReceiverContactName, ReceiverContactEmail) name the buyer; the connector"
+        " reads those.",
+        "InvoiceConfig": "Nothing in the notes says what it configures; the connector does not read it.",
+        "InvoiceDetails": "Nothing in the notes says what it details; the connector does not read it.",
+        "InvoiceSellerContact": "The invoice's documented SenderContactName names the seller's contact.",
+        "InvoiceSellerOrganization": "The invoice's documented Sender* members (SenderName,"
+        " SenderAddressline, SenderPostalCode, SenderCity, SenderState, SenderCountry, SenderVatNumber)"
+        " name the seller.",
+    }
+)
+"""What the notes do say around a placeholder, appended to its :data:`PLACEHOLDER_NOTE`: where the
+information the type probably carries can be read instead, so nobody invents members to get it."""
+
+
+def placeholder_note(name: str) -> str:
+    """The WSDL's ``xs:documentation`` of placeholder type ``name``."""
+    hint = PLACEHOLDER_HINTS.get(name)
+    note = PLACEHOLDER_NOTE.format(name=name)
+    return f"{note} {hint}" if hint else note
 
 
 def _placeholder(name: str) -> ComplexType:
