@@ -14,8 +14,9 @@ was lost makes a second invoice. So, per event, for the invoice ``I`` (Severa GU
     LOOK UP the invoice by number   found (a lost answer, a hand entry) → adopt it if its total
                                     matches, refuse it if not; none → create it ("open": Severa
                                     sends its own invoices), numbered and referenced as in Severa
-    credit note                     match it to the credited invoice (which must be there first:
-                                    transient until it is, so the retry ladder waits for it)
+    credit note                     its invoice must be there first -- looked up before anything is
+                                    written (transient until it is: the retry ladder waits for it) --
+                                    and the credit note is matched to it once created
     ledger: applied                 with the accounting key and the content hash
     publish accounting.invoice.transferred (confirmed; the severa_invoice_updates flow consumes it)
 
@@ -145,10 +146,14 @@ class AccountingInvoicesFlow:
                 if known is not None:
                     matched = wanted.credits_invoice_number if wanted.is_credit_note else None
                     return self._ref(known, wanted), False, matched
+            credited = await self._credited_invoice(wanted)
             await self._ledger.mark_pending(key, TRANSFERRED, wanted.number)
             await self._ensure_customer(event, wanted)
             ref, created = await self._find_or_create(wanted)
-            matched = await self._match_credit_note(wanted, ref)
+            matched = None
+            if credited is not None:
+                await self._accounting.match_credit_note(ref.key, credited.key)
+                matched = credited.number
             await self._ledger.mark_applied(
                 key, TRANSFERRED, stored_key(self._system, ref.key), content_hash=content
             )
@@ -176,7 +181,9 @@ class AccountingInvoicesFlow:
         log.info("invoice_found_adopted", accounting_key=found.key)
         return found, False
 
-    async def _match_credit_note(self, wanted: AccountingInvoice, ref: AccountingInvoiceRef) -> str | None:
+    async def _credited_invoice(self, wanted: AccountingInvoice) -> AccountingInvoiceRef | None:
+        """The invoice a credit note credits, which must be in accounting before the credit note is
+        created: a credit note left there unmatched would need a person, a wait costs nothing."""
         number = wanted.credits_invoice_number
         if not wanted.is_credit_note or number is None:
             return None
@@ -186,8 +193,7 @@ class AccountingInvoicesFlow:
                 f"credit note {wanted.number} credits invoice {number}, which is not in the accounting "
                 f"system yet: transfer invoice {number} first (it is retried meanwhile)"
             )
-        await self._accounting.match_credit_note(ref.key, credited.key)
-        return number
+        return credited
 
     def _ref(self, key: str, wanted: AccountingInvoice) -> AccountingInvoiceRef:
         return AccountingInvoiceRef(

@@ -343,7 +343,7 @@ class TestSeededLookups:
             pytest.param(
                 "GetAllInvoiceStatuses",
                 {},
-                lambda r: [s.Name for s in r] == ["Draft", "Sent", "Paid"],
+                lambda r: [s.Name for s in r] == ["Draft", "Sent", "Transferred", "Paid"],
                 id="invoice statuses in sort order",
             ),
             pytest.param(

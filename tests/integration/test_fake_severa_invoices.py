@@ -215,6 +215,7 @@ class TestInvoices:
         assert [(s.Name, s.IsPaid) for s in statuses.result] == [
             ("Draft", False),
             ("Sent", False),
+            ("Transferred", False),
             ("Paid", True),
         ]
         await severa_soap.call("SetInvoiceStatus", invoiceGUID=CREDIT_NOTE, status="paid")

@@ -116,6 +116,7 @@ async def test_statuses_and_the_two_writes(fake_severa: FakeSevera, client: Seve
     assert [(s.name, s.is_paid, s.has_invoice_number) for s in statuses] == [
         ("Draft", False, False),
         ("Sent", False, True),
+        ("Transferred", False, True),
         ("Paid", True, True),
     ]
     await client.set_invoice_status(INVOICE_SEK, "Paid")
