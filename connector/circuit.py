@@ -88,7 +88,10 @@ class Circuit:
             if self._state is CircuitState.CLOSED:
                 self.opened_at = time.monotonic()
                 self.trips += 1
-                log.error("circuit_opened", circuit=self.name, **describe(error))
+                # A pod starts with its circuits open until each dependency answered once: that is
+                # the normal start, not an error anyone should be paged for.
+                starting = error.reason.endswith("_not_reached_yet")
+                (log.info if starting else log.error)("circuit_opened", circuit=self.name, **describe(error))
             else:
                 log.warning("circuit_trial_failed", circuit=self.name, **describe(error))
             self._state = CircuitState.OPEN

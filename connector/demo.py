@@ -1,10 +1,17 @@
-"""``severa-connector demo``: the whole loop on one machine, in about ten seconds.
+"""``severa-connector demo``: the whole loop on one machine, both directions, in about fifteen seconds.
 
-Starts the fake Severa SOAP service in-process (seeded with a demo organisation), runs the real
-connector against it and the local RabbitMQ (names prefixed ``demo.``, queues purged first), then
-plays an external time tracker: publishes good events, a duplicate, an update, and deliberately bad
-events. It waits until every event has a result, and prints what landed in Severa and what went to
-the dead-letter queue and why. Exit code 0 only if everything settled as expected.
+Starts the fake Severa SOAP service and the fake Netvisor in-process (seeded with a demo
+organisation), runs the real connector against them and the local RabbitMQ (every role in one
+pod, names prefixed ``demo.``, queues purged first), then
+
+* plays an external time tracker: publishes good events, a duplicate, an update, and deliberately
+  bad events (work hours into Severa);
+* lets the poller find Severa's customers and ready invoices and the accounting flows put them into
+  Netvisor, with one failure of each kind an accountant meets (:mod:`connector.demo_accounting`);
+* marks an invoice paid in Netvisor and waits for the payment to come back into Severa.
+
+It prints what landed where and what went to the dead-letter queues and why. Exit code 0 only if
+everything settled as expected.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.severa.fake.server import FakeSevera
+from connector import demo_accounting
 from connector.config import CommonSettings, Settings
 from connector.dlq.records import DeadLetterRecord
 from connector.dlq.selection import Filter
@@ -147,20 +156,31 @@ async def run_demo(
     amqp_url = common.rabbitmq.url.get_secret_value()
     started = time.perf_counter()
 
-    async with FakeSevera(api_key=key) as fake:
+    credentials = demo_accounting.NetvisorCredentials.fresh()
+    async with FakeSevera(api_key=key) as fake, credentials.fake() as books:
         console.print(f"[bold]fake Severa[/] listening at {fake.url}  (WSDL: {fake.url}/WSDL)")
+        console.print(f"[bold]fake Netvisor[/] listening at {books.url}  (admin: {books.admin_url})")
         samples = build_samples(fake, good_events)
+        plan = demo_accounting.prepare(fake, books)
         seeded_entries = len(fake.store.hour_entries)
         with tempfile.TemporaryDirectory(prefix="severa-demo-") as state_dir:
             settings = Settings.model_validate(
                 {
+                    "role": "all",
                     "severa": {"url": fake.url, "api_key": key},
                     "rabbitmq": common.rabbitmq.model_copy(update={"prefix": DEMO_PREFIX}),
                     "log": common.log,
                     "http": {"enabled": False},
-                    "retry": {"attempts": 3, "initial_seconds": 0.05, "max_seconds": 0.5},
+                    "retry": {
+                        "attempts": 3,
+                        "initial_seconds": 0.05,
+                        "max_seconds": 0.5,
+                        # short rungs: the credit note waiting for its invoice is parked in seconds
+                        "ladder_seconds": [0.5, 1.0],
+                    },
                     "state_url": f"sqlite:///{Path(state_dir) / 'ledger.db'}",
                     "pod_name": "demo",
+                    **demo_accounting.settings_for(books, credentials),
                 }
             )
             connection = await aio_pika.connect(
@@ -187,7 +207,15 @@ async def run_demo(
                             timeout=10,
                         )
                     settled = await _wait(results, len(samples), timeout)
-                    expected_dead = sum(1 for s in samples if s.expect == "dead-lettered")
+                    console.print("[bold]waiting[/] for Severa's customers and invoices to reach Netvisor")
+                    settled = settled and await _until(
+                        lambda: demo_accounting.transferred(fake, books, plan), timeout
+                    )
+                    if settled:
+                        console.print(f"[bold]paying[/] invoice {plan.pay} in Netvisor")
+                        demo_accounting.pay(books, plan)
+                        settled = await _until(lambda: demo_accounting.payment_back(fake, plan), timeout)
+                    expected_dead = sum(1 for s in samples if s.expect == "dead-lettered") + len(plan.parked)
                     # The pod ingests its dead letters into the store beside its ledger, where
                     # `severa-connector dlq list` reads them; the demo reads the same store.
                     settled = settled and await _wait_stored(service, expected_dead, timeout)
@@ -196,13 +224,24 @@ async def run_demo(
             elapsed = time.perf_counter() - started
 
         _print_severa(console, fake)
+        demo_accounting.print_accounting(console, fake, books)
         _print_dead_letters(console, dead)
         added = len(fake.store.hour_entries) - seeded_entries
-        ok = settled and len(dead) == expected_dead and added == good_events
+        in_netvisor = len(books.store.invoices)
+        refused = books.refusals.total - books.refusals.period_lock
+        ok = (
+            settled
+            and len(dead) == expected_dead
+            and added == good_events
+            and in_netvisor == len(plan.good)
+            and refused == 0
+        )
         summary = (
-            f"{len(samples)} events → {added} new hour entries in Severa, "
-            f"{len(dead)} dead-lettered (expected {good_events} and {expected_dead}); "
-            f"Severa calls: {sum(fake.calls.values())}"
+            f"{len(samples)} events → {added} new hour entries in Severa; "
+            f"{in_netvisor} invoices and {len(books.store.customers)} customers in Netvisor, "
+            f"invoice {plan.pay} paid back into Severa; "
+            f"{len(dead)} dead-lettered (expected {expected_dead}); "
+            f"Severa calls: {sum(fake.calls.values())}, Netvisor calls: {sum(books.calls.values())}"
             + (f", quota used {quota.used}/{quota.quota}" if quota else "")
             + f"; {elapsed:.1f} s"
         )
@@ -212,7 +251,12 @@ async def run_demo(
 
 async def _purge(connection: aio_pika.abc.AbstractConnection, names: Names) -> None:
     """Empty what an earlier demo run left behind, before the connector starts ingesting it."""
-    for queue_name in (names.workhours_queue, names.workhours_dlq):
+    queues = (
+        names.accounting_customers_queue,
+        names.accounting_invoices_queue,
+        names.severa_invoice_updates_queue,
+    )
+    for queue_name in (names.workhours_queue, names.workhours_dlq, *queues, *(f"{q}.dlq" for q in queues)):
         channel = await connection.channel()
         try:
             underlay = await channel.get_underlay_channel()
@@ -242,6 +286,15 @@ async def _watch_results(
 async def _wait(results: list[AbstractIncomingMessage], count: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while len(results) < count:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def _until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
@@ -285,12 +338,13 @@ def _print_severa(console: Console, fake: FakeSevera) -> None:
 
 
 def _print_dead_letters(console: Console, dead: list[DeadLetterRecord]) -> None:
-    table = Table(title="Dead letters (demo.q.workhours.dlq, ingested into the store)", title_justify="left")
-    for column in ("reason", "why", "body"):
+    table = Table(title="Dead letters (every flow's DLQ, ingested into the store)", title_justify="left")
+    for column in ("flow", "reason", "why", "body"):
         table.add_column(column, overflow="fold")
     for record in dead:
         body = (record.body or b"").decode("utf-8", "replace")
         table.add_row(
+            record.flow or "?",
             record.reason,
             record.error_message,
             body if len(body) <= 60 else body[:57] + "…",

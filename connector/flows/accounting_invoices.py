@@ -191,7 +191,8 @@ class AccountingInvoicesFlow:
         if credited is None:
             raise CreditedInvoiceMissing(
                 f"credit note {wanted.number} credits invoice {number}, which is not in the accounting "
-                f"system yet: transfer invoice {number} first (it is retried meanwhile)"
+                f"system: transfer invoice {number} first (the credit note waits on the retry ladder; "
+                "once parked, replay it after the invoice is there)"
             )
         return credited
 

@@ -262,12 +262,26 @@ def test_settings_prints_the_committed_reference() -> None:
     assert result.stdout == (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
 
 
-def test_demo_shows_good_events_in_severa_and_bad_ones_in_the_dlq(amqp_url: str) -> None:
-    result = run_cli("demo", "--events", "4", env={"SEVERA_CONNECTOR_RABBITMQ__URL": amqp_url})
+def test_demo_runs_both_directions_and_parks_one_failure_of_each_kind(amqp_url: str) -> None:
+    # wide enough that rich wraps no table cell: each reason is then one word of the output
+    env = {"SEVERA_CONNECTOR_RABBITMQ__URL": amqp_url, "COLUMNS": "400"}
+    result = run_cli("demo", "--events", "4", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK 12 events → 4 new hour entries in Severa, 6 dead-lettered" in result.stdout
-    for reason in ("invalid_json", "schema_violation", "unknown_user", "unknown_case", "unknown_work_type"):
-        assert reason in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "OK 12 events → 4 new hour entries in Severa; 3 invoices and 4 customers in Netvisor" in text
+    assert "invoice 20249 paid back into Severa; 9 dead-lettered (expected 9)" in text
+    for reason in (
+        "invalid_json",
+        "schema_violation",
+        "unknown_user",
+        "unknown_case",
+        "unknown_work_type",
+        "invalid_reference_number",
+        "accounting_period_locked",
+        "credited_invoice_missing",
+    ):
+        assert f" {reason} " in text, reason
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_exported_schemas_are_up_to_date(tmp_path: Path) -> None:
