@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.accounting_events import CustomerSynced, InvoiceFailed, InvoicePaid, InvoiceTransferred
 from schemas.dead_letter import DeadLetterHeaders, ReplayHeaders
 from schemas.dlq import DeadLetterExport, DlqAuditRecord
 from schemas.results import WorkHourFailed, WorkHourSynced
@@ -29,6 +30,10 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "SeveraCustomerChanged": SeveraCustomerChanged,
     "SeveraInvoiceReady": SeveraInvoiceReady,
     "SeveraHourEntryChanged": SeveraHourEntryChanged,
+    "AccountingInvoiceTransferred": InvoiceTransferred,
+    "AccountingInvoiceFailed": InvoiceFailed,
+    "AccountingInvoicePaid": InvoicePaid,
+    "AccountingCustomerSynced": CustomerSynced,
 }
 
 
@@ -54,7 +59,8 @@ def asyncapi() -> dict[str, Any]:
             "title": "severa-connector",
             "version": "1",
             "description": "Work-hour events in, result events out; Severa change events out on "
-            "severa.events; dead letters carry x-dl-* headers (see DeadLetterHeaders.schema.json).",
+            "severa.events; accounting outcomes on accounting.events; dead letters carry x-dl-* headers "
+            "(see DeadLetterHeaders.schema.json).",
         },
         "defaultContentType": "application/json",
         "channels": {
@@ -112,6 +118,42 @@ def asyncapi() -> dict[str, Any]:
                                 "SeveraHourEntryChanged",
                                 "severa.hourentry.changed",
                                 "A Severa hour entry was created or changed; the whole entry.",
+                            ),
+                        ]
+                    },
+                },
+            },
+            "accounting.events": {
+                "description": "Topic exchange where the accounting flows publish what became of Severa's "
+                "invoices and customers in the accounting system, routing key = event_type. message_id = "
+                "event_id, deterministic: de-duplicate on it (at-least-once delivery).",
+                "bindings": {
+                    "amqp": {"is": "routingKey", "exchange": {"name": "accounting.events", "type": "topic"}}
+                },
+                "subscribe": {
+                    "summary": "The accounting flows and the payments poller publish; the connector's own "
+                    "severa_invoice_updates flow consumes transferred and paid (q.severa.invoice-updates).",
+                    "message": {
+                        "oneOf": [
+                            message(
+                                "AccountingInvoiceTransferred",
+                                "accounting.invoice.transferred",
+                                "The Severa invoice exists in the accounting system.",
+                            ),
+                            message(
+                                "AccountingInvoiceFailed",
+                                "accounting.invoice.failed",
+                                "The invoice was dead-lettered; the reason says what to fix.",
+                            ),
+                            message(
+                                "AccountingInvoicePaid",
+                                "accounting.invoice.paid",
+                                "The accounting system holds the invoice as paid.",
+                            ),
+                            message(
+                                "AccountingCustomerSynced",
+                                "accounting.customer.synced",
+                                "A Severa customer was added to or updated in the accounting system.",
                             ),
                         ]
                     },
