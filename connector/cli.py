@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import enum
 import json
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -131,7 +131,7 @@ def demo(
 
     settings: CommonSettings = _settings(CommonSettings)
     if not verbose:  # the tables are the demo's output; the log would drown them
-        configure_logging("ERROR", settings.log.format)
+        configure_logging("CRITICAL", settings.log.format)
     ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=out))
     if not ok:
         raise typer.Exit(EXIT_PROBLEM)
@@ -198,23 +198,60 @@ def fake_netvisor(
         )
 
 
-@app.command()
-def check() -> None:
-    """Check the Severa endpoint, WSDL, API key, access rights and quota; exit 1 on any failure."""
-    from adapters.severa.check import run_checks
+class CheckRow(Protocol):
+    """One row of ``check``: the shape both adapters' ``CheckResult`` have."""
 
-    settings: Settings = _settings(Settings)
-    results = _run(run_checks(settings.severa))
-    table = Table(title=f"Severa at {settings.severa.endpoint}", title_justify="left")
+    @property
+    def name(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def fix(self) -> str | None: ...
+    @property
+    def skipped(self) -> bool: ...
+
+
+def _check_table(title: str, results: Sequence[CheckRow]) -> int:
+    """Print one section of ``check`` as a table; return how many of its checks did not pass.
+
+    One renderer for every peer, so that Severa's and Netvisor's sections read alike. The cells are
+    ``Text``: a peer's message quoted in a detail (``[…]``) must not be read as markup. The rows hold
+    only what the check functions put in them, which never includes a key.
+    """
+    table = Table(title=title, title_justify="left")
     for column in ("", "check", "result", "fix"):
         table.add_column(column, overflow="fold")
     for result in results:
         mark = "[green]✓[/]" if result.ok else ("[yellow]-[/]" if result.skipped else "[red]✗[/]")
-        table.add_row(mark, result.name, result.detail, result.fix or "")
+        table.add_row(mark, Text(result.name), Text(result.detail), Text(result.fix or ""))
     out.print(table)
-    failed = [r for r in results if not r.ok]
+    return sum(1 for result in results if not result.ok)
+
+
+@app.command()
+def check() -> None:
+    """Check Severa (endpoint, WSDL, API key, rights, quota) and, with accounting.system netvisor,
+    Netvisor (reachable, signature, a right per resource used); exit 1 on any failure."""
+    from adapters.severa.check import run_checks
+
+    settings: Settings = _settings(Settings)
+    # Each section is printed as soon as it is known: Netvisor may take its time to answer, and
+    # Severa's verdict should not wait for it.
+    results: list[CheckRow] = list(_run(run_checks(settings.severa)))
+    failed = _check_table(f"Severa at {settings.severa.endpoint}", results)
+    netvisor = settings.netvisor
+    if settings.accounting.system == "netvisor" and netvisor is not None:
+        from adapters.netvisor.check import run_checks as run_netvisor_checks
+
+        # No metrics registry: a one-off command has nobody scraping it.
+        netvisor_results = _run(run_netvisor_checks(netvisor, registry=None))
+        title = f"Netvisor at {netvisor.root}/ (organisation {netvisor.organisation_id})"
+        failed += _check_table(title, netvisor_results)
+        results.extend(netvisor_results)
     if failed:
-        out.print(f"[bold red]{len(failed)} of {len(results)} checks failed[/]")
+        out.print(f"[bold red]{failed} of {len(results)} checks failed[/]")
         raise typer.Exit(EXIT_PROBLEM)
     out.print(f"[bold green]all {len(results)} checks passed[/]")
 
