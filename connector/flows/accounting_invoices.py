@@ -9,8 +9,9 @@ was lost makes a second invoice. So, per event, for the invoice ``I`` (Severa GU
     outbound ledger: applied        transferred before → publish "transferred" again, no call
         ... with other content      changed after the transfer      → AccountingRejected (a person
                                                                       decides: credit note, edit)
-    customer by code                missing → added from the invoice's customer (the customer flow
-                                    fills in every detail when Severa's customer event comes)
+    customer                        known to the outbound ledger, or found by code, or added from
+                                    the invoice's customer (the customer flow fills in every
+                                    detail when Severa's customer event comes)
     LOOK UP the invoice by number   found (a lost answer, a hand entry) → adopt it if its total
                                     matches, refuse it if not; none → create it ("open": Severa
                                     sends its own invoices), numbered and referenced as in Severa
@@ -160,10 +161,20 @@ class AccountingInvoicesFlow:
             return ref, created, matched
 
     async def _ensure_customer(self, event: SeveraInvoiceReady, wanted: AccountingInvoice) -> None:
-        if await self._accounting.find_customer(wanted.customer_code) is None:
+        """The invoice's customer exists in accounting: known to the outbound ledger (no call), found
+        there, or added from the invoice. Recorded at version 0, so the customer's own event, when
+        it comes, writes every detail over it."""
+        key = outbound_key("customer", str(event.invoice.customer.account_guid))
+        record = await self._ledger.get(key)
+        if record is not None and record.state == "applied" and accounting_key_of(record.severa_guid):
+            return
+        found = await self._accounting.find_customer(wanted.customer_code)
+        if found is None:
             customer = customer_from_invoice(event.invoice, seen_at=event.occurred_at)
             log.info("invoice_customer_added_first", customer_code=customer.code)
-            await self._accounting.add_customer(customer)
+            found = await self._accounting.add_customer(customer)
+        if record is None:
+            await self._ledger.mark_applied(key, 0, stored_key(self._system, found.key))
 
     async def _find_or_create(self, wanted: AccountingInvoice) -> tuple[AccountingInvoiceRef, bool]:
         found = await self._accounting.find_invoice(wanted.number)

@@ -157,6 +157,25 @@ class TestInvoices:
         assert stored.invoice.total_including_vat == Decimal("125.50") + Decimal("45.40")
         assert [t.created for t in sent.transferred()] == [True, False, False]
 
+    async def test_a_customer_known_to_the_ledger_costs_no_look_up(self, ledger: InMemoryLedger) -> None:
+        accounting, sent = InMemoryAccounting(), Sent()
+        await customers_flow(accounting, ledger, sent).handle(customer_delivery(customer()))
+        flow = invoices_flow(accounting, ledger, sent)
+        await flow.handle(invoice_delivery(invoice(number=801)))
+        await flow.handle(invoice_delivery(invoice(number=802, guid=CREDITED_GUID)))
+        assert accounting.calls["find_customer"] == 1, "only the customer flow looked it up"
+        assert len(accounting.invoices) == 2
+
+    async def test_a_customer_added_from_an_invoice_is_written_whole_by_its_own_event(
+        self, ledger: InMemoryLedger
+    ) -> None:
+        accounting, sent = InMemoryAccounting(), Sent()
+        await invoices_flow(accounting, ledger, sent).handle(invoice_delivery(invoice()))
+        assert accounting.customers["1001"][1].email is None, "the invoice carries no e-mail"
+        await customers_flow(accounting, ledger, sent).handle(customer_delivery(customer()))
+        assert accounting.customers["1001"][1].email == "invoices@acme.example"
+        assert accounting.calls["add_customer"] == 1
+
     async def test_a_lost_answer_after_the_invoice_landed_creates_no_second_one(
         self, ledger: InMemoryLedger
     ) -> None:
