@@ -215,6 +215,9 @@ class ConnectorService:
                 liveness=self.liveness,
             )
             await self._start_health(self._health)
+        # With the health port, before the start-up retries: /healthz answers from the heartbeat's
+        # age, and a pod still retrying its broker must stay alive, not look stalled.
+        self._tasks.spawn("heartbeat", self._heartbeat.run())
 
         if not consuming:
             pass  # the poller keeps its own state; the idempotency ledger is the consumers'
@@ -244,7 +247,6 @@ class ConnectorService:
             )
             await self.bus.declare(self._topology)
             await self._start_poller()
-            self._tasks.spawn("heartbeat", self._heartbeat.run())
             log.info("connector_started", role=settings.role)
             return
         self.flows = [
@@ -267,7 +269,6 @@ class ConnectorService:
             self._consumers[unit.name] = await self._consume(unit)
         if settings.dlq.ingest:
             self._tasks.spawn("dlq-ingest", self._ingest_dead_letters())
-        self._tasks.spawn("heartbeat", self._heartbeat.run())
         for name, probe in self._probes.items():
             if any(unit.circuit == name for unit in self.flows):
                 label = "circuit-supervisor" if name == self.circuit.name else f"circuit-supervisor:{name}"

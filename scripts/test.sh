@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
 ensure_venv
+ensure_kubectl || true  # the manifest tests fall back to $KUBECTL or a kubectl on PATH
 ensure_services
 echo "== lint: ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== types: mypy --strict" && .venv/bin/mypy

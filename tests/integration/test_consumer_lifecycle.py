@@ -9,6 +9,8 @@ plain channel of the test's own), not what the connector believes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 
 from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
+from connector.supervision import Heartbeat
 from connector.topology import Names
 from tests.factories import event_dict
 from tests.harness import (
@@ -150,3 +153,41 @@ async def test_a_dead_background_task_fails_liveness(
                 body = await response.json()
                 assert response.status == 503, body
         assert any("consumer-keeper" in reason for reason in body["reasons"])
+
+
+async def test_a_pod_still_retrying_its_broker_at_start_stays_alive(
+    names: Names, severa: FakeSevera, tmp_path: Path
+) -> None:
+    """Liveness comes from the heartbeat; it must beat while the start-up retries the broker, or
+    Kubernetes kills a pod that is only waiting for RabbitMQ (well before the start-up budget)."""
+    with socket.socket() as probe:  # a port nothing listens on: the broker is "down"
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = connector_settings(
+        amqp_url=f"amqp://guest:guest@127.0.0.1:{closed}/",
+        names=names,
+        severa_url=severa.url,
+        api_key=SEVERA_KEY,
+        state_dir=tmp_path,
+        rabbitmq={"connect_timeout_seconds": 60},
+    )
+    service = ConnectorService(settings)
+    service._heartbeat = Heartbeat(interval=0.02, tolerance=0.5)  # a fast clock for the test
+    starting = asyncio.create_task(service.start())
+    try:
+        await wait_until(lambda: service.health_port is not None, what="the health port")
+        beats: set[float] = set()
+        deadline = time.monotonic() + 1.5  # three tolerances: a pod without a heartbeat goes stale
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                async with http.get(f"http://127.0.0.1:{service.health_port}/healthz") as response:
+                    assert response.status == 200, await response.text()
+                beats.add(service._heartbeat.last)
+                await asyncio.sleep(0.05)  # the probe's own period, as a kubelet's
+        assert not starting.done(), "still retrying the broker"
+        assert len(beats) > 10, "the heartbeat beat while the start-up waited"
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        await service.close()
