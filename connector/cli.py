@@ -198,6 +198,45 @@ def fake_netvisor(
         )
 
 
+@app.command()
+def console(
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8095,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the bearer token (a mounted secret); sign-in form and API use it."),
+    ] = None,
+    trust_user_header: Annotated[
+        str | None,
+        typer.Option(
+            help="Take the operator from this header (e.g. X-Forwarded-User) -- only behind a proxy "
+            "that sets it and that is the only way in."
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Show everything; offer and allow no action.")
+    ] = False,
+    trace_url: Annotated[
+        str | None,
+        typer.Option(help="Link for trace ids, with {trace_id}, e.g. https://tempo/trace/{trace_id}."),
+    ] = None,
+) -> None:
+    """Serve the dead-letter console (web UI over the dead-letter store; actions audited)."""
+    from connector.config import DlqSettings
+    from connector.console.app import ConsoleConfig
+    from connector.console.auth import Authenticator, read_token
+    from connector.console.server import serve
+
+    settings: DlqSettings = _settings(DlqSettings)
+    try:
+        token = read_token(token_file) if token_file is not None else None
+        auth = Authenticator(token=token, trust_user_header=trust_user_header)
+    except ConfigError as exc:
+        _fail("configuration error", exc.message, EXIT_CONFIG)
+    log.info("console_starting", host=host, port=port, read_only=read_only, proxy_header=trust_user_header)
+    serve(ConsoleConfig(settings, auth, read_only=read_only, trace_url=trace_url), host=host, port=port)
+
+
 class CheckRow(Protocol):
     """One row of ``check``: the shape both adapters' ``CheckResult`` have."""
 

@@ -73,6 +73,14 @@ ensure_postgres() {
   fi
 }
 
+# Debian's chromium, for the console's browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser of its own).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  echo "chromium is not installed; installing it with apt" >&2
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 ensure_services() {
   ensure_rabbitmq
   ensure_postgres

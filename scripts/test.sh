@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ensure_venv
 ensure_kubectl || true  # the manifest tests fall back to $KUBECTL or a kubectl on PATH
 ensure_services
+ensure_chromium
 echo "== lint: ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== types: mypy --strict" && .venv/bin/mypy
 echo "== tests: pytest" && .venv/bin/python -m pytest "$@"

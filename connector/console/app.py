@@ -1,0 +1,449 @@
+"""The console's aiohttp application: routes, security middleware, and the calls into ``connector.dlq``.
+
+Every page opens a :func:`~connector.dlq.operations.open_session` as the ``dlq`` commands do and
+calls the same operations (``list_groups``, ``list_page``, ``show``, ``replay``, ``edit``); the
+console adds no DLQ logic of its own, so what the CLI guarantees -- frozen selections, claims,
+confirms, "no audit, no action" -- holds here too. A replay runs inside its request: aiohttp does
+not cancel a handler when the browser goes away, so closing the tab does not stop it halfway.
+
+Order of checks on a state-changing request: authenticated (else 401 / login page), not
+read-only (else 403), CSRF token matches (else 403) -- all before the form is acted on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from connector.config import DlqSettings
+from connector.console import views
+from connector.console.auth import SESSION_COOKIE, SESSION_SECONDS, Authenticator, Identity, clean_operator
+from connector.dlq.grouping import GroupBy
+from connector.dlq.operations import (
+    DlqSession,
+    InvalidEdit,
+    PeerUnreachable,
+    ReplayOptions,
+    edit,
+    list_groups,
+    list_page,
+    open_session,
+    replay,
+    replay_selection,
+    resolve_ids,
+    show,
+)
+from connector.dlq.records import Group, Status
+from connector.dlq.selection import OPEN_STATUSES, Filter, parse_moment, parse_statuses
+from connector.dlq.store import StoreUnavailable
+from connector.errors import ConfigError, ConnectorError, UsageError
+from connector.logging import get_logger
+
+log = get_logger(__name__)
+
+STATIC_DIR: Final = Path(__file__).parent / "static"
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+LOGIN_COOKIE: Final = "console_login"
+PUBLIC: Final = ("/login", "/healthz", "/static/")
+REPLAY_STATUSES: Final[frozenset[Status]] = frozenset({"parked", "replaying", "replayed"})
+GROUP_PAGE_ROWS: Final = 200
+TOP_GROUPS: Final = 3
+_GROUP_ID: Final = re.compile(r"^g-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """How this console runs: the DLQ settings (store, broker), its authenticator and its mode."""
+
+    settings: DlqSettings
+    auth: Authenticator
+    read_only: bool = False
+    trace_url: str | None = None
+
+
+CONFIG: Final = web.AppKey("console_config", ConsoleConfig)
+
+
+def create_app(config: ConsoleConfig) -> web.Application:
+    app = web.Application(middlewares=[security_headers, authenticate], client_max_size=256 * 1024)
+    app[CONFIG] = config
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/login", login_form),
+            web.post("/login", login),
+            web.post("/logout", logout),
+            web.get("/", overview),
+            web.get("/groups", groups),
+            web.get("/groups/{group}", group),
+            web.get("/messages/{id}", message),
+            web.post("/messages/{id}/edit", edit_message),
+            web.post("/replay/preview", replay_preview),
+            web.post("/replay", replay_confirmed),
+            web.get("/audit", audit),
+            web.static("/static", STATIC_DIR, show_index=False, follow_symlinks=False),
+        ]
+    )
+    return app
+
+
+# -- middleware ------------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The headers on every answer, errors included (an exception page is a page too)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        raise
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    return response
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(PUBLIC):
+        return await handler(request)
+    config = request.app[CONFIG]
+    identity = config.auth.identify(request)
+    if identity is None:
+        if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+            raise web.HTTPSeeOther("/login")
+        raise web.HTTPUnauthorized(
+            text="authentication required", headers={"WWW-Authenticate": 'Bearer realm="dlq-console"'}
+        )
+    if request.method != "GET":
+        if config.read_only and request.path != "/logout":
+            return _html(views.error_page(403, "this console is read-only", _viewer(request)), status=403)
+        form = await request.post()
+        submitted = form.get("csrf")
+        if not config.auth.csrf_ok(identity, submitted if isinstance(submitted, str) else None):
+            log.warning("console_csrf_refused", path=request.path, operator=identity.operator)
+            return _html(
+                views.error_page(403, "the form's CSRF token is missing or stale: reload the page", None),
+                status=403,
+            )
+    return await handler(request)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _identity(request: web.Request) -> Identity:
+    """Who sent the request (the middleware let it through, so somebody did; re-checked cheaply)."""
+    identity = request.app[CONFIG].auth.identify(request)
+    if identity is None:  # pragma: no cover - the middleware answered 401 already
+        raise web.HTTPUnauthorized(text="authentication required")
+    return identity
+
+
+def _viewer(request: web.Request) -> views.Viewer:
+    identity = _identity(request)
+    return views.Viewer(
+        operator=identity.operator,
+        csrf=identity.csrf,
+        read_only=request.app[CONFIG].read_only,
+        via=identity.via,
+    )
+
+
+def _html(markup: views.Html, *, status: int = 200) -> web.Response:
+    return web.Response(text=markup, status=status, content_type="text/html", charset="utf-8")
+
+
+async def _with_session(
+    request: web.Request,
+    work: Callable[[DlqSession], Awaitable[web.Response]],
+    *,
+    need_broker: bool = False,
+) -> web.Response:
+    """Run ``work`` on a DLQ session of this operator; our errors become a page, never a traceback."""
+    viewer = _viewer(request)
+    try:
+        async with open_session(
+            request.app[CONFIG].settings, operator=viewer.operator, need_broker=need_broker
+        ) as session:
+            return await work(session)
+    except UsageError as exc:
+        return _html(views.error_page(400, exc.message, viewer), status=400)
+    except ConfigError as exc:
+        return _html(views.error_page(503, exc.message, viewer), status=503)
+    except (PeerUnreachable, StoreUnavailable) as exc:
+        return _html(views.error_page(503, exc.message, viewer), status=503)
+    except ConnectorError as exc:
+        log.warning("console_action_failed", path=request.path, error=exc.message)
+        return _html(views.error_page(500, exc.message, viewer), status=500)
+
+
+def _text(form: object, name: str) -> str:
+    value = form.get(name) if hasattr(form, "get") else None
+    return value.strip() if isinstance(value, str) else ""
+
+
+# -- public ----------------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def login_form(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+    """The form, with a fresh login nonce in a cookie and a hidden field (login CSRF: double submit)."""
+    config = request.app[CONFIG]
+    nonce = secrets.token_urlsafe(24)
+    response = _html(
+        views.login_page(nonce=nonce, error=error, accepts_token=config.auth.accepts_token), status=status
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        max_age=600,
+        path="/login",
+    )
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    form = await request.post()
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not secrets.compare_digest(nonce, _text(form, "login_nonce")):
+        return await login_form(request, error="the sign-in form expired: try again", status=403)
+    operator = clean_operator(_text(form, "operator"))
+    if not operator:
+        return await login_form(
+            request, error="say who you are: your name goes into the audit log", status=400
+        )
+    if not config.auth.token_matches(_text(form, "token")):
+        log.warning("console_login_refused", operator=operator)
+        return await login_form(request, error="wrong token", status=401)
+    log.info("console_login", operator=operator)
+    response = _see_other("/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        config.auth.new_session(operator),
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        max_age=SESSION_SECONDS,
+        path="/",
+    )
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _secure(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = _see_other("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+async def overview(request: web.Request) -> web.Response:
+    async def work(session: DlqSession) -> web.Response:
+        now = dt.datetime.now(dt.UTC)
+        summaries = []
+        for flow_group in await list_groups(session, Filter(), GroupBy.FLOW):
+            flow = flow_group.key
+            base = Filter(flows=(flow,)) if flow else Filter()
+            tops: list[Group] = await list_groups(session, base, GroupBy.ERROR) if flow else []
+            summaries.append(
+                views.FlowSummary(
+                    flow=flow,
+                    open=flow_group.count,
+                    last_hour=await session.store.count(
+                        Filter(flows=base.flows, since=now - dt.timedelta(hours=1))
+                    ),
+                    last_day=await session.store.count(
+                        Filter(flows=base.flows, since=now - dt.timedelta(days=1))
+                    ),
+                    top_groups=tops[:TOP_GROUPS],
+                    oldest=min(tops, key=lambda g: g.first_failure_at) if tops else None,
+                )
+            )
+        return _html(views.overview_page(summaries, _viewer(request)))
+
+    return await _with_session(request, work)
+
+
+async def groups(request: web.Request) -> web.Response:
+    query = request.query
+    filters = {k: query.get(k, "").strip() for k in ("flow", "text", "since", "status")}
+
+    async def work(session: DlqSession) -> web.Response:
+        now = dt.datetime.now(dt.UTC)
+        selection = Filter(
+            statuses=parse_statuses([filters["status"]] if filters["status"] else [], default=OPEN_STATUSES),
+            flows=(filters["flow"],) if filters["flow"] else (),
+            text=filters["text"] or None,
+            since=parse_moment(filters["since"], now=now) if filters["since"] else None,
+        )
+        found = await list_groups(session, selection, GroupBy.ERROR)
+        return _html(views.groups_page(found, filters, _viewer(request)))
+
+    return await _with_session(request, work)
+
+
+async def group(request: web.Request) -> web.Response:
+    key = request.match_info["group"]
+    if not _GROUP_ID.match(key):
+        raise web.HTTPNotFound(text="no such failure group")
+
+    async def work(session: DlqSession) -> web.Response:
+        selection = Filter(groups=(key,), statuses=frozenset())
+        summary = await list_groups(session, Filter(groups=(key,), statuses=OPEN_STATUSES), GroupBy.ERROR)
+        listed = await list_page(session, selection, limit=GROUP_PAGE_ROWS)
+        head = summary[0] if summary else None
+        return _html(views.group_page(key, head, listed.records, listed.total, _viewer(request)))
+
+    return await _with_session(request, work)
+
+
+async def message(request: web.Request) -> web.Response:
+    dead_letter_id = request.match_info["id"]
+
+    async def work(session: DlqSession) -> web.Response:
+        shown = await show(session, dead_letter_id)
+        return _html(views.message_page(shown, _viewer(request), trace_url=request.app[CONFIG].trace_url))
+
+    return await _with_session(request, work)
+
+
+async def audit(request: web.Request) -> web.Response:
+    async def work(session: DlqSession) -> web.Response:
+        return _html(views.audit_page(await session.store.audits(limit=100), _viewer(request)))
+
+    return await _with_session(request, work)
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+
+def _replay_form(form: object) -> tuple[dict[str, str], ReplayOptions, str | None, str | None]:
+    """The replay form's fields, checked: (echo for the confirm form, options, group, id)."""
+    values = {k: _text(form, k) for k in ("group", "id", "reason", "canary", "canary_only", "rate", "again")}
+    if not values["reason"]:
+        raise UsageError("say why you replay: the reason goes into the audit log")
+    group_key = values["group"] or None
+    if group_key is not None and not _GROUP_ID.match(group_key):
+        raise UsageError(f"{group_key!r} is not a failure group id")
+    if group_key is None and not values["id"]:
+        raise UsageError("replay what? name a failure group or a dead letter")
+    try:
+        canary = int(values["canary"] or "0")
+        rate = float(values["rate"]) if values["rate"] else None
+    except ValueError:
+        raise UsageError("canary must be a whole number and rate a number") from None
+    if canary < 0 or (rate is not None and rate < 0.01):
+        raise UsageError("canary must be 0 or more, rate at least 0.01 per second")
+    canary_only = bool(values["canary_only"]) and canary > 0
+    options = ReplayOptions(
+        reason=values["reason"],
+        again=bool(values["again"]),
+        canary=canary,
+        canary_only=canary_only,
+        rate=rate,
+    )
+    return values, options, group_key, values["id"] or None
+
+
+async def _replay(request: web.Request, *, dry_run: bool) -> web.Response:
+    form = await request.post()
+    viewer = _viewer(request)
+    try:
+        values, options, group_key, dead_letter_id = _replay_form(form)
+    except UsageError as exc:
+        return _html(views.error_page(400, exc.message, viewer), status=400)
+
+    async def work(session: DlqSession) -> web.Response:
+        ids = await resolve_ids(session.store, [dead_letter_id]) if dead_letter_id else []
+        selection = replay_selection(
+            ids, Filter(groups=(group_key,) if group_key else (), statuses=REPLAY_STATUSES), everything=False
+        )
+        opts = ReplayOptions(
+            reason=options.reason,
+            again=options.again,
+            canary=options.canary,
+            canary_only=options.canary_only,
+            rate=options.rate,
+            dry_run=dry_run,
+        )
+        outcome = await replay(session, selection, opts)
+        if dry_run:
+            return _html(views.plan_page(outcome, values, viewer))
+        log.info("console_replay", operator=viewer.operator, selected=len(outcome.plan.eligible))
+        return _html(views.result_page(outcome, viewer))
+
+    return await _with_session(request, work, need_broker=True)
+
+
+async def replay_preview(request: web.Request) -> web.Response:
+    return await _replay(request, dry_run=True)
+
+
+async def replay_confirmed(request: web.Request) -> web.Response:
+    return await _replay(request, dry_run=False)
+
+
+async def edit_message(request: web.Request) -> web.Response:
+    dead_letter_id = request.match_info["id"]
+    form = await request.post()
+    viewer = _viewer(request)
+    reason = _text(form, "reason")
+    text = _text(form, "set")
+    assignments = [line.strip() for line in text.splitlines() if line.strip()]
+    if not reason or not assignments:
+        return _html(
+            views.error_page(400, "an edit needs field=value lines and a reason", viewer), status=400
+        )
+
+    async def work(session: DlqSession) -> web.Response:
+        try:
+            edited = await edit(session, dead_letter_id, reason=reason, assignments=assignments)
+        except InvalidEdit as exc:
+            shown = await show(session, dead_letter_id)
+            markup = views.message_page(
+                shown, viewer, trace_url=request.app[CONFIG].trace_url, edit_errors=exc.errors, edit_text=text
+            )
+            return _html(markup, status=422)
+        return _html(views.edited_page(edited.record.id, edited.changes, viewer))
+
+    return await _with_session(request, work, need_broker=True)
