@@ -107,6 +107,12 @@ class HttpSettings(BaseModel):
     enabled: bool = Field(default=True, description="Serve /healthz, /readyz and /metrics.")
     host: str = Field(default="0.0.0.0", description="Interface to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="/healthz /readyz /metrics")
+    metrics_sample_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often queue depth and consumers are asked of the broker (passive declares) "
+        "for /metrics; about the scrape interval.",
+    )
 
 
 class RetrySettings(BaseModel):

@@ -48,7 +48,7 @@ from connector.errors import (
     outage_behind,
     reason_of,
 )
-from connector.headers import drop_untrusted_counters, header_int
+from connector.headers import RETRY_STEP_HEADER, drop_untrusted_counters, header_int
 from connector.logging import bind_message_context, get_logger
 from connector.observability import Metrics
 from connector.retry import RetryPolicy
@@ -196,10 +196,16 @@ class MessageProcessor:
             drop_untrusted_counters(message.headers, message.exchange or "")
         delivery = Delivery.from_message(message)
         started = time.perf_counter()
-        with bind_message_context(
-            flow=self.flow, event_id=delivery.message_id, correlation_id=delivery.correlation_id
-        ):
-            outcome = await self._process(message, delivery)
+        self._metrics.delivered(self.flow, message.timestamp)
+        in_flight = self._metrics.in_flight.labels(flow=self.flow)
+        in_flight.inc()
+        try:
+            with bind_message_context(
+                flow=self.flow, event_id=delivery.message_id, correlation_id=delivery.correlation_id
+            ):
+                outcome = await self._process(message, delivery)
+        finally:
+            in_flight.dec()
         self._metrics.messages.labels(flow=self.flow, outcome=outcome).inc()
         self._metrics.processing_seconds.labels(flow=self.flow).observe(time.perf_counter() - started)
 
@@ -249,7 +255,10 @@ class MessageProcessor:
                             # is another message; a message held to its deadline likewise.
                             return await self._give_back(message, strikes, first_failure, attempts)
                         log.warning("message_held_circuit_open", reason=systemic.reason, strikes=strikes)
-                        if await self._circuit.wait_usable(hold_deadline - loop.time()):
+                        held_from = loop.time()
+                        usable = await self._circuit.wait_usable(hold_deadline - loop.time())
+                        self._metrics.hold_seconds.labels(flow=self.flow).observe(loop.time() - held_from)
+                        if usable:
                             trial = self._circuit.state is not CircuitState.CLOSED
                             continue  # the circuit lets this message try again
                         return await self._give_back(message, strikes, first_failure, attempts)
@@ -307,6 +316,8 @@ class MessageProcessor:
         log.warning(
             "message_retry_scheduled", delay_s=delay, attempts=failure.attempts, reason=failure.reason
         )
+        step = header_int(message.headers, RETRY_STEP_HEADER) + 1  # the rung it was just sent to
+        self._metrics.delayed_retries.labels(flow=self.flow, step=str(step), reason=failure.reason).inc()
         await _settle(message.ack(), "ack")
         return "retry_scheduled"
 

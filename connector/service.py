@@ -142,11 +142,15 @@ class ConnectorService:
         if settings.accounting.system != "none":
             self.circuits[ACCOUNTING] = Circuit(ACCOUNTING)
             self._probes[ACCOUNTING] = self._probe_accounting
+        # Every circuit's state is on /metrics from the first scrape, not only after its first change.
+        self._refresh_metrics()
+        self.metrics.add_refresher(self._refresh_metrics)
         self.flows: list[FlowUnit] = []
         self._consumers: dict[str, Consumer] = {}
         self._health: HealthServer | None = None
         self._tasks = TaskSupervisor()
         self._ingester: Any = None
+        self.queue_sampler: Any = None
         self.poller: Any = None
         self._poller_state: Any = None
         self._poller_stop = asyncio.Event()
@@ -198,13 +202,12 @@ class ConnectorService:
         polling = settings.role in ("poller", "all")
         if consuming:
             self.circuit.trip(SeveraNotReachedYet("Severa has not been reached yet: probing"))
-            self.metrics.circuit_open.labels(circuit=self.circuit.name).set(1)
             if ACCOUNTING in self.circuits:
                 self.circuits[ACCOUNTING].trip(
                     AccountingNotReachedYet(f"{settings.accounting.system} has not been reached yet: probing")
                 )
-                self.metrics.circuit_open.labels(circuit=ACCOUNTING).set(1)
-        self.metrics.ready.set(0)
+            self._refresh_metrics()
+        self.metrics.set_readiness(self.readiness())
 
         if settings.http.enabled:  # first: a port in use is a configuration error, found at once
             self._health = HealthServer(
@@ -276,6 +279,8 @@ class ConnectorService:
         for consumer in self._consumers.values():
             if consumer.keeper is not None:
                 self._tasks.watch(f"consumer-keeper:{consumer.queue_name}", consumer.keeper)
+        if settings.http.enabled:
+            self._spawn_queue_sampler()
         if polling:
             await self._start_poller()
         log.info(
@@ -337,6 +342,7 @@ class ConnectorService:
             max_calls_per_poll=cfg.max_calls_per_poll,
             lease_ttl_seconds=cfg.lease_ttl_seconds,
             backoff_max_seconds=settings.circuit.probe_max_seconds,
+            on_feed_polled=self.metrics.poller_polled,
         )
         self._poller_task = self._tasks.spawn("poller", self.poller.run(self._poller_stop))
         if self.accounting is not None and settings.accounting.payments:
@@ -444,6 +450,7 @@ class ConnectorService:
             max_calls_per_poll=cfg.payments_max_calls_per_poll,
             lease_ttl_seconds=self.settings.poller.lease_ttl_seconds,
             backoff_max_seconds=self.settings.circuit.probe_max_seconds,
+            on_feed_polled=self.metrics.poller_polled,
         )
         self._payments_task = self._tasks.spawn(
             "payments-poller", self._payments_poller.run(self._poller_stop)
@@ -481,6 +488,7 @@ class ConnectorService:
             put_back=ladder,
         )
         bus, topology = self.bus, self._topology
+        self.metrics.init_flow(unit.name)  # its series at 0 before the first delivery: rate() works
         return await bus.consumer(
             unit.queue.queue,
             self._tracked(processor),
@@ -617,16 +625,21 @@ class ConnectorService:
 
     def readiness(self) -> Readiness:
         reasons: list[str] = []
+        codes: list[str] = []  # the same, from a fixed vocabulary: connector_ready{reason}
         if self.bus is None or not self.bus.is_connected:
             reasons.append("not connected to RabbitMQ")
+            codes.append("broker_disconnected")
         for circuit in self.circuits.values():
             if circuit.is_open:
                 error = circuit.last_error
                 reasons.append(f"paused: {error.message if error else f'{circuit.name} unusable'}")
+                codes.append(f"{circuit.name}_circuit_open")
         if self.poller is not None and isinstance(self.poller.last_error, SystemicError):
             reasons.append(f"poller paused: {self.poller.last_error.message}")
+            codes.append("poller_paused")
         if not self.flows and self.settings.role != "poller":
             reasons.append("not consuming")
+            codes.append("not_consuming")
         for unit in self.flows:
             if self.circuits[unit.circuit].is_open:
                 continue  # paused on purpose, said above
@@ -636,10 +649,12 @@ class ConnectorService:
                 reasons.append(
                     f"the broker cancelled the consumer{where} (queue deleted or node lost); restoring"
                 )
+                codes.append("consumer_cancelled")
             elif consumer is None or not consumer.active:
                 detail = f" ({consumer.last_error})" if consumer is not None and consumer.last_error else ""
                 reasons.append(f"not consuming{where}{detail}")
-        return Readiness(ready=not reasons, reasons=tuple(reasons))
+                codes.append("not_consuming")
+        return Readiness(ready=not reasons, reasons=tuple(reasons), codes=tuple(codes))
 
     def liveness(self) -> Readiness:
         reasons = [f"background task {name} died" for name in self._tasks.dead()]
@@ -648,6 +663,26 @@ class ConnectorService:
         return Readiness(ready=not reasons, reasons=tuple(reasons))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _refresh_metrics(self) -> None:
+        """Gauges read from live state, before every scrape (and once at construction)."""
+        for name, circuit in self.circuits.items():
+            self.metrics.set_circuit(name, circuit.state.value)
+
+    def _spawn_queue_sampler(self) -> None:
+        """Queue depth, consumers and oldest message age of every flow (:mod:`connector.ops_metrics`)."""
+        from connector.ops_metrics import QueueSampler, queues_of
+
+        bus = self.bus
+        assert bus is not None
+        sampler = QueueSampler(
+            lambda: bus.connection,
+            queues_of(self.flows, self.settings.retry.ladder_seconds),
+            self.metrics,
+            interval=self.settings.http.metrics_sample_seconds,
+        )
+        self.queue_sampler = sampler
+        self._tasks.spawn("queue-sampler", sampler.run())
 
     def _tracked(
         self, processor: Callable[[AbstractIncomingMessage], Awaitable[None]]
@@ -691,7 +726,6 @@ class ConnectorService:
         """
         cfg = self.settings.circuit
         delay = cfg.probe_initial_seconds
-        gauge = self.metrics.circuit_open.labels(circuit=circuit.name)
 
         async def back_off() -> None:
             nonlocal delay
@@ -701,7 +735,7 @@ class ConnectorService:
         while True:
             try:
                 state = circuit.state
-                gauge.set(0 if state is CircuitState.CLOSED else 1)
+                self.metrics.set_circuit(circuit.name, state.value)
                 consumers = self._consumers_of(circuit)
                 if state is CircuitState.CLOSED:
                     for consumer in consumers:

@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 
 from connector.ports import QuotaReading
 
-_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Up to 120 s: a call near a long client timeout (or a slow Severa) lands in a bucket, not +Inf.
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0)
 
 
 class SeveraMetrics:

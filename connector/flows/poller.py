@@ -221,6 +221,7 @@ class Poller:
         lease_ttl_seconds: float | None = None,
         backoff_max_seconds: float = 600.0,
         clock: Clock = utc_now,
+        on_feed_polled: Callable[[str], None] | None = None,
     ) -> None:
         self._feeds = tuple(feeds)
         self._state = state
@@ -234,6 +235,8 @@ class Poller:
         self._lease_ttl = lease_ttl_seconds or max(3 * interval_seconds, 30.0)
         self._backoff_max = backoff_max_seconds
         self._clock = clock
+        #: Told the feed's kind after its cursor is saved: the metrics' "last success" per feed.
+        self._on_feed_polled = on_feed_polled
         self._token: int | None = None
         self.last_error: ConnectorError | None = None
         self.last_poll_at: dt.datetime | None = None
@@ -318,6 +321,8 @@ class Poller:
             complete=fetched.complete,
             calls=budget.spent,
         )
+        if self._on_feed_polled is not None:
+            self._on_feed_polled(feed.kind)
         return PollResult(feed.kind, published, skipped, fetched.complete)
 
     def _next_cursor(
