@@ -38,8 +38,10 @@ overlap provokes lands in the rows above, TECHNICAL_ERROR or an unknown code, an
 
 ``outcome_unknown`` is True for a write whenever the request may have been stored and we cannot
 tell (timeout after sending, connection dropped mid-answer, an internal error), and False when we
-know it was not (connection refused, maintenance, a typed refusal, 503/429). The client never
-retries a write whose outcome is unknown; the flow looks before writing again.
+know it was not (connection refused, maintenance, a typed refusal, a 4xx such as 429). A 5xx
+without a Netvisor document, 503 included, leaves a write open: it may come from a proxy that
+forwarded the request and lost the answer. The client never retries a write whose outcome is
+unknown; the flow looks before writing again.
 
 Netvisor's text is quoted with both keys redacted and cut to :data:`MAX_NETVISOR_TEXT_CHARS`
 (the message travels into result events, logs and dead-letter headers); redaction comes first,
@@ -279,9 +281,12 @@ def classify_http(status: int, op: Operation, *, url: str, problem: str) -> Conn
             outcome_unknown=op.write,
             **context,
         )
-    # A 4xx was refused before it was handled; so was a 503 or 429. Other 5xx (a gateway timing
-    # out, an internal error) leave a write's fate open.
-    not_handled = 400 <= status < 500 or status == 503
+    # A 4xx (429 included) was refused before it was handled. Every 5xx leaves a write's fate open,
+    # 503 too: without a Netvisor document it comes from something in front of Netvisor (a load
+    # balancer, a proxy, a mesh sidecar), and those answer 503 also when the upstream failed after
+    # the request was forwarded (Envoy: "upstream reset before response started"). Netvisor keeps
+    # no idempotency key, so retrying such an add here would store the invoice twice.
+    not_handled = 400 <= status < 500
     return AccountingUnavailable(
         f"Netvisor answered {op} with HTTP {status} and no Netvisor status ({problem})"
         f"{_landed(op) if not not_handled else ''}.",

@@ -16,25 +16,16 @@ import pytest
 from adapters.netvisor.fake.server import FakeNetvisor
 from adapters.severa.fake.server import FakeSevera
 from connector.topology import Names
-from tests.fixtures.accounting import PAID, TRANSFERRED, accounting_settings, populate
+from tests.fixtures.accounting import (
+    PAID,
+    TRANSFERRED,
+    accounting_settings,
+    assert_nothing_refused_for_protocol,
+    populate,
+)
 from tests.harness import running_connector, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def assert_nothing_refused_for_protocol(netvisor: FakeNetvisor) -> None:
-    refusals = netvisor.refusals
-    protocol = {
-        "ordering": refusals.ordering,
-        "mandatory": refusals.mandatory,
-        "unknown_element": refusals.unknown_element,
-        "signature": refusals.signature,
-        "timestamp": refusals.timestamp,
-        "transaction_reuse": refusals.transaction_reuse,
-        "concurrency": refusals.concurrency,
-        "credentials": refusals.credentials,
-    }
-    assert not any(protocol.values()), f"the fake Netvisor refused requests: {protocol}"
 
 
 def netvisor_totals(netvisor: FakeNetvisor) -> dict[str, Decimal]:
