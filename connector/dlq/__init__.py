@@ -22,7 +22,9 @@ Modules, one concept each: :mod:`~connector.dlq.envelope` (dead-letter, parse, r
 :mod:`~connector.dlq.records` (what the store holds), :mod:`~connector.dlq.codec` (AMQP values ↔
 JSON), :mod:`~connector.dlq.grouping` (failure groups), :mod:`~connector.dlq.selection` (filters,
 replay eligibility), :mod:`~connector.dlq.store` (the port) with :mod:`~connector.dlq.sql` (its
-statements) and the backends :mod:`~connector.dlq.sqlite` and :mod:`~connector.dlq.postgres`,
+statements, SQLAlchemy Core on the state layer of :mod:`connector.state`: its tables in
+:mod:`connector.state.dlq_schema`, its migrations, URL parser and lifecycle) and the backends
+:mod:`~connector.dlq.sqlite` and :mod:`~connector.dlq.postgres`,
 :mod:`~connector.dlq.ingest`, :mod:`~connector.dlq.replay`, :mod:`~connector.dlq.canary`,
 :mod:`~connector.dlq.contracts` (per-flow schema and result events), :mod:`~connector.dlq.audit`,
 :mod:`~connector.dlq.editing`, :mod:`~connector.dlq.transfer` (export/import),

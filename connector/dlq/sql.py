@@ -1,50 +1,77 @@
-"""The dead-letter store in SQL, once for both backends; they differ only in a :class:`Dialect`.
+"""The dead-letter store in SQL, once for both backends: SQLAlchemy Core on an async engine.
 
-The ledger restates each write per backend because it has four statements; the store has a few
-dozen (filters, groups, claims, history), so the statements are built here from one dialect-neutral
-description and the backends supply placeholders, timestamp and JSON handling and a session:
+The statements are built from the tables of :mod:`connector.state.dlq_schema` and run on
+aiosqlite or asyncpg; the backends (:mod:`~connector.dlq.sqlite`, :mod:`~connector.dlq.postgres`)
+supply the engine, run locks and what a failure means. The schema is created and upgraded by the
+one migration runner of the connector's state (:func:`connector.state.migrations.migrate`, tree
+:data:`~connector.state.migrations.DEAD_LETTERS`), which also adopts stores made by the
+hand-written runner of earlier releases. Opening and closing follow
+:class:`~connector.state.lifecycle.StoreLifecycle`, as the ledger's and the poller's stores do.
 
-=================  ==========================================  ===============================
-                   SQLite                                      PostgreSQL
-=================  ==========================================  ===============================
-placeholder        ``?1``                                      ``$1``
-timestamps         TEXT, fixed-width ISO UTC (sorts as time)   ``timestamptz``
-headers            TEXT holding JSON, ``json_extract``         ``jsonb``, ``->>``
-id lists           ``IN (SELECT value FROM json_each(?1))``    ``= ANY($1::text[])``
-=================  ==========================================  ===============================
+Why Core here, unlike the ledger's hot path: nothing in the store runs per event on the
+consumers' path; listing, grouping, claiming, purging and replay bookkeeping are operator commands,
+run once per command or per replay batch. Nothing is ever spliced into a statement: values are
+bound parameters, and the only names that vary -- the table prefix and a group-by column -- come
+from the checked prefix and from an enum.
 
-Schema (tables are prefixed on PostgreSQL, e.g. ``severa_connector_dead_letters``)::
+**Ingest is the exception, by measurement.** :meth:`SqlStore.add` runs once per dead letter in the
+pods' continuous ingester (which commits whatever arrived together, often one). Through the
+engine it took 1.5-3x the CPU per dead letter of the hand-written store, and on SQLite ran
+single-letter commits at a third of the rate: each statement costs the aiosqlite adapter extra
+round trips to its thread, plus SQLAlchemy's per-statement work (``bench/dlq_store.py --core``;
+figures in ``docs/dead-letters.md``). So its three statements are still built with Core
+from the same tables, compiled once per store (:class:`DriverStatement`), and run with their bound
+parameters on the bare driver connection of one of the engine's connections, in one transaction:
+the speed of the old store, and no second description of the tables.
 
-    dead_letters   one row per dead-lettering (key ``id``; ``seq`` = ingest order = DLQ order)
-    dlq_events     per-row history: ingested, imported, edited, replayed, replay_failed, purged
-    dlq_replays    one row per replay run (status, counts, who, where) -- liveness is a lock
-    dlq_audit      the audit records (started / finished) of every replay, edit, purge, import, export
-    schema_version shared with the ledger on PostgreSQL (component 'dlq')
+What differs between the backends is said once, in the helpers below:
+
+=================  =========================================  ===================================
+                   SQLite                                     PostgreSQL
+=================  =========================================  ===================================
+id lists           ``IN (SELECT value FROM json_each(?))``:   ``= ANY(CAST($1 AS TEXT[]))``
+                   one parameter, however many ids
+headers            ``json_type`` / ``json_extract``           ``->`` / ``->>`` on ``jsonb``
+text search        ``instr(lower(col), ?) > 0``               ``strpos(lower(col), $1) > 0``
+=================  =========================================  ===================================
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import datetime as dt
-import enum
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any, Final, Literal, Protocol
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from connector.dlq.grouping import GroupBy
 from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
 from connector.dlq.selection import Filter, ReplayCandidate
-from connector.dlq.store import DeadLetterStore
-from connector.errors import UsageError
+from connector.dlq.store import DeadLetterStore, StoreUnavailable
+from connector.errors import ConnectorError, UsageError
 from connector.logging import get_logger
+from connector.state.dlq_schema import dlq_metadata
+from connector.state.ledger import LedgerUnavailable
+from connector.state.lifecycle import StoreLifecycle
+from connector.state.migrations import DEAD_LETTERS, READ_ONLY, migrate, recorded
+from connector.state.schema import check_prefix
 from schemas.dlq import DlqAuditRecord
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION: Final = 1
-COMPONENT: Final = "dlq"
 CHUNK: Final = 500
 """Ids per statement in claims and purges: keeps each transaction short for concurrent writers."""
 
@@ -90,204 +117,333 @@ RECORD_COLUMNS: Final = (
     "last_error",
     "updated_at",
 )
-_TIMES: Final = frozenset({"first_failure_at", "last_failure_at", "ingested_at", "replayed_at", "updated_at"})
-_JSON: Final = frozenset({"properties", "headers"})
+_EDITABLE: Final = ("parked", "replayed")
+
+BUGS: Final = (
+    sa.exc.IntegrityError,
+    sa.exc.DataError,
+    sqlite3.IntegrityError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+"""Errors from the database that are bugs of ours (a value it cannot take), not outages: left alone."""
+# Failures that mean "the store cannot be used right now" (after BUGS, which are caught first).
+UNAVAILABLE: Final = (
+    sa.exc.DBAPIError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
-class Row(Protocol):
-    def __getitem__(self, key: str, /) -> Any: ...
+def one_line(exc: BaseException) -> str:
+    """The driver's first line: SQLAlchemy appends the statement and a link on further lines."""
+    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(inner).strip().splitlines()
+    if isinstance(inner, ConnectorError):
+        return text[0] if text else inner.reason
+    return f"{type(inner).__name__}: {text[0]}" if text else type(inner).__name__
 
 
-class Session(Protocol):
-    """One connection for the duration of a read or a write transaction."""
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+EVENT_COLUMNS: Final = ("dead_letter_id", "at", "kind", "operator", "audit_id", "replay_id", "detail")
 
 
-class Dialect(abc.ABC):
-    """What differs between the SQL backends (see the module docstring)."""
+class DriverStatement:
+    """A Core statement compiled once for the engine's dialect, to run on the bare driver connection.
 
-    @abc.abstractmethod
-    def param(self, index: int) -> str: ...
+    The text is the one SQLAlchemy itself would send, parameters bound by position. :meth:`bind`
+    (from a mapping) and :meth:`bind_attributes` (from an object's attributes of the same names)
+    put values in that order through each column type's own bind processing, so the driver gets
+    what it would get through the engine -- at C speed for the columns that need no processing.
+    """
 
-    @abc.abstractmethod
-    def ts(self, moment: dt.datetime | None) -> Any:
-        """A timestamp as the backend binds it."""
+    __slots__ = ("_attributes", "_items", "_processing", "keys", "text")
 
-    @abc.abstractmethod
-    def ts_out(self, value: Any) -> dt.datetime | None: ...
+    def __init__(
+        self, text: str, keys: Sequence[str], processors: Sequence[Callable[[Any], Any] | None]
+    ) -> None:
+        if not keys:
+            raise ValueError("a driver statement binds at least one parameter")
+        self.text = text
+        self.keys = tuple(keys)
+        self._items: Callable[[Mapping[str, Any]], Any] = itemgetter(*self.keys)
+        self._attributes: Callable[[object], Any] = attrgetter(*self.keys)
+        self._processing = tuple((i, process) for i, process in enumerate(processors) if process is not None)
 
-    @abc.abstractmethod
-    def json_param(self, placeholder: str) -> str:
-        """A placeholder for JSON text bound into a JSON column."""
-
-    @abc.abstractmethod
-    def contains_ci(self, column: str, placeholder: str) -> str: ...
-
-    @abc.abstractmethod
-    def header_key(self, name: str) -> Any:
-        """The value to bind to address one header in the ``headers`` JSON."""
-
-    @abc.abstractmethod
-    def header_text(self, placeholder: str) -> str:
-        """SQL text of a header's value (JSON's spelling of scalars), NULL when absent."""
-
-    @abc.abstractmethod
-    def header_exists(self, placeholder: str) -> str: ...
-
-    @abc.abstractmethod
-    def in_list(self, column: str, values: Sequence[str], params: Params) -> str: ...
-
-
-class Params:
-    """Collects bind values while a statement is built; calling it returns the placeholder."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        self._dialect = dialect
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return self._dialect.param(len(self.values))
-
-
-def compile_filter(selection: Filter, dialect: Dialect, params: Params) -> str:
-    """The ``WHERE`` condition for ``selection`` (the SQL twin of :meth:`Filter.matches`)."""
-    clauses: list[str] = []
-    if selection.ids:
-        clauses.append(dialect.in_list("id", selection.ids, params))
-    if selection.statuses:
-        clauses.append(dialect.in_list("status", sorted(selection.statuses), params))
-    for column, values in (
-        ("flow", selection.flows),
-        ("original_queue", selection.queues),
-        ("error_class", selection.error_classes),
-        ("reason", selection.reasons),
-        ("category", selection.categories),
-        ("group_id", selection.groups),
-        ("message_id", selection.message_ids),
-        ("prior_replay_id", selection.replay_ids),
-    ):
-        if values:
-            clauses.append(dialect.in_list(column, values, params))
-    if selection.text:
-        needle = params(selection.text.lower())
-        clauses.append(
-            f"({dialect.contains_ci('reason', needle)} OR {dialect.contains_ci('error_message', needle)})"
+    @classmethod
+    def compile(
+        cls, statement: sa.ClauseElement, dialect: sa.Dialect, column_keys: Sequence[str] | None = None
+    ) -> DriverStatement:
+        compiled = statement.compile(
+            dialect=dialect,
+            column_keys=None if column_keys is None else list(column_keys),
+            for_executemany=True,  # no implicit RETURNING of the new row's key
         )
-    if selection.since:
-        clauses.append(f"last_failure_at >= {params(dialect.ts(selection.since))}")
-    if selection.until:
-        clauses.append(f"last_failure_at < {params(dialect.ts(selection.until))}")
-    for match in selection.headers:
-        key = params(dialect.header_key(match.name))
-        if match.value is None:
-            clauses.append(dialect.header_exists(key))
-        else:
-            clauses.append(f"{dialect.header_text(key)} = {params(match.value)}")
-    return " AND ".join(clauses) if clauses else "1 = 1"
+        assert isinstance(compiled, SQLCompiler)
+        keys = tuple(compiled.positiontup or ())
+        # dialect_impl: a TypeDecorator's processing as this dialect runs it (its load_dialect_impl).
+        processors = [compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys]
+        return cls(str(compiled), keys, processors)
+
+    def bind(self, values: Mapping[str, Any]) -> list[Any]:
+        return self._processed(self._items(values))
+
+    def bind_attributes(self, source: object) -> list[Any]:
+        return self._processed(self._attributes(source))
+
+    def _processed(self, got: Any) -> list[Any]:
+        row = [got] if len(self.keys) == 1 else list(got)  # itemgetter of one key: the value itself
+        for i, process in self._processing:
+            row[i] = process(row[i])
+        return row
 
 
-class _Lifecycle(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
+@dataclass(frozen=True, slots=True)
+class IngestStatements:
+    """The statements of :meth:`SqlStore.add`, compiled for one store's dialect and table prefix."""
+
+    existing: DriverStatement
+    letter: DriverStatement
+    event: DriverStatement
 
 
-class SqlStore(DeadLetterStore):
-    """The store's statements; backends add connections, migrations and run locks."""
+class Driver(Protocol):
+    """The bare driver connection of one write transaction (see :meth:`SqlStore.add`)."""
 
-    def __init__(self, dialect: Dialect, *, table_prefix: str = "") -> None:
-        self._dialect = dialect
-        self.dead_letters = f"{table_prefix}dead_letters"
-        self.events_table = f"{table_prefix}dlq_events"
-        self.runs_table = f"{table_prefix}dlq_replays"
-        self.audit_table = f"{table_prefix}dlq_audit"
-        self._lifecycle = _Lifecycle.NEW
-        self._lifecycle_lock = asyncio.Lock()
+    async def scalars(self, statement: DriverStatement, params: Sequence[Any]) -> list[Any]:
+        """The first column of the rows ``statement`` returns, run with ``params`` (bound)."""
+
+    async def executemany(self, statement: DriverStatement, rows: Sequence[Sequence[Any]]) -> None:
+        """``statement`` once per row of bound parameters."""
+
+
+def _event_values(event: StoreEvent) -> dict[str, Any]:
+    return {
+        "dead_letter_id": event.dead_letter_id,
+        "at": event.at,
+        "kind": event.kind,
+        "operator": event.operator,
+        "audit_id": event.audit_id,
+        "replay_id": event.replay_id,
+        "detail": event.detail,
+    }
+
+
+class SqlStore(StoreLifecycle, DeadLetterStore):
+    """The store's statements; backends add the engine, run locks and what a failure means.
+
+    ``create=False``: :meth:`setup` raises :class:`~connector.dlq.store.StoreMissing` rather than
+    create a store that is not there; an existing one is still migrated (adopted, upgraded).
+    """
+
+    backend: str = "abstract"
+
+    def __init__(self, *, table_prefix: str = "", create: bool = True) -> None:
+        super().__init__()
+        self.table_prefix = check_prefix(table_prefix)
+        self._create = create
+        self._engine: AsyncEngine | None = None
+        # Set by backends whose sessions must take turns (SQLite: one connection).
+        self._serial: asyncio.Lock | None = None
+        tables = dlq_metadata(self.table_prefix).tables
+        p = self.table_prefix
+        self._letters = tables[f"{p}dead_letters"]
+        self._events = tables[f"{p}dlq_events"]
+        self._runs = tables[f"{p}dlq_replays"]
+        self._audit = tables[f"{p}dlq_audit"]
+        self._record_columns = [self._letters.c[name] for name in ("seq", *RECORD_COLUMNS)]
+        self._ingest: IngestStatements | None = None
 
     # -- backend hooks -----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def _open(self) -> None: ...
+    def _unavailable(self, action: str, exc: BaseException) -> StoreUnavailable:
+        """What a failure to ``action`` because of ``exc`` means to the caller."""
 
     @abc.abstractmethod
-    async def _close(self) -> None: ...
-
-    @abc.abstractmethod
-    def _session(self, *, write: bool) -> AbstractAsyncContextManager[Session]: ...
+    def _describe(self) -> str:
+        """Where the store is, for messages (never a password)."""
 
     @abc.abstractmethod
     async def _lock_held(self, replay_id: str) -> bool:
         """Whether some live process holds the run lock of ``replay_id``."""
 
+    @abc.abstractmethod
+    def _driver_transaction(self, action: str) -> AbstractAsyncContextManager[Driver]:
+        """A write transaction on the bare driver connection of one of the engine's connections."""
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def setup(self) -> None:
-        async with self._lifecycle_lock:
-            if self._lifecycle is _Lifecycle.OPEN:
-                return
-            if self._lifecycle is _Lifecycle.CLOSED:
-                raise RuntimeError(f"{type(self).__name__} is closed and cannot be reopened")
-            await self._open()
-            self._lifecycle = _Lifecycle.OPEN
+    def _closed_error(self) -> Exception:
+        return StoreUnavailable(f"the {self.backend} dead-letter store is closed", reason="dlq_store_closed")
 
-    async def aclose(self) -> None:
-        async with self._lifecycle_lock:
-            was_open = self._lifecycle is _Lifecycle.OPEN
-            self._lifecycle = _Lifecycle.CLOSED
-            if was_open:
-                await self._close()
+    async def _migrate(self, engine: AsyncEngine) -> None:
+        """Create, adopt or upgrade the store's tables (call inside :meth:`_translating`)."""
+        await migrate(engine, table_prefix=self.table_prefix, tree=DEAD_LETTERS)
+
+    async def _recorded(self, engine: AsyncEngine) -> bool:
+        """Whether the store's tables exist (made by this code or an earlier runner); reads only."""
+        async with engine.connect() as conn:
+            return await conn.run_sync(recorded, self.table_prefix, DEAD_LETTERS)
+
+    @contextmanager
+    def _translating(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except LedgerUnavailable as exc:  # from migrate()
+            if isinstance(exc.__cause__, UNAVAILABLE):
+                raise self._unavailable(action, exc.__cause__) from exc
+            too_new = exc.reason == "ledger_schema_too_new"
+            raise StoreUnavailable(
+                f"the dead-letter store {self._describe()} could not {action}: {exc.message}",
+                reason="dlq_store_schema_too_new" if too_new else "dlq_store_migration_failed",
+            ) from exc
+        except BUGS:
+            raise  # a bug of ours, not an outage
+        except UNAVAILABLE as exc:
+            raise self._unavailable(action, exc) from exc
 
     @asynccontextmanager
-    async def _use(self, *, write: bool) -> AsyncIterator[Session]:
-        if self._lifecycle is not _Lifecycle.OPEN:
-            raise RuntimeError(f"{type(self).__name__} is {self._lifecycle.value}: call setup() first")
-        async with self._session(write=write) as session:
-            yield session
+    async def _session(self, action: str, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        """A transaction: ``write`` takes the write lock up front (SQLite), a read a snapshot."""
+        self._check_open()
+        engine = self._engine
+        if engine is None:
+            raise self._closed_error()
+        turn: AbstractAsyncContextManager[Any] = (
+            self._serial if self._serial is not None else contextlib.nullcontext()
+        )
+        async with turn:
+            with self._translating(action):
+                if write:
+                    async with engine.begin() as conn:
+                        yield conn
+                else:
+                    async with engine.connect() as conn:
+                        await conn.execution_options(**{READ_ONLY: True})
+                        yield conn
+
+    async def _close_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    # -- statements: what differs between the backends ---------------------------------------------
+
+    @property
+    def _postgres(self) -> bool:
+        return self.backend == "postgres"
+
+    def _insert(self, table: sa.Table) -> pg_dialect.Insert | sqlite_dialect.Insert:
+        return pg_dialect.insert(table) if self._postgres else sqlite_dialect.insert(table)
+
+    def _listed(self, values: Sequence[str]) -> Any:
+        """How a list of values is bound: an array on PostgreSQL, a JSON array on SQLite."""
+        return list(values) if self._postgres else json.dumps(list(values))
+
+    @property
+    def _list_type(self) -> sa.types.TypeEngine[Any]:
+        return pg_dialect.ARRAY(sa.Text()) if self._postgres else sa.Text()
+
+    def _in(
+        self, column: sa.ColumnElement[Any], values: Sequence[str] | sa.BindParameter[Any]
+    ) -> sa.ColumnElement[bool]:
+        """``column`` is one of ``values``, with one bound parameter however many values there are."""
+        listed = (
+            values
+            if isinstance(values, sa.BindParameter)
+            else sa.literal(self._listed(values), self._list_type)
+        )
+        if self._postgres:
+            return column == sa.any_(sa.cast(listed, pg_dialect.ARRAY(sa.Text())))
+        # SQLite caps bound parameters per statement: one JSON array instead.
+        return column.in_(sa.select(sa.func.json_each(listed).table_valued("value").c.value))
+
+    def _contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
+        """Case-insensitive substring (``needle`` already lower-case); LIKE would read ``_`` and ``%``."""
+        find = sa.func.strpos if self._postgres else sa.func.instr
+        return find(sa.func.lower(column), sa.literal(needle, sa.Text())) > 0
+
+    def _header(self, name: str) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[str]]:
+        """Whether header ``name`` is present, and its value as text (JSON's spelling of scalars)."""
+        headers = self._letters.c.headers
+        if self._postgres:
+            key = sa.cast(sa.literal(name, sa.Text()), sa.Text())
+            value = headers.op("->", return_type=pg_dialect.JSONB())(key)
+            text = sa.case(
+                (sa.func.jsonb_typeof(value) == "null", "null"),
+                else_=headers.op("->>", return_type=sa.Text())(key),
+            )
+            return value.is_not(None), text
+        path = sa.literal('$."' + name.replace('"', "") + '"', sa.Text())
+        kind = sa.func.json_type(headers, path)
+        text = sa.case(
+            (kind == "true", "true"),
+            (kind == "false", "false"),
+            (kind == "null", "null"),
+            else_=sa.cast(sa.func.json_extract(headers, path), sa.Text()),
+        )
+        return kind.is_not(None), text
+
+    def _where(self, selection: Filter) -> sa.ColumnElement[bool]:
+        """The condition for ``selection`` (the SQL twin of :meth:`Filter.matches`)."""
+        t = self._letters
+        clauses: list[sa.ColumnElement[bool]] = []
+        if selection.ids:
+            clauses.append(self._in(t.c.id, selection.ids))
+        if selection.statuses:
+            clauses.append(self._in(t.c.status, sorted(selection.statuses)))
+        for column, values in (
+            ("flow", selection.flows),
+            ("original_queue", selection.queues),
+            ("error_class", selection.error_classes),
+            ("reason", selection.reasons),
+            ("category", selection.categories),
+            ("group_id", selection.groups),
+            ("message_id", selection.message_ids),
+            ("prior_replay_id", selection.replay_ids),
+        ):
+            if values:
+                clauses.append(self._in(t.c[column], values))
+        if selection.text:
+            needle = selection.text.lower()
+            clauses.append(
+                sa.or_(self._contains(t.c.reason, needle), self._contains(t.c.error_message, needle))
+            )
+        if selection.since:
+            clauses.append(t.c.last_failure_at >= selection.since)
+        if selection.until:
+            clauses.append(t.c.last_failure_at < selection.until)
+        for match in selection.headers:
+            present, text = self._header(match.name)
+            clauses.append(present if match.value is None else text == sa.literal(match.value, sa.Text()))
+        return sa.and_(sa.true(), *clauses)
 
     # -- conversions -------------------------------------------------------------------------------
 
-    def _record_values(self, record: DeadLetterRecord) -> list[Any]:
-        values: list[Any] = []
-        for column in RECORD_COLUMNS:
-            if column == "body_size":
-                values.append(record.body_size)
-                continue
-            value = getattr(record, column)
-            if column in _TIMES:
-                value = self._dialect.ts(value)
-            elif column in _JSON:
-                value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            values.append(value)
-        return values
+    @staticmethod
+    def _values(record: DeadLetterRecord) -> dict[str, Any]:
+        return {column: getattr(record, column) for column in RECORD_COLUMNS}
 
-    def _record(self, row: Row) -> DeadLetterRecord:
-        values: dict[str, Any] = {}
-        for column in RECORD_COLUMNS:
-            if column == "body_size":
-                continue
-            value = row[column]
-            if column in _TIMES:
-                value = self._dialect.ts_out(value)
-            elif column in _JSON:
-                value = json.loads(value) if isinstance(value, str) else dict(value or {})
-            elif column in ("body", "original_body") and value is not None:
-                value = bytes(value)
-            values[column] = value
-        values["seq"] = int(row["seq"])
+    @staticmethod
+    def _record(row: sa.Row[Any]) -> DeadLetterRecord:
+        found = row._mapping
+        values: dict[str, Any] = {column: found[column] for column in RECORD_COLUMNS if column != "body_size"}
+        for column in ("body", "original_body"):
+            if values[column] is not None:
+                values[column] = bytes(values[column])
+        values["properties"] = dict(values["properties"] or {})
+        values["headers"] = dict(values["headers"] or {})
+        values["seq"] = int(found["seq"])
         return DeadLetterRecord(**values)
 
-    @property
-    def _columns(self) -> str:
-        return ", ".join(RECORD_COLUMNS)
-
-    def _select(self) -> str:
-        return f"SELECT seq, {self._columns} FROM {self.dead_letters}"
+    def _select(self) -> sa.Select[Any]:
+        return sa.select(*self._record_columns)
 
     # -- ingest ------------------------------------------------------------------------------------
 
@@ -299,193 +455,179 @@ class SqlStore(DeadLetterStore):
         operator: str | None = None,
         audit_id: str | None = None,
     ) -> list[str]:
+        # On the driver connection, with statements compiled from Core: see the module docstring.
         if not records:
             return []
-        d = self._dialect
-        marks = ", ".join(
-            d.json_param(d.param(i)) if column in _JSON else d.param(i)
-            for i, column in enumerate(RECORD_COLUMNS, start=1)
-        )
-        insert = (
-            f"INSERT INTO {self.dead_letters} ({self._columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
-        )
-        async with self._use(write=True) as session:
-            existing = await self._existing(session, [r.id for r in records])
-            new: list[DeadLetterRecord] = []
-            for record in records:
-                if record.id not in existing:
-                    existing.add(record.id)  # a copy twice in one batch is stored once
-                    new.append(record)
+        batch: dict[str, DeadLetterRecord] = {}
+        for record in records:
+            batch.setdefault(record.id, record)  # a copy twice in one batch is stored once
+        ingest = self._ingest_statements()
+        async with self._driver_transaction("store dead letters") as db:
+            existing: set[str] = set()
+            for chunk in _chunks(list(batch)):
+                found = await db.scalars(ingest.existing, ingest.existing.bind({"ids": self._listed(chunk)}))
+                existing.update(str(i) for i in found)
+            new = [r for r in batch.values() if r.id not in existing]
             if new:
-                await session.executemany(insert, [self._record_values(r) for r in new])
-                await self._add_events(
-                    session,
-                    [
-                        StoreEvent(r.id, r.ingested_at, kind, operator=operator, audit_id=audit_id)
-                        for r in new
-                    ],
-                )
+                await db.executemany(ingest.letter, [ingest.letter.bind_attributes(r) for r in new])
+                history = [
+                    StoreEvent(r.id, r.ingested_at, kind, operator=operator, audit_id=audit_id) for r in new
+                ]
+                await db.executemany(ingest.event, [ingest.event.bind_attributes(e) for e in history])
         return [r.id for r in new]
 
-    async def _existing(self, session: Session, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(ids):
-            params = Params(self._dialect)
-            where = self._dialect.in_list("id", chunk, params)
-            rows = await session.fetch(f"SELECT id FROM {self.dead_letters} WHERE {where}", params.values)
-            found.update(str(row["id"]) for row in rows)
-        return found
+    def _ingest_statements(self) -> IngestStatements:
+        if self._ingest is None:
+            engine = self._engine
+            if engine is None:
+                raise self._closed_error()
+            t = self._letters
+            dialect = engine.dialect
+            self._ingest = IngestStatements(
+                existing=DriverStatement.compile(
+                    sa.select(t.c.id).where(self._in(t.c.id, sa.bindparam("ids", type_=self._list_type))),
+                    dialect,
+                ),
+                letter=DriverStatement.compile(
+                    self._insert(t).on_conflict_do_nothing(index_elements=[t.c.id]), dialect, RECORD_COLUMNS
+                ),
+                event=DriverStatement.compile(sa.insert(self._events), dialect, EVENT_COLUMNS),
+            )
+        return self._ingest
 
-    async def _add_events(self, session: Session, events: Sequence[StoreEvent]) -> None:
+    async def _add_events(self, conn: AsyncConnection, events: Sequence[StoreEvent]) -> None:
         if not events:
             return
-        d = self._dialect
-        await session.executemany(
-            f"INSERT INTO {self.events_table} "
-            "(dead_letter_id, at, kind, operator, audit_id, replay_id, detail) "
-            f"VALUES ({d.param(1)}, {d.param(2)}, {d.param(3)}, {d.param(4)}, {d.param(5)}, "
-            f"{d.param(6)}, {d.json_param(d.param(7))})",
-            [
-                (
-                    e.dead_letter_id,
-                    d.ts(e.at),
-                    e.kind,
-                    e.operator,
-                    e.audit_id,
-                    e.replay_id,
-                    json.dumps(e.detail, sort_keys=True, default=str),
-                )
-                for e in events
-            ],
-        )
+        await conn.execute(sa.insert(self._events), [_event_values(e) for e in events])
 
     # -- queries -----------------------------------------------------------------------------------
 
     async def get(self, dead_letter_id: str) -> DeadLetterRecord | None:
-        d = self._dialect
-        async with self._use(write=False) as session:
-            rows = await session.fetch(f"{self._select()} WHERE id = {d.param(1)}", [dead_letter_id])
-        return self._record(rows[0]) if rows else None
+        statement = self._select().where(self._letters.c.id == dead_letter_id)
+        async with self._session("read a dead letter", write=False) as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else self._record(row)
 
     async def resolve(self, prefix: str, *, limit: int = 5) -> list[str]:
-        d = self._dialect
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                f"SELECT id FROM {self.dead_letters} WHERE id LIKE {d.param(1)} "
-                f"ORDER BY id LIMIT {int(limit)}",
-                [prefix.replace("%", "").replace("_", "") + "%"],
-            )
-        return [str(row["id"]) for row in rows]
+        t = self._letters
+        pattern = prefix.replace("%", "").replace("_", "") + "%"
+        statement = sa.select(t.c.id).where(t.c.id.like(pattern)).order_by(t.c.id).limit(int(limit))
+        async with self._session("resolve an id", write=False) as conn:
+            return [str(i) for i in (await conn.execute(statement)).scalars()]
 
     async def find(
         self, selection: Filter, *, limit: int | None = None, offset: int = 0
     ) -> list[DeadLetterRecord]:
-        params = Params(self._dialect)
-        where = compile_filter(selection, self._dialect, params)
-        page = ""
+        statement = self._select().where(self._where(selection)).order_by(self._letters.c.seq)
         if limit is not None:
-            page = f" LIMIT {int(limit)}"
-        elif offset and self.backend == "sqlite":
-            page = " LIMIT -1"  # SQLite has no OFFSET without a LIMIT
+            statement = statement.limit(int(limit))
         if offset:
-            page += f" OFFSET {int(offset)}"
-        async with self._use(write=False) as session:
-            rows = await session.fetch(f"{self._select()} WHERE {where} ORDER BY seq{page}", params.values)
+            statement = statement.offset(int(offset))
+        async with self._session("list dead letters", write=False) as conn:
+            rows = (await conn.execute(statement)).all()
         return [self._record(row) for row in rows]
 
     async def count(self, selection: Filter) -> int:
-        params = Params(self._dialect)
-        where = compile_filter(selection, self._dialect, params)
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                f"SELECT count(*) AS n FROM {self.dead_letters} WHERE {where}", params.values
-            )
-        return int(rows[0]["n"])
+        statement = sa.select(sa.func.count()).select_from(self._letters).where(self._where(selection))
+        async with self._session("count dead letters", write=False) as conn:
+            return int((await conn.execute(statement)).scalar_one())
 
     async def groups(self, selection: Filter, by: GroupBy) -> list[Group]:
-        params = Params(self._dialect)
-        where = compile_filter(selection, self._dialect, params)
-        column = by.column  # an enum's fixed column name, never user input
-        sql = (
-            f"WITH g AS (SELECT {column} AS key, count(*) AS n, min(first_failure_at) AS first_at, "
-            f"max(last_failure_at) AS last_at, min(seq) AS example_seq FROM {self.dead_letters} "
-            f"WHERE {where} GROUP BY {column}) "
-            "SELECT g.key, g.n, g.first_at, g.last_at, d.id, d.original_queue, d.error_class, d.reason, "
-            f"d.error_message FROM g JOIN {self.dead_letters} d ON d.seq = g.example_seq "
-            "ORDER BY g.n DESC, g.key"
-        )
-        async with self._use(write=False) as session:
-            rows = await session.fetch(sql, params.values)
-        groups: list[Group] = []
-        for row in rows:
-            first = self._dialect.ts_out(row["first_at"])
-            last = self._dialect.ts_out(row["last_at"])
-            assert first is not None  # NOT NULL columns
-            assert last is not None
-            groups.append(
-                Group(
-                    key=None if row["key"] is None else str(row["key"]),
-                    count=int(row["n"]),
-                    first_failure_at=first,
-                    last_failure_at=last,
-                    example_id=str(row["id"]),
-                    queue=str(row["original_queue"]),
-                    error_class=str(row["error_class"]),
-                    reason=str(row["reason"]),
-                    example_message=str(row["error_message"]),
-                )
+        t = self._letters
+        key = t.c[by.column]  # an enum's fixed column name, never user input
+        g = (
+            sa.select(
+                key.label("key"),
+                sa.func.count().label("n"),
+                sa.func.min(t.c.first_failure_at).label("first_at"),
+                sa.func.max(t.c.last_failure_at).label("last_at"),
+                sa.func.min(t.c.seq).label("example_seq"),
             )
-        return groups
+            .where(self._where(selection))
+            .group_by(key)
+            .cte("g")
+        )
+        d = t.alias("d")
+        statement = (
+            sa.select(
+                g.c.key,
+                g.c.n,
+                g.c.first_at,
+                g.c.last_at,
+                d.c.id,
+                d.c.original_queue,
+                d.c.error_class,
+                d.c.reason,
+                d.c.error_message,
+            )
+            .join_from(g, d, d.c.seq == g.c.example_seq)
+            .order_by(g.c.n.desc(), g.c.key)
+        )
+        async with self._session("group dead letters", write=False) as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            Group(
+                key=None if row.key is None else str(row.key),
+                count=int(row.n),
+                first_failure_at=row.first_at,
+                last_failure_at=row.last_at,
+                example_id=str(row.id),
+                queue=str(row.original_queue),
+                error_class=str(row.error_class),
+                reason=str(row.reason),
+                example_message=str(row.error_message),
+            )
+            for row in rows
+        ]
 
     async def candidates(self, selection: Filter) -> list[ReplayCandidate]:
-        params = Params(self._dialect)
-        where = compile_filter(selection, self._dialect, params)
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                "SELECT id, status, replay_id, CASE WHEN body IS NULL THEN 0 ELSE 1 END AS has_body "
-                f"FROM {self.dead_letters} WHERE {where} ORDER BY seq",
-                params.values,
-            )
+        t = self._letters
+        has_body = sa.case((t.c.body.is_(None), 0), else_=1).label("has_body")
+        statement = (
+            sa.select(t.c.id, t.c.status, t.c.replay_id, has_body)
+            .where(self._where(selection))
+            .order_by(t.c.seq)
+        )
+        async with self._session("plan a replay", write=False) as conn:
+            rows = (await conn.execute(statement)).all()
         return [
             ReplayCandidate(
-                id=str(row["id"]),
-                status=row["status"],
-                replay_id=None if row["replay_id"] is None else str(row["replay_id"]),
-                has_body=bool(row["has_body"]),
+                id=str(row.id),
+                status=row.status,
+                replay_id=None if row.replay_id is None else str(row.replay_id),
+                has_body=bool(row.has_body),
             )
             for row in rows
         ]
 
     async def load(self, ids: Sequence[str]) -> list[DeadLetterRecord]:
         found: dict[str, DeadLetterRecord] = {}
-        async with self._use(write=False) as session:
+        async with self._session("load dead letters", write=False) as conn:
             for chunk in _chunks(ids):
-                params = Params(self._dialect)
-                where = self._dialect.in_list("id", chunk, params)
-                for row in await session.fetch(f"{self._select()} WHERE {where}", params.values):
+                statement = self._select().where(self._in(self._letters.c.id, chunk))
+                for row in await conn.execute(statement):
                     record = self._record(row)
                     found[record.id] = record
         return [found[i] for i in ids if i in found]
 
     async def related(self, record: DeadLetterRecord) -> list[DeadLetterRecord]:
-        d = self._dialect
+        t = self._letters
         seen: dict[str, DeadLetterRecord] = {record.id: record}
-        async with self._use(write=False) as session:
+        async with self._session("find related dead letters", write=False) as conn:
             if record.message_id:
-                for row in await session.fetch(
-                    f"{self._select()} WHERE message_id = {d.param(1)}", [record.message_id]
-                ):
-                    seen.setdefault(str(row["id"]), self._record(row))
+                for row in await conn.execute(self._select().where(t.c.message_id == record.message_id)):
+                    seen.setdefault(str(row.id), self._record(row))
             # Walk the replay chain both ways: what this was replayed from, and what came back.
             frontier = {r.id for r in seen.values()} | {
                 r.replayed_from for r in seen.values() if r.replayed_from
             }
             while frontier:
-                params = Params(d)
                 ids = sorted(frontier)
-                where = f"{d.in_list('id', ids, params)} OR {d.in_list('replayed_from', ids, params)}"
                 frontier = set()
-                for row in await session.fetch(f"{self._select()} WHERE {where}", params.values):
+                statement = self._select().where(
+                    sa.or_(self._in(t.c.id, ids), self._in(t.c.replayed_from, ids))
+                )
+                for row in await conn.execute(statement):
                     found = self._record(row)
                     if found.id not in seen:
                         seen[found.id] = found
@@ -496,99 +638,106 @@ class SqlStore(DeadLetterStore):
         return sorted(seen.values(), key=lambda r: (r.first_failure_at, r.seq))
 
     async def events(self, dead_letter_id: str) -> list[StoreEvent]:
-        d = self._dialect
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                "SELECT dead_letter_id, at, kind, operator, audit_id, replay_id, detail "
-                f"FROM {self.events_table} WHERE dead_letter_id = {d.param(1)} ORDER BY seq",
-                [dead_letter_id],
+        e = self._events
+        statement = (
+            sa.select(
+                e.c.dead_letter_id, e.c.at, e.c.kind, e.c.operator, e.c.audit_id, e.c.replay_id, e.c.detail
             )
-        events: list[StoreEvent] = []
-        for row in rows:
-            at = d.ts_out(row["at"])
-            assert at is not None
-            detail = row["detail"]
-            events.append(
-                StoreEvent(
-                    dead_letter_id=str(row["dead_letter_id"]),
-                    at=at,
-                    kind=row["kind"],
-                    operator=row["operator"],
-                    audit_id=row["audit_id"],
-                    replay_id=row["replay_id"],
-                    detail=json.loads(detail) if isinstance(detail, str) else dict(detail or {}),
-                )
+            .where(e.c.dead_letter_id == dead_letter_id)
+            .order_by(e.c.seq)
+        )
+        async with self._session("read a dead letter's history", write=False) as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            StoreEvent(
+                dead_letter_id=str(row.dead_letter_id),
+                at=row.at,
+                kind=row.kind,
+                operator=row.operator,
+                audit_id=row.audit_id,
+                replay_id=row.replay_id,
+                detail=dict(row.detail or {}),
             )
-        return events
+            for row in rows
+        ]
 
     # -- replay ------------------------------------------------------------------------------------
 
     async def start_run(self, run: ReplayRun) -> None:
-        d = self._dialect
-        async with self._use(write=True) as session:
-            await session.execute(
-                f"INSERT INTO {self.runs_table} (replay_id, operator, host, pid, started_at, status, "
-                "selected, target, audit_id, replayed, failed) VALUES "
-                f"({', '.join(d.param(i) for i in range(1, 12))})",
-                [
-                    run.replay_id,
-                    run.operator,
-                    run.host,
-                    run.pid,
-                    d.ts(run.started_at),
-                    run.status,
-                    run.selected,
-                    run.target,
-                    run.audit_id,
-                    run.replayed,
-                    run.failed,
-                ],
-            )
+        statement = sa.insert(self._runs).values(
+            replay_id=run.replay_id,
+            operator=run.operator,
+            host=run.host,
+            pid=run.pid,
+            started_at=run.started_at,
+            status=run.status,
+            selected=run.selected,
+            target=run.target,
+            audit_id=run.audit_id,
+            replayed=run.replayed,
+            failed=run.failed,
+        )
+        async with self._session("record a replay run", write=True) as conn:
+            await conn.execute(statement)
 
     async def live_runs(self) -> set[str]:
-        async with self._use(write=False) as session:
-            rows = await session.fetch(f"SELECT replay_id FROM {self.runs_table} WHERE status = 'running'")
+        runs = self._runs
+        async with self._session("list replay runs", write=False) as conn:
+            running = (
+                await conn.execute(sa.select(runs.c.replay_id).where(runs.c.status == "running"))
+            ).scalars()
+            recorded_running = [str(i) for i in running]
         alive: set[str] = set()
         dead: list[str] = []
-        for row in rows:
-            replay_id = str(row["replay_id"])
+        for replay_id in recorded_running:
             (alive.add if await self._lock_held(replay_id) else dead.append)(replay_id)
         if dead:
-            d = self._dialect
-            async with self._use(write=True) as session:
-                params = Params(d)
-                now = params(d.ts(dt.datetime.now(dt.UTC)))
-                where = d.in_list("replay_id", dead, params)
-                await session.execute(
-                    f"UPDATE {self.runs_table} SET status = 'interrupted', finished_at = {now} "
-                    f"WHERE status = 'running' AND {where}",
-                    params.values,
-                )
+            statement = (
+                sa.update(runs)
+                .where(runs.c.status == "running", self._in(runs.c.replay_id, dead))
+                .values(status="interrupted", finished_at=dt.datetime.now(dt.UTC))
+            )
+            async with self._session("mark replay runs interrupted", write=True) as conn:
+                await conn.execute(statement)
             log.warning("dlq.replay_runs_found_dead", runs=dead)
         return alive
 
     async def claim(self, ids: Sequence[str], *, replay_id: str, again: bool, now: dt.datetime) -> list[str]:
-        claimed: list[str] = []
-        d = self._dialect
-        eligible = (
-            "status = 'parked' OR (status = 'replaying' AND (replay_id IS NULL OR replay_id NOT IN "
-            f"(SELECT replay_id FROM {self.runs_table} WHERE status = 'running')))"
+        t, runs = self._letters, self._runs
+        running = sa.select(runs.c.replay_id).where(runs.c.status == "running")
+        eligible = sa.or_(
+            t.c.status == "parked",
+            sa.and_(
+                t.c.status == "replaying", sa.or_(t.c.replay_id.is_(None), t.c.replay_id.not_in(running))
+            ),
         )
         if again:
-            eligible += " OR status = 'replayed'"
-        async with self._use(write=True) as session:
+            eligible = sa.or_(eligible, t.c.status == "replayed")
+        claimed: list[str] = []
+        async with self._session("claim dead letters", write=True) as conn:
             for chunk in _chunks(ids):
-                params = Params(d)
-                run = params(replay_id)
-                at = params(d.ts(now))
-                where = d.in_list("id", chunk, params)
-                rows = await session.fetch(
-                    f"UPDATE {self.dead_letters} SET status = 'replaying', replay_id = {run}, "
-                    f"updated_at = {at} WHERE {where} AND body IS NOT NULL AND ({eligible}) RETURNING id",
-                    params.values,
+                # One conditional UPDATE: of two runs claiming a row, the second finds it taken.
+                statement = (
+                    sa.update(t)
+                    .where(self._in(t.c.id, chunk), t.c.body.is_not(None), eligible)
+                    .values(status="replaying", replay_id=replay_id, updated_at=now)
+                    .returning(t.c.id)
                 )
-                claimed.extend(str(row["id"]) for row in rows)
+                claimed.extend(str(i) for i in (await conn.execute(statement)).scalars())
         return claimed
+
+    def _settle(self, **values: Any) -> sa.Update:
+        """The UPDATE of one claimed row per parameter set (``b_id``, ``b_run``), as ``executemany``."""
+        t = self._letters
+        return (
+            sa.update(t)
+            .where(
+                t.c.id == sa.bindparam("b_id", type_=sa.Text()),
+                t.c.replay_id == sa.bindparam("b_run", type_=sa.Text()),
+                t.c.status == "replaying",
+            )
+            .values(**values)
+        )
 
     async def mark_replayed(
         self,
@@ -601,20 +750,22 @@ class SqlStore(DeadLetterStore):
     ) -> None:
         if not targets:
             return
-        d = self._dialect
-        p = d.param
-        async with self._use(write=True) as session:
-            await session.executemany(
-                f"UPDATE {self.dead_letters} SET status = 'replayed', replay_count = replay_count + 1, "
-                f"replayed_at = {p(1)}, replayed_to = {p(2)}, last_error = NULL, updated_at = {p(1)} "
-                f"WHERE id = {p(3)} AND replay_id = {p(4)} AND status = 'replaying'",
-                [
-                    (d.ts(now), target, dead_letter_id, replay_id)
-                    for dead_letter_id, target in targets.items()
-                ],
+        t = self._letters
+        statement = self._settle(
+            status="replayed",
+            replay_count=t.c.replay_count + 1,
+            replayed_at=now,
+            replayed_to=sa.bindparam("b_to", type_=sa.Text()),
+            last_error=None,
+            updated_at=now,
+        )
+        async with self._session("mark dead letters replayed", write=True) as conn:
+            await conn.execute(
+                statement,
+                [{"b_id": i, "b_run": replay_id, "b_to": target} for i, target in targets.items()],
             )
             await self._add_events(
-                session,
+                conn,
                 [
                     StoreEvent(
                         i,
@@ -640,17 +791,19 @@ class SqlStore(DeadLetterStore):
     ) -> None:
         if not errors:
             return
-        d = self._dialect
-        p = d.param
-        async with self._use(write=True) as session:
-            await session.executemany(
-                f"UPDATE {self.dead_letters} SET status = CASE WHEN replay_count > 0 THEN 'replayed' "
-                f"ELSE 'parked' END, last_error = {p(1)}, updated_at = {p(2)} "
-                f"WHERE id = {p(3)} AND replay_id = {p(4)} AND status = 'replaying'",
-                [(error, d.ts(now), dead_letter_id, replay_id) for dead_letter_id, error in errors.items()],
+        t = self._letters
+        statement = self._settle(
+            status=sa.case((t.c.replay_count > 0, "replayed"), else_="parked"),
+            last_error=sa.bindparam("b_error", type_=sa.Text()),
+            updated_at=now,
+        )
+        async with self._session("release dead letters", write=True) as conn:
+            await conn.execute(
+                statement,
+                [{"b_id": i, "b_run": replay_id, "b_error": error} for i, error in errors.items()],
             )
             await self._add_events(
-                session,
+                conn,
                 [
                     StoreEvent(
                         i,
@@ -668,41 +821,34 @@ class SqlStore(DeadLetterStore):
     async def finish_run(
         self, replay_id: str, *, status: RunStatus, replayed: int, failed: int, now: dt.datetime
     ) -> None:
-        d = self._dialect
-        p = d.param
-        async with self._use(write=True) as session:
-            await session.execute(
-                f"UPDATE {self.runs_table} SET status = {p(1)}, replayed = {p(2)}, failed = {p(3)}, "
-                f"finished_at = {p(4)} WHERE replay_id = {p(5)}",
-                [status, replayed, failed, d.ts(now), replay_id],
-            )
+        runs = self._runs
+        statement = (
+            sa.update(runs)
+            .where(runs.c.replay_id == replay_id)
+            .values(status=status, replayed=replayed, failed=failed, finished_at=now)
+        )
+        async with self._session("finish a replay run", write=True) as conn:
+            await conn.execute(statement)
 
     async def run(self, replay_id: str) -> ReplayRun | None:
-        d = self._dialect
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                "SELECT replay_id, operator, host, pid, started_at, finished_at, status, selected, target, "
-                f"audit_id, replayed, failed FROM {self.runs_table} WHERE replay_id = {d.param(1)}",
-                [replay_id],
-            )
-        if not rows:
+        runs = self._runs
+        async with self._session("read a replay run", write=False) as conn:
+            row = (await conn.execute(sa.select(runs).where(runs.c.replay_id == replay_id))).first()
+        if row is None:
             return None
-        row = rows[0]
-        started = d.ts_out(row["started_at"])
-        assert started is not None
         return ReplayRun(
-            replay_id=str(row["replay_id"]),
-            operator=str(row["operator"]),
-            host=str(row["host"]),
-            pid=int(row["pid"]),
-            started_at=started,
-            finished_at=d.ts_out(row["finished_at"]),
-            status=row["status"],
-            selected=int(row["selected"]),
-            target=row["target"],
-            audit_id=row["audit_id"],
-            replayed=int(row["replayed"]),
-            failed=int(row["failed"]),
+            replay_id=str(row.replay_id),
+            operator=str(row.operator),
+            host=str(row.host),
+            pid=int(row.pid),
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            status=row.status,
+            selected=int(row.selected),
+            target=row.target,
+            audit_id=row.audit_id,
+            replayed=int(row.replayed),
+            failed=int(row.failed),
         )
 
     # -- edit, purge, audit ------------------------------------------------------------------------
@@ -717,28 +863,31 @@ class SqlStore(DeadLetterStore):
         detail: Mapping[str, object],
         now: dt.datetime,
     ) -> DeadLetterRecord:
-        d = self._dialect
-        p = d.param
-        async with self._use(write=True) as session:
-            rows = await session.fetch(
-                f"UPDATE {self.dead_letters} SET original_body = COALESCE(original_body, body), "
-                f"body = {p(1)}, body_size = {p(2)}, edit_count = edit_count + 1, updated_at = {p(3)} "
-                f"WHERE id = {p(4)} AND status IN ('parked', 'replayed') AND body IS NOT NULL "
-                f"RETURNING seq, {self._columns}",
-                [body, len(body), d.ts(now), dead_letter_id],
+        t = self._letters
+        statement = (
+            sa.update(t)
+            .where(t.c.id == dead_letter_id, t.c.status.in_(_EDITABLE), t.c.body.is_not(None))
+            .values(
+                original_body=sa.func.coalesce(t.c.original_body, t.c.body),
+                body=body,
+                body_size=len(body),
+                edit_count=t.c.edit_count + 1,
+                updated_at=now,
             )
-            if not rows:
-                found = await session.fetch(
-                    f"SELECT status FROM {self.dead_letters} WHERE id = {p(1)}", [dead_letter_id]
-                )
-                if not found:
+            .returning(*self._record_columns)
+        )
+        async with self._session("edit a dead letter", write=True) as conn:
+            row = (await conn.execute(statement)).first()
+            if row is None:
+                found = (await conn.execute(sa.select(t.c.status).where(t.c.id == dead_letter_id))).first()
+                if found is None:
                     raise UsageError(f"no dead letter {dead_letter_id}")
                 raise UsageError(
-                    f"dead letter {dead_letter_id} is {found[0]['status']}: only parked or replayed "
+                    f"dead letter {dead_letter_id} is {found.status}: only parked or replayed "
                     "dead letters can be edited"
                 )
             await self._add_events(
-                session,
+                conn,
                 [
                     StoreEvent(
                         dead_letter_id,
@@ -750,158 +899,54 @@ class SqlStore(DeadLetterStore):
                     )
                 ],
             )
-        return self._record(rows[0])
+        return self._record(row)
 
     async def purge(self, ids: Sequence[str], *, operator: str, audit_id: str, now: dt.datetime) -> list[str]:
-        d = self._dialect
+        t = self._letters
         purged: list[str] = []
-        async with self._use(write=True) as session:
+        async with self._session("purge dead letters", write=True) as conn:
             for chunk in _chunks(ids):
-                params = Params(d)
-                at = params(d.ts(now))
-                where = d.in_list("id", chunk, params)
-                rows = await session.fetch(
-                    f"UPDATE {self.dead_letters} SET status = 'purged', body = NULL, original_body = NULL, "
-                    f"updated_at = {at} WHERE {where} AND status IN ('parked', 'replayed') RETURNING id",
-                    params.values,
+                statement = (
+                    sa.update(t)
+                    .where(self._in(t.c.id, chunk), t.c.status.in_(_EDITABLE))
+                    .values(status="purged", body=None, original_body=None, updated_at=now)
+                    .returning(t.c.id)
                 )
-                purged.extend(str(row["id"]) for row in rows)
+                purged.extend(str(i) for i in (await conn.execute(statement)).scalars())
             await self._add_events(
-                session, [StoreEvent(i, now, "purged", operator=operator, audit_id=audit_id) for i in purged]
+                conn, [StoreEvent(i, now, "purged", operator=operator, audit_id=audit_id) for i in purged]
             )
         return purged
 
     async def record_audit(self, record: DlqAuditRecord) -> None:
-        d = self._dialect
-        p = d.param
-        async with self._use(write=True) as session:
-            await session.execute(
-                f"INSERT INTO {self.audit_table} (audit_id, phase, at, operator, command, outcome, record) "
-                f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}, {p(5)}, {p(6)}, {d.json_param(p(7))}) "
-                "ON CONFLICT (audit_id, phase) DO NOTHING",
-                [
-                    record.audit_id,
-                    record.phase,
-                    d.ts(record.at),
-                    record.operator,
-                    record.command,
-                    record.outcome,
-                    record.model_dump_json(),
-                ],
+        audit = self._audit
+        statement = (
+            self._insert(audit)
+            .values(
+                audit_id=record.audit_id,
+                phase=record.phase,
+                at=record.at,
+                operator=record.operator,
+                command=record.command,
+                outcome=record.outcome,
+                record=record.model_dump(mode="json"),
             )
+            .on_conflict_do_nothing(index_elements=[audit.c.audit_id, audit.c.phase])
+        )
+        async with self._session("record an audit record", write=True) as conn:
+            await conn.execute(statement)
 
     async def audits(self, *, limit: int = 50) -> list[DlqAuditRecord]:
-        async with self._use(write=False) as session:
-            rows = await session.fetch(
-                f"SELECT record FROM {self.audit_table} ORDER BY at DESC, phase DESC LIMIT {int(limit)}"
-            )
-        return [
-            DlqAuditRecord.model_validate_json(r["record"])
-            if isinstance(r["record"], str)
-            else DlqAuditRecord.model_validate(r["record"])
-            for r in rows
-        ]
-
-
-def schema_statements(store: SqlStore, types: Mapping[str, str]) -> tuple[str, ...]:
-    """The DDL of schema version 1, idempotent (``IF NOT EXISTS``), in a backend's column types.
-
-    ``types`` maps ``seq`` (auto-increment primary key), ``text``, ``int``, ``blob``, ``ts`` and
-    ``json`` to the backend's spelling.
-    """
-    t = types
-    statuses = "'parked', 'replaying', 'replayed', 'purged'"
-    dl = store.dead_letters
-    return (
-        f"""CREATE TABLE IF NOT EXISTS {dl} (
-            seq                  {t["seq"]},
-            id                   {t["text"]} NOT NULL UNIQUE,
-            status               {t["text"]} NOT NULL CHECK (status IN ({statuses})),
-            dead_letter_queue    {t["text"]} NOT NULL,
-            original_queue       {t["text"]} NOT NULL,
-            original_exchange    {t["text"]} NOT NULL,
-            original_routing_key {t["text"]} NOT NULL,
-            flow                 {t["text"]},
-            source               {t["text"]} NOT NULL,
-            category             {t["text"]} NOT NULL,
-            error_class          {t["text"]} NOT NULL,
-            reason               {t["text"]} NOT NULL,
-            error_message        {t["text"]} NOT NULL,
-            traceback            {t["text"]} NOT NULL,
-            attempts             {t["int"]} NOT NULL,
-            first_failure_at     {t["ts"]} NOT NULL,
-            last_failure_at      {t["ts"]} NOT NULL,
-            group_id             {t["text"]} NOT NULL,
-            connector_version    {t["text"]},
-            pod                  {t["text"]},
-            trace_id             {t["text"]},
-            message_id           {t["text"]},
-            correlation_id       {t["text"]},
-            message_type         {t["text"]},
-            content_type         {t["text"]},
-            properties           {t["json"]} NOT NULL,
-            headers              {t["json"]} NOT NULL,
-            body                 {t["blob"]},
-            body_size            {t["int"]} NOT NULL,
-            original_body        {t["blob"]},
-            edit_count           {t["int"]} NOT NULL DEFAULT 0,
-            ingested_at          {t["ts"]} NOT NULL,
-            replayed_from        {t["text"]},
-            prior_replay_id      {t["text"]},
-            prior_replays        {t["int"]} NOT NULL DEFAULT 0,
-            replay_id            {t["text"]},
-            replay_count         {t["int"]} NOT NULL DEFAULT 0,
-            replayed_at          {t["ts"]},
-            replayed_to          {t["text"]},
-            last_error           {t["text"]},
-            updated_at           {t["ts"]}
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {dl}_status ON {dl} (status, seq)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_group ON {dl} (group_id, status)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_last_failure ON {dl} (last_failure_at)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_message_id ON {dl} (message_id)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_replayed_from ON {dl} (replayed_from)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_prior_replay ON {dl} (prior_replay_id)",
-        f"CREATE INDEX IF NOT EXISTS {dl}_replay ON {dl} (replay_id)",
-        f"""CREATE TABLE IF NOT EXISTS {store.events_table} (
-            seq            {t["seq"]},
-            dead_letter_id {t["text"]} NOT NULL,
-            at             {t["ts"]} NOT NULL,
-            kind           {t["text"]} NOT NULL,
-            operator       {t["text"]},
-            audit_id       {t["text"]},
-            replay_id      {t["text"]},
-            detail         {t["json"]} NOT NULL
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {store.events_table}_dead_letter "
-        f"ON {store.events_table} (dead_letter_id, seq)",
-        f"""CREATE TABLE IF NOT EXISTS {store.runs_table} (
-            replay_id   {t["text"]} PRIMARY KEY,
-            operator    {t["text"]} NOT NULL,
-            host        {t["text"]} NOT NULL,
-            pid         {t["int"]} NOT NULL,
-            started_at  {t["ts"]} NOT NULL,
-            finished_at {t["ts"]},
-            status      {t["text"]} NOT NULL,
-            selected    {t["int"]} NOT NULL,
-            target      {t["text"]},
-            audit_id    {t["text"]},
-            replayed    {t["int"]} NOT NULL DEFAULT 0,
-            failed      {t["int"]} NOT NULL DEFAULT 0
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {store.runs_table}_status ON {store.runs_table} (status)",
-        f"""CREATE TABLE IF NOT EXISTS {store.audit_table} (
-            audit_id {t["text"]} NOT NULL,
-            phase    {t["text"]} NOT NULL,
-            at       {t["ts"]} NOT NULL,
-            operator {t["text"]} NOT NULL,
-            command  {t["text"]} NOT NULL,
-            outcome  {t["text"]} NOT NULL,
-            record   {t["json"]} NOT NULL,
-            PRIMARY KEY (audit_id, phase)
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {store.audit_table}_at ON {store.audit_table} (at)",
-    )
+        audit = self._audit
+        # The document as JSON text, parsed by the model itself (its own rules for every field).
+        statement = (
+            sa.select(sa.cast(audit.c.record, sa.Text()))
+            .order_by(audit.c.at.desc(), audit.c.phase.desc())
+            .limit(int(limit))
+        )
+        async with self._session("read audit records", write=False) as conn:
+            texts = (await conn.execute(statement)).scalars().all()
+        return [DlqAuditRecord.model_validate_json(text) for text in texts]
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:

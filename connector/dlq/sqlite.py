@@ -3,8 +3,10 @@
 Unlike the ledger, several processes may open the file at once -- a ``dlq list`` while a
 ``dlq replay`` runs is normal -- so there is no exclusive ``flock`` on the database. SQLite's own
 locking keeps them apart: WAL (readers never block the writer), ``BEGIN IMMEDIATE`` for every write
-transaction (one writer at a time, waiting up to ``busy_timeout``), ``synchronous=FULL`` (a commit
-that returned survives a power loss: an ingested dead letter is acked only after that).
+transaction (one writer at a time, waiting up to ``busy_timeout``; reads begin a deferred
+transaction, a snapshot that takes no write lock), ``synchronous=FULL`` (a commit that returned
+survives a power loss: an ingested dead letter is acked only after that). One connection per
+process, whose sessions take turns.
 
 A replay run's liveness is an exclusive ``flock`` on ``<database>.runs/<replay id>.lock``, held for
 as long as the run's process lives and released by the kernel when it dies (SIGKILL included); a
@@ -16,31 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
 
-from connector.dlq.sql import (
-    COMPONENT,
-    SCHEMA_VERSION,
-    Dialect,
-    Params,
-    Row,
-    Session,
-    SqlStore,
-    schema_statements,
-)
+from connector.dlq.sql import Driver, DriverStatement, SqlStore, one_line
 from connector.dlq.store import StoreMissing, StoreUnavailable
 from connector.logging import get_logger
+from connector.state.migrations import sqlite_begin_immediate
 
 if sys.platform != "win32":
     import fcntl
@@ -48,71 +44,8 @@ if sys.platform != "win32":
 log = get_logger(__name__)
 
 MEMORY: Final = ":memory:"
-_TYPES: Final = {
-    "seq": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    "text": "TEXT",
-    "int": "INTEGER",
-    "blob": "BLOB",
-    "ts": "TEXT",
-    "json": "TEXT",
-}
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
-
-
-def sqlite_ts(moment: dt.datetime) -> str:
-    """Fixed-width ISO-8601 UTC with microseconds: text order is time order."""
-    utc = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-class SqliteDialect(Dialect):
-    def param(self, index: int) -> str:
-        return f"?{index}"
-
-    def ts(self, moment: dt.datetime | None) -> Any:
-        return None if moment is None else sqlite_ts(moment)
-
-    def ts_out(self, value: Any) -> dt.datetime | None:
-        return None if value is None else dt.datetime.fromisoformat(str(value))
-
-    def json_param(self, placeholder: str) -> str:
-        return placeholder
-
-    def contains_ci(self, column: str, placeholder: str) -> str:
-        return f"instr(lower({column}), {placeholder}) > 0"
-
-    def header_key(self, name: str) -> Any:
-        return '$."' + name.replace('"', "") + '"'
-
-    def header_text(self, placeholder: str) -> str:
-        return (
-            f"(CASE json_type(headers, {placeholder}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-            f"WHEN 'null' THEN 'null' ELSE CAST(json_extract(headers, {placeholder}) AS TEXT) END)"
-        )
-
-    def header_exists(self, placeholder: str) -> str:
-        return f"json_type(headers, {placeholder}) IS NOT NULL"
-
-    def in_list(self, column: str, values: Sequence[str], params: Params) -> str:
-        # One JSON array parameter, however many ids: SQLite caps bound parameters per statement.
-        return f"{column} IN (SELECT value FROM json_each({params(json.dumps(list(values)))}))"
-
-
-class _SqliteSession(Session):
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        cursor = await self._conn.execute(sql, params)
-        await cursor.close()
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        cursor = await self._conn.executemany(sql, rows)
-        await cursor.close()
 
 
 class SqliteStore(SqlStore):
@@ -129,21 +62,26 @@ class SqliteStore(SqlStore):
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 15.0, create: bool = True
     ) -> None:
-        super().__init__(SqliteDialect())
+        super().__init__(create=create)
         self.path = os.fspath(path)
         if not self.path:
             raise ValueError("SQLite store path must not be empty (use ':memory:')")
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._create = create
-        self._conn: aiosqlite.Connection | None = None
+        self._busy_timeout = float(busy_timeout)
         # One connection, so sessions take turns: a transaction must not interleave with another.
+        # The engine's sessions (SqlStore._session) and the driver's (ingest) take the same turn.
         self._turn = asyncio.Lock()
+        self._serial = self._turn
         self._run_fds: dict[str, int] = {}
         self._memory_runs: set[str] = set()
 
     @property
     def runs_dir(self) -> Path:
         return Path(f"{self.path}.runs")
+
+    def _describe(self) -> str:
+        return self.path
+
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     async def _open(self) -> None:
         if not self._create and not self._exists():
@@ -153,29 +91,16 @@ class SqliteStore(SqlStore):
                 f"the directory of the dead-letter store {self.path} does not exist",
                 reason="dlq_store_path_missing",
             )
-        with self._translating("open the database"):
-            if self._create or self.path == MEMORY:
-                conn = await aiosqlite.connect(self.path, isolation_level=None)
-            else:
-                # mode=rw: SQLite itself refuses to create the file, should it vanish after the check.
-                conn = await aiosqlite.connect(self._rw_uri(), uri=True, isolation_level=None)
-        self._conn = conn
-        conn.row_factory = sqlite3.Row
+        if not self._create:
+            await self._require_schema()
+        engine = self._make_engine()
         try:
             with self._translating("open the database"):
-                await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-                if not self._create:
-                    await self._require_schema(conn)
-                await conn.execute("PRAGMA journal_mode = WAL")
-                await conn.execute("PRAGMA synchronous = FULL")
+                await self._migrate(engine)
         except BaseException:
-            await self._close()
+            await engine.dispose()
             raise
-        try:
-            await self._migrate()
-        except BaseException:
-            await self._close()
-            raise
+        self._engine = engine
         log.debug("dlq.store_opened", backend=self.backend, path=self.path)
 
     def _exists(self) -> bool:
@@ -184,71 +109,79 @@ class SqliteStore(SqlStore):
     def _rw_uri(self) -> str:
         return f"file:{quote(os.path.abspath(self.path))}?mode=rw"
 
-    async def _require_schema(self, conn: aiosqlite.Connection) -> None:
-        """Refuse, before writing a byte (WAL switch included), a file that is not a store: the
-        ledger, a mistyped path, an empty file."""
-        rows = list(
-            await conn.execute_fetchall(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            )
+    async def _connect(self, *, may_create: bool) -> aiosqlite.Connection:
+        if may_create or self.path == MEMORY:
+            return await aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
+        # mode=rw: SQLite itself refuses to create the file, should it vanish after the check.
+        return await aiosqlite.connect(
+            self._rw_uri(), uri=True, isolation_level=None, timeout=self._busy_timeout
         )
-        if rows:
-            rows = list(
-                await conn.execute_fetchall("SELECT 1 FROM schema_version WHERE component = ?1", [COMPONENT])
-            )
-        if not rows:
+
+    def _make_engine(self) -> AsyncEngine:
+        async def connect() -> aiosqlite.Connection:
+            return await self._connect(may_create=self._create)
+
+        # No reset when a connection goes back to the pool: every session ends its transaction
+        # itself (commit, or the rollback of closing), and a reset would be one more round trip
+        # to the driver's thread per session.
+        options: dict[str, Any] = {"async_creator": connect, "pool_reset_on_return": None}
+        if self.path == MEMORY:
+            options["poolclass"] = StaticPool  # every connection would see a database of its own
+        else:
+            # One connection: sessions take turns anyway (_serial). Named, because a URL without a
+            # database would otherwise get the in-memory default, StaticPool.
+            options.update(poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0)
+        engine = create_async_engine("sqlite+aiosqlite://", **options)
+        sqlite_begin_immediate(engine)
+        event.listen(engine.sync_engine, "connect", _configure)
+        return engine
+
+    async def _require_schema(self) -> None:
+        """Refuse, before writing a byte (the WAL switch included), a file that is not a store: the
+        ledger, a mistyped path, an empty file."""
+        if self.path == MEMORY:  # a new in-memory database is empty
             raise StoreMissing(f"{self.path} is not a dead-letter store (no dead-letter schema in it)")
 
-    async def _migrate(self) -> None:
-        async with self._session(write=True) as session:
-            await session.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY NOT NULL, "
-                "version INTEGER NOT NULL, migrated_at TEXT NOT NULL)"
-            )
-            rows = await session.fetch("SELECT version FROM schema_version WHERE component = ?1", [COMPONENT])
-            current = int(rows[0]["version"]) if rows else 0
-            if current > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"the dead-letter store {self.path} has schema version {current}, newer than the "
-                    f"{SCHEMA_VERSION} this connector understands: upgrade the connector",
-                    reason="dlq_store_schema_too_new",
-                )
-            if current < SCHEMA_VERSION:
-                for statement in schema_statements(self, _TYPES):
-                    await session.execute(statement)
-                await session.execute(
-                    "INSERT INTO schema_version (component, version, migrated_at) VALUES (?1, ?2, ?3) "
-                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version, "
-                    "migrated_at = excluded.migrated_at",
-                    [COMPONENT, SCHEMA_VERSION, sqlite_ts(dt.datetime.now(dt.UTC))],
-                )
+        async def connect() -> aiosqlite.Connection:
+            return await self._connect(may_create=False)
 
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-        for replay_id in list(self._run_fds):
-            self._release_run_lock(replay_id)
+        # Its own engine: no WAL switch on connect, and the driver's autocommit, so nothing is written.
+        probe = create_async_engine("sqlite+aiosqlite://", async_creator=connect, poolclass=NullPool)
+        try:
+            with self._translating("open the database"):
+                found = await self._recorded(probe)
+        finally:
+            await probe.dispose()
+        if not found:
+            raise StoreMissing(f"{self.path} is not a dead-letter store (no dead-letter schema in it)")
 
     @asynccontextmanager
-    async def _session(self, *, write: bool) -> AsyncIterator[Session]:
-        conn = self._conn
-        if conn is None:
-            raise StoreUnavailable("the sqlite dead-letter store is closed", reason="dlq_store_closed")
-        async with self._turn:
-            with self._translating("write" if write else "read"):
-                if not write:
-                    yield _SqliteSession(conn)
-                    return
+    async def _driver_transaction(self, action: str) -> AsyncIterator[Driver]:
+        self._check_open()
+        engine = self._engine
+        if engine is None:
+            raise self._closed_error()
+        async with self._turn, engine.connect() as conn:
+            with self._translating(action):
+                raw = await conn.get_raw_connection()
+                db = raw.driver_connection
+                assert isinstance(db, aiosqlite.Connection)
                 # IMMEDIATE: take the write lock now, so a transaction never fails half-way on it.
-                await conn.execute("BEGIN IMMEDIATE")
+                await db.execute("BEGIN IMMEDIATE")
                 try:
-                    yield _SqliteSession(conn)
+                    yield _AiosqliteDriver(db)
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error, ValueError):
-                        await conn.execute("ROLLBACK")
+                        await db.execute("ROLLBACK")
                     raise
-                await conn.execute("COMMIT")
+                await db.execute("COMMIT")
+
+    async def _close(self) -> None:
+        try:
+            await self._close_engine()
+        finally:
+            for replay_id in list(self._run_fds):
+                self._release_run_lock(replay_id)
 
     # -- run locks ---------------------------------------------------------------------------------
 
@@ -320,22 +253,44 @@ class SqliteStore(SqlStore):
 
     # -- errors ------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _translating(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            busy = code in (_SQLITE_BUSY, _SQLITE_LOCKED)
-            raise StoreUnavailable(
-                f"the SQLite dead-letter store {self.path} "
-                + (
-                    f"stayed locked by another process for {self._busy_timeout_ms} ms"
-                    if busy
-                    else f"failed to {action}: {exc}"
-                ),
-                reason="dlq_store_busy" if busy else "dlq_store_unavailable",
-            ) from exc
+    def _unavailable(self, action: str, exc: BaseException) -> StoreUnavailable:
+        inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+        code = getattr(inner, "sqlite_errorcode", 0) & 0xFF
+        busy = code in (_SQLITE_BUSY, _SQLITE_LOCKED)
+        return StoreUnavailable(
+            f"the SQLite dead-letter store {self.path} "
+            + (
+                f"stayed locked by another process for {int(self._busy_timeout * 1000)} ms"
+                if busy
+                else f"failed to {action}: {one_line(exc)}"
+            ),
+            reason="dlq_store_busy" if busy else "dlq_store_unavailable",
+        )
 
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path!r} {self._lifecycle.value}>"
+
+
+class _AiosqliteDriver:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def scalars(self, statement: DriverStatement, params: Sequence[Any]) -> list[Any]:
+        return [row[0] for row in await self._db.execute_fetchall(statement.text, params)]
+
+    async def executemany(self, statement: DriverStatement, rows: Sequence[Sequence[Any]]) -> None:
+        cursor = await self._db.executemany(statement.text, rows)
+        await cursor.close()
+
+
+def _configure(dbapi_connection: Any, _record: Any) -> None:
+    """Every connection: WAL (readers never block the writer), and a commit that survives power loss.
+
+    Constant statements: PRAGMAs take no bound parameters.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+    finally:
+        cursor.close()

@@ -13,6 +13,11 @@ operator must see the same store. One operator host → SQLite is enough. Operat
 machines, or commands run inside several pods → PostgreSQL, or one operator would ingest dead
 letters into a file the others never see.
 
+Both backends are :class:`~connector.dlq.sql.SqlStore`: SQLAlchemy Core statements on the state
+layer the ledger and the poller use (:mod:`connector.state`) -- its URL parser, its store
+lifecycle, and its one migration runner, under which the store's tables are a tree of their own
+(:data:`connector.state.migrations.DEAD_LETTERS`).
+
 Concurrency contract, whatever the backend: every write is one transaction; :meth:`claim` is a
 single conditional ``UPDATE`` so two replays (two operators, two pods) can never both send a row;
 a run's liveness is a lock held for as long as the process lives (``flock`` for SQLite, a session
@@ -28,15 +33,13 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Literal, Self
-from urllib.parse import unquote, urlsplit
 
 from connector.dlq.grouping import GroupBy
 from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
 from connector.dlq.selection import Filter, ReplayCandidate
 from connector.errors import ConfigError, SystemicError
+from connector.state.urls import parse_state_url
 from schemas.dlq import DlqAuditRecord
-
-ACCEPTED_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…)"
 
 
 class StoreUnavailable(SystemicError):
@@ -64,8 +67,9 @@ class InvalidStoreURL(ConfigError, ValueError):
 class DeadLetterStore(abc.ABC):
     """Dead letters, their history, replay runs and audit records.
 
-    Lifecycle as for the ledger: :meth:`setup` (or ``async with``) opens the store and migrates
-    the schema; :meth:`aclose` is idempotent; a closed store is not reopened.
+    Lifecycle as for the ledger (:class:`~connector.state.lifecycle.StoreLifecycle`): :meth:`setup`
+    (or ``async with``) opens the store and migrates the schema; :meth:`aclose` is idempotent; a
+    closed store is not reopened, and using it raises :class:`StoreUnavailable`.
     """
 
     backend: str = "abstract"
@@ -222,32 +226,17 @@ class DeadLetterStore(abc.ABC):
 def open_store(url: str, *, table_prefix: str | None = None, create: bool = True) -> DeadLetterStore:
     """Build the store ``url`` names (not yet opened). Messages never repeat the URL (passwords).
 
+    The URL is read by :func:`connector.state.urls.parse_state_url`, as the ledger's is, except
+    that ``memory://`` is no store here (``sqlite:///:memory:`` is). ``table_prefix`` applies to
+    PostgreSQL (default ``severa_connector_``); a SQLite store is a file of its own, unprefixed.
     ``create=False``: :meth:`~DeadLetterStore.setup` raises :class:`StoreMissing` instead of
     creating a store (a SQLite file, or PostgreSQL tables) that is not there yet.
     """
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:
-        raise InvalidStoreURL(f"malformed dead-letter store URL; accepted forms: {ACCEPTED_URLS}") from exc
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        if parts.netloc:
-            raise InvalidStoreURL(
-                "a sqlite store URL has no host: write sqlite:///relative.db or sqlite:////abs.db"
-            )
-        if parts.query or parts.fragment:
-            raise InvalidStoreURL("a sqlite store URL takes no query parameters or fragment")
-        path = unquote(parts.path[1:])
-        if not path:
-            raise InvalidStoreURL("a sqlite store URL needs a path: sqlite:///path/to/file.db")
+    target = parse_state_url(url, what="dead-letter store", error=InvalidStoreURL, memory=False)
+    if target.scheme == "sqlite":
         from connector.dlq.sqlite import SqliteStore
 
-        return SqliteStore(path, create=create)
-    if scheme in ("postgresql", "postgres"):
-        if not parts.netloc and not parts.path and not parts.query:
-            raise InvalidStoreURL("a postgresql store URL needs at least a host or a database")
-        from connector.dlq.postgres import DEFAULT_TABLE_PREFIX, PostgresStore
+        return SqliteStore(target.location, create=create)
+    from connector.dlq.postgres import DEFAULT_TABLE_PREFIX, PostgresStore
 
-        return PostgresStore(url.strip(), table_prefix=table_prefix or DEFAULT_TABLE_PREFIX, create=create)
-    shown = f"{scheme!r}" if scheme else "none"
-    raise InvalidStoreURL(f"unsupported dead-letter store URL scheme {shown}; accepted: {ACCEPTED_URLS}")
+    return PostgresStore(target.location, table_prefix=table_prefix or DEFAULT_TABLE_PREFIX, create=create)

@@ -1,7 +1,8 @@
 """The lifecycle every state store shares: set up once, close once, never reopen.
 
-The ledger backends and the poller-state backends differ in what they store and in the error a
-closed store raises; how they open and close is the same, so it is written here once.
+The ledger backends, the poller-state backends and the dead-letter store differ in what they
+store and in the error a closed store raises; how they open and close is the same, so it is
+written here once.
 ``setup()`` is idempotent and, on failure, leaves the store NEW so that start-up may simply call it
 again; ``aclose()`` marks the store closed *before* closing it, so operations racing with close fail
 fast instead of queueing on connections that are going away.

@@ -22,6 +22,10 @@ arrive at (a test compares them), and what new state code builds its statements 
 ``<prefix>alembic_version``    Alembic's revision of the tables above (created by Alembic)
 =============================  ===================================================================
 
+The dead-letter store's tables are described apart, in :mod:`connector.state.dlq_schema`: they
+migrate as a tree of their own, with their own version table (see
+:mod:`connector.state.migrations`).
+
 Server-side defaults are left out: every write supplies its values, and ``now()`` does not exist on
 SQLite. (The ledger's ``updated_at`` keeps the ``DEFAULT now()`` the first PostgreSQL schema gave it.)
 

@@ -1,7 +1,9 @@
-"""The state store URLs the connector accepts, parsed in one place for the ledger and the poller.
+"""The state store URLs the connector accepts, parsed in one place for every store it keeps.
 
 ``memory://`` (tests, demos), ``sqlite:///relative.db`` or ``sqlite:////abs.db`` (one pod), and
-``postgresql://…`` / ``postgres://…`` (several pods). A malformed URL is one
+``postgresql://…`` / ``postgres://…`` (several pods). The ledger, the poller's state and the
+dead-letter store all read their URLs here; the dead-letter store has no in-memory fake, so it
+parses with ``memory=False`` (``sqlite:///:memory:`` is its in-memory store). A malformed URL is one
 :class:`~connector.errors.ConfigError` naming what is wrong; messages never repeat the URL, which may
 carry a password.
 """
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-ACCEPTED_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…), memory://"
+SQL_URLS = "sqlite:///path/to/file.db, sqlite:///:memory:, postgresql://… (or postgres://…)"
+ACCEPTED_URLS = f"{SQL_URLS}, memory://"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,16 +24,20 @@ class StateURL:
     location: str  # the SQLite path, or the PostgreSQL DSN as given ("" for memory)
 
 
-def parse_state_url(url: str, *, what: str, error: type[Exception]) -> StateURL:
-    """Parse ``url`` for the store called ``what`` ("ledger"); raise ``error(message)`` if it is bad."""
+def parse_state_url(url: str, *, what: str, error: type[Exception], memory: bool = True) -> StateURL:
+    """Parse ``url`` for the store called ``what`` ("ledger"); raise ``error(message)`` if it is bad.
+
+    ``memory=False``: ``memory://`` is refused like any scheme the store does not have.
+    """
+    accepted = ACCEPTED_URLS if memory else SQL_URLS
     if not isinstance(url, str):
-        raise error(f"the {what} URL must be a string; accepted forms: {ACCEPTED_URLS}")
+        raise error(f"the {what} URL must be a string; accepted forms: {accepted}")
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:  # e.g. an unbalanced '[' in the host
-        raise error(f"malformed {what} URL; accepted forms: {ACCEPTED_URLS}") from exc
+        raise error(f"malformed {what} URL; accepted forms: {accepted}") from exc
     scheme = parts.scheme.lower()
-    if scheme == "memory":
+    if scheme == "memory" and memory:
         if parts.netloc or parts.path or parts.query:
             raise error(f"the memory {what} URL is exactly 'memory://'")
         return StateURL("memory", "")
@@ -51,4 +58,4 @@ def parse_state_url(url: str, *, what: str, error: type[Exception]) -> StateURL:
             raise error(f"a postgresql {what} URL needs at least a host or a database")
         return StateURL("postgresql", url.strip())
     shown = f"{scheme!r}" if scheme else "none"
-    raise error(f"unsupported {what} URL scheme {shown}; accepted: {ACCEPTED_URLS}")
+    raise error(f"unsupported {what} URL scheme {shown}; accepted: {accepted}")

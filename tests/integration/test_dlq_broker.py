@@ -40,7 +40,7 @@ from connector.topology import Names
 from schemas.dead_letter import DeadLetterHeaders
 from schemas.dlq import DlqAuditRecord
 from tests.dlq_factories import record
-from tests.integration.test_dlq_store import POSTGRES_DSN, require_postgres
+from tests.integration.test_dlq_store import POSTGRES_DSN, require_postgres, store_tables
 
 pytestmark = pytest.mark.integration
 
@@ -604,8 +604,7 @@ class TestReplay:
         finally:
             conn = await asyncpg.connect(POSTGRES_DSN)
             try:
-                tables = ("dead_letters", "dlq_events", "dlq_replays", "dlq_audit", "schema_version")
-                await conn.execute("DROP TABLE IF EXISTS " + ", ".join(prefix + t for t in tables))
+                await conn.execute("DROP TABLE IF EXISTS " + ", ".join(store_tables(prefix)))
             finally:
                 await conn.close()
 

@@ -29,6 +29,8 @@ from connector.dlq.selection import Filter, HeaderMatch
 from connector.dlq.sql import SqlStore
 from connector.dlq.store import StoreMissing, StoreUnavailable, open_store
 from connector.errors import UsageError
+from connector.state.dlq_schema import dlq_metadata
+from connector.state.migrations import DEAD_LETTERS, version_table
 from schemas.dlq import AuditSelection, DlqAuditRecord
 from tests.dlq_factories import T0, record
 
@@ -42,6 +44,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SQLITE = pytest.param("sqlite", id="sqlite file")
 POSTGRES = pytest.param("postgres", id="postgresql")
 NOW = T0 + dt.timedelta(days=1)
+
+
+def store_tables(prefix: str) -> list[str]:
+    """Every table a store under ``prefix`` has, its version table included (to drop them)."""
+    return [table.name for table in dlq_metadata(prefix).sorted_tables] + [
+        version_table(prefix, DEAD_LETTERS)
+    ]
 
 
 async def require_postgres() -> None:
@@ -88,8 +97,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         if made.prefix is not None:
             conn = await asyncpg.connect(POSTGRES_DSN)
             try:
-                tables = ("dead_letters", "dlq_events", "dlq_replays", "dlq_audit", "schema_version")
-                await conn.execute("DROP TABLE IF EXISTS " + ", ".join(made.prefix + t for t in tables))
+                await conn.execute("DROP TABLE IF EXISTS " + ", ".join(store_tables(made.prefix)))
             finally:
                 await conn.close()
 

@@ -1,42 +1,62 @@
 """The one migration mechanism of the connector's state: Alembic, run from code.
 
-:func:`migrate` brings the tables of :func:`connector.state.schema.state_metadata` under one table
-prefix to the newest revision. Every state backend calls it from ``setup()``; no ``alembic.ini``
-is involved, and the revisions (``versions/``) ship inside the package.
+:func:`migrate` brings one **tree** of tables under one table prefix to the tree's newest
+revision. Every state backend calls it from ``setup()``; no ``alembic.ini`` is involved, and the
+revisions ship inside the package. A tree is a set of tables with revisions and a version table
+of its own:
 
-========  ======================================================================================
-``0001``  the ledger table as the first hand-written schema made it, and ``schema_version``
-``0002``  the ledger's ``content_hash`` column; keys re-written to
-          :func:`connector.state.identity.entry_key` (:func:`connector.state.ledger.rekey_plan`)
-``0003``  the poller's tables: ``poller_cursor``, ``poller_seen``, ``poller_lease``
-========  ======================================================================================
+* :data:`STATE` -- the ledger and the poller's tables (:mod:`connector.state.schema`); revisions
+  in ``versions/``, recorded in ``<prefix>alembic_version``;
+* :data:`DEAD_LETTERS` -- the dead-letter store's tables (:mod:`connector.state.dlq_schema`);
+  revisions in ``dlq_versions/``, recorded in ``<prefix>dlq_alembic_version``.
 
-**Adopting a ledger made by the hand-written runners.** Alembic records its revision in
-``<prefix>alembic_version``. A database without that table but with a ``schema_version`` row of
-component ``ledger`` was made by the runner of an earlier release: version 1 is stamped as
-``0001`` and version 2 as ``0002`` (the revisions are those versions, step for step), then the
-remaining revisions run as usual. Nothing is re-created and no row is touched beyond what the
-revisions themselves do. The ``schema_version`` row itself is kept up to date by the revisions
-that change the ledger table (:data:`~connector.state.schema.LEDGER_TABLE_VERSION`), so a
-connector of the previous release, rolled back onto a migrated database, still finds the version
-it knows and neither re-keys a second time nor refuses to start. A revision we do not know, or a
-``schema_version`` higher than ours, means a newer connector has been here:
-:class:`~connector.state.ledger.LedgerUnavailable` with reason ``ledger_schema_too_new``.
+===========  ===================================================================================
+``0001``     the ledger table as the first hand-written schema made it, and ``schema_version``
+``0002``     the ledger's ``content_hash`` column; keys re-written to
+             :func:`connector.state.identity.entry_key` (:func:`connector.state.ledger.rekey_plan`)
+``0003``     the poller's tables: ``poller_cursor``, ``poller_seen``, ``poller_lease``
+``dlq0001``  the dead-letter store's tables as its hand-written schema (version 1) made them
+===========  ===================================================================================
+
+**Why two trees rather than one.** On SQLite the dead-letter store is a database of its own (a
+file beside the ledger's, open in several processes while the ledger's belongs to one pod); on
+PostgreSQL it shares the ledger's database and table prefix. Each tree must migrate on its own --
+a ledger-only database never grows dead-letter tables, a dead-letter file never grows a ledger --
+and a connector of the previous release, which reads ``<prefix>alembic_version`` as one revision,
+must still find exactly one row there when the store shares its database. One version table per
+tree gives both; Alembic branches in one version table would give neither.
+
+**Adopting tables made by the hand-written runners.** A tree without its version table but with a
+``<prefix>schema_version`` row of its component (``ledger``, ``dlq``) was made by the runner of an
+earlier release: the version found is stamped as the revision that is that version, step for step
+(ledger 1 = ``0001``, 2 = ``0002``; dead-letter store 1 = ``dlq0001``), then the remaining
+revisions run as usual. Nothing is re-created and no row is touched beyond what the revisions
+themselves do. The ``schema_version`` rows are kept up to date by the revisions that change those
+tables (:data:`~connector.state.schema.LEDGER_TABLE_VERSION`,
+:data:`~connector.state.dlq_schema.DLQ_TABLE_VERSION`), so a connector of the previous release,
+rolled back onto a migrated database, still finds the version it knows and neither migrates a
+second time nor refuses to start. A revision we do not know, or a ``schema_version`` higher than
+ours, means a newer connector has been here: :class:`~connector.state.ledger.LedgerUnavailable`
+with reason ``ledger_schema_too_new`` (which the dead-letter store reports as its own
+``dlq_store_schema_too_new``).
 
 **One transaction, one migrator at a time.** Reading the revision, stamping and every revision's
 steps run in a single transaction. On PostgreSQL, whose DDL is transactional, that transaction
-first takes ``pg_advisory_xact_lock`` on :func:`connector.state.postgres.schema_lock_key` -- the
-key the hand-written runner took, so pods of the previous and this release starting together
-still migrate one at a time -- and pods starting together migrate once: the others wait, then
-find the head revision. On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the write lock
-up front, as the hand-written runner did; SQLite's DDL is transactional too), so a migration cut
-short leaves nothing behind and simply runs again.
+first takes ``pg_advisory_xact_lock`` on the keys the hand-written runners took -- the ledger's
+(:func:`connector.state.postgres.schema_lock_key`) for both trees, then the dead-letter store's
+own for that tree -- so pods of the previous and this release starting together still migrate
+one at a time, the two trees never race to create the ``schema_version`` table they share, and
+pods starting together migrate once: the others wait, then find the head revision. On SQLite the
+transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front, as the hand-written runners
+did; SQLite's DDL is transactional too), so a migration cut short leaves nothing behind and simply
+runs again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,28 +72,106 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from connector.logging import get_logger
+from connector.state.dlq_schema import DLQ_TABLE_VERSION, dlq_metadata
 from connector.state.ledger import LedgerUnavailable
-from connector.state.schema import LEDGER_TABLE_VERSION, check_prefix
+from connector.state.schema import LEDGER_TABLE_VERSION, check_prefix, state_metadata
 
-__all__ = ["HEAD", "LEGACY_LEDGER_REVISIONS", "current_revision", "migrate", "sqlite_begin_immediate"]
+__all__ = [
+    "DEAD_LETTERS",
+    "HEAD",
+    "LEGACY_LEDGER_REVISIONS",
+    "READ_ONLY",
+    "STATE",
+    "Tree",
+    "current_revision",
+    "migrate",
+    "recorded",
+    "sqlite_begin_immediate",
+    "version_table",
+]
 
 log = get_logger(__name__)
 
 HEAD: Final = "0003"
-"""The newest revision this code knows."""
+"""The newest revision of the :data:`STATE` tree this code knows."""
 LEGACY_LEDGER_REVISIONS: Final = {1: "0001", 2: "0002"}
 """The revision each ``schema_version`` of the hand-written ledger runners corresponds to."""
 
-_SCRIPT_LOCATION: Final = str(Path(__file__).resolve().parent)
+READ_ONLY: Final = "state_read_only"
+"""Execution option: on an engine set up by :func:`sqlite_begin_immediate`, a connection with
+``READ_ONLY=True`` begins with a plain (deferred) ``BEGIN`` -- a snapshot that takes no write lock,
+so a reader never waits for, or holds up, another process's writer."""
+
+_SCRIPT_LOCATION: Final = Path(__file__).resolve().parent
 _TRANSACTIONAL: Final = {"postgresql": "READ COMMITTED", "sqlite": "SERIALIZABLE"}
 
 
-def version_table(table_prefix: str) -> str:
-    return f"{table_prefix}alembic_version"
+def _state_lock_keys(table_prefix: str) -> tuple[int, ...]:
+    from connector.state.postgres import schema_lock_key
+
+    return (schema_lock_key(table_prefix),)
 
 
-async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "") -> None:
-    """Create or upgrade the state tables under ``table_prefix`` to :data:`HEAD`.
+def _dead_letter_lock_keys(table_prefix: str) -> tuple[int, ...]:
+    from connector.state.postgres import advisory_key, schema_lock_key
+
+    # The ledger's key first (the schema_version table is shared), then the key the dead-letter
+    # store's hand-written runner took, so that runner and this one never migrate at once.
+    return (schema_lock_key(table_prefix), advisory_key(table_prefix, "dlq", purpose=b"sc-dlq-schema"))
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """Tables that migrate together: their revisions, their version table, their hand-written past."""
+
+    name: str
+    """What messages call the tables: "state", "dead-letter"."""
+    location: str
+    """The directory of the tree's revisions, inside this package."""
+    head: str
+    version_table: str
+    """The name of the tree's Alembic version table, after the table prefix."""
+    component: str
+    """The ``schema_version`` component the hand-written runner of these tables wrote."""
+    legacy_revisions: Mapping[int, str]
+    """The revision each ``schema_version`` of that runner corresponds to."""
+    table_version: int
+    """The highest ``schema_version`` of ``component`` this code knows; higher is a newer connector."""
+    metadata: Callable[[str], sa.MetaData]
+    lock_keys: Callable[[str], tuple[int, ...]]
+    """PostgreSQL advisory-lock keys a migration of the tree holds, taken in this order."""
+
+
+STATE: Final = Tree(
+    name="state",
+    location="versions",
+    head=HEAD,
+    version_table="alembic_version",
+    component="ledger",
+    legacy_revisions=LEGACY_LEDGER_REVISIONS,
+    table_version=LEDGER_TABLE_VERSION,
+    metadata=state_metadata,
+    lock_keys=_state_lock_keys,
+)
+DEAD_LETTERS: Final = Tree(
+    name="dead-letter",
+    location="dlq_versions",
+    head="dlq0001",
+    version_table="dlq_alembic_version",
+    component="dlq",
+    legacy_revisions={1: "dlq0001"},
+    table_version=DLQ_TABLE_VERSION,
+    metadata=dlq_metadata,
+    lock_keys=_dead_letter_lock_keys,
+)
+
+
+def version_table(table_prefix: str, tree: Tree = STATE) -> str:
+    return f"{table_prefix}{tree.version_table}"
+
+
+async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tree = STATE) -> None:
+    """Create or upgrade the tables of ``tree`` under ``table_prefix`` to its head revision.
 
     ``engine`` is an async engine (``sqlite+aiosqlite``, ``postgresql+asyncpg``) or its URL; an
     engine made here from a URL is disposed of before returning. Safe to call from several
@@ -92,10 +190,10 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "") -> None:
             # Whatever the engine's default (an AUTOCOMMIT engine would never send the BEGIN and
             # COMMIT the single migration transaction depends on).
             await conn.execution_options(isolation_level=_TRANSACTIONAL[target.dialect.name])
-            await conn.run_sync(_upgrade, table_prefix)
+            await conn.run_sync(_upgrade, table_prefix, tree)
     except sa.exc.SQLAlchemyError as exc:
         raise LedgerUnavailable(
-            f"could not migrate the state tables {table_prefix}* ({target.dialect.name}): "
+            f"could not migrate the {tree.name} tables {table_prefix}* ({target.dialect.name}): "
             f"{type(exc).__name__}: {exc}",
             reason="ledger_migration_failed",
         ) from exc
@@ -110,7 +208,8 @@ def sqlite_begin_immediate(engine: AsyncEngine) -> None:
     Python's sqlite3 module opens a transaction only before DML, so DDL would run in autocommit
     and a migration cut short would leave half a schema. SQLAlchemy's documented remedy: leave
     the driver in autocommit and emit ``BEGIN`` ourselves -- ``IMMEDIATE``, so that reading the
-    revision and migrating are one step against any other writer of the file.
+    revision and migrating are one step against any other writer of the file. A connection with
+    the :data:`READ_ONLY` execution option begins a deferred transaction instead.
     """
     sync_engine = engine.sync_engine
     if event.contains(sync_engine, "begin", _begin_immediate):
@@ -124,58 +223,84 @@ def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def current_revision(connection: Connection, table_prefix: str) -> str | None:
-    """The revision recorded under ``table_prefix``, ``None`` if Alembic has not been here."""
-    context = MigrationContext.configure(connection, opts={"version_table": version_table(table_prefix)})
+def current_revision(connection: Connection, table_prefix: str, tree: Tree = STATE) -> str | None:
+    """The revision of ``tree`` recorded under ``table_prefix``, ``None`` if Alembic has not been here."""
+    context = MigrationContext.configure(
+        connection, opts={"version_table": version_table(table_prefix, tree)}
+    )
     return context.get_current_revision()
 
 
-def _config(connection: Connection, table_prefix: str) -> Config:
+def recorded(connection: Connection, table_prefix: str, tree: Tree) -> bool:
+    """Whether the tables of ``tree`` exist under ``table_prefix``, as this code or a hand-written
+    runner of an earlier release left them; reads only, so a caller may ask before creating anything."""
+    versioned = sa.inspect(connection).has_table(version_table(table_prefix, tree))
+    if versioned and current_revision(connection, table_prefix, tree) is not None:
+        return True
+    return _legacy_version(connection, table_prefix, tree.component) is not None
+
+
+def _config(connection: Connection, table_prefix: str, tree: Tree) -> Config:
     config = Config()
-    config.set_main_option("script_location", _SCRIPT_LOCATION)
+    config.set_main_option("script_location", str(_SCRIPT_LOCATION))
+    # One directory per tree; split on os.pathsep, never on the spaces an install path may hold.
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", str(_SCRIPT_LOCATION / tree.location))
     config.attributes["connection"] = connection
     config.attributes["table_prefix"] = table_prefix
+    config.attributes["tree"] = tree
     return config
 
 
-def _upgrade(connection: Connection, table_prefix: str) -> None:
+def _upgrade(connection: Connection, table_prefix: str, tree: Tree) -> None:
     with connection.begin():
         if connection.dialect.name == "postgresql":
-            from connector.state.postgres import schema_lock_key
-
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(schema_lock_key(table_prefix))))
-        config = _config(connection, table_prefix)
+            for key in tree.lock_keys(table_prefix):
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        config = _config(connection, table_prefix, tree)
         script = ScriptDirectory.from_config(config)
-        current = current_revision(connection, table_prefix)
-        legacy = _ledger_table_version(connection, table_prefix)
-        if legacy is not None and legacy > LEDGER_TABLE_VERSION:
-            raise _too_new(table_prefix, f"ledger schema version {legacy}")
+        current = current_revision(connection, table_prefix, tree)
+        legacy = _legacy_version(connection, table_prefix, tree.component)
+        if legacy is not None and legacy > tree.table_version:
+            raise _too_new(table_prefix, tree, f"{tree.component} schema version {legacy}")
         if current is None and legacy is not None:
-            current = LEGACY_LEDGER_REVISIONS[legacy]
+            if legacy not in tree.legacy_revisions:
+                raise LedgerUnavailable(
+                    f"the {tree.name} tables {table_prefix}* record {tree.component} schema version "
+                    f"{legacy}, which no release wrote: restore a backup",
+                    reason="ledger_migration_failed",
+                )
+            current = tree.legacy_revisions[legacy]
             with _commands():
                 command.stamp(config, current)
             log.info(
-                "state.schema_adopted", table_prefix=table_prefix, schema_version=legacy, revision=current
+                "state.schema_adopted",
+                tree=tree.name,
+                table_prefix=table_prefix,
+                schema_version=legacy,
+                revision=current,
             )
         elif current is not None and not _known(script, current):
-            raise _too_new(table_prefix, f"revision {current!r}")
-        if current == HEAD:
+            raise _too_new(table_prefix, tree, f"revision {current!r}")
+        if current == tree.head:
             return
         with _commands():
-            command.upgrade(config, HEAD)
-        log.info("state.schema_migrated", table_prefix=table_prefix, old=current, new=HEAD)
+            command.upgrade(config, tree.head)
+        log.info(
+            "state.schema_migrated", tree=tree.name, table_prefix=table_prefix, old=current, new=tree.head
+        )
 
 
-def _ledger_table_version(connection: Connection, table_prefix: str) -> int | None:
+def _legacy_version(connection: Connection, table_prefix: str, component: str) -> int | None:
     name = f"{table_prefix}schema_version"
     if not sa.inspect(connection).has_table(name):
         return None
     versions = sa.table(name, sa.column("component"), sa.column("version"))
     found = connection.execute(
-        sa.select(versions.c.version).where(versions.c.component == "ledger")
+        sa.select(versions.c.version).where(versions.c.component == component)
     ).scalar_one_or_none()
     return None if found is None else int(found)
 
@@ -191,10 +316,10 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
         raise
 
 
-def _too_new(table_prefix: str, what: str) -> LedgerUnavailable:
+def _too_new(table_prefix: str, tree: Tree, what: str) -> LedgerUnavailable:
     return LedgerUnavailable(
-        f"the state tables {table_prefix}* hold {what}, newer than this connector understands "
-        f"(it knows up to revision {HEAD}): upgrade the connector",
+        f"the {tree.name} tables {table_prefix}* hold {what}, newer than this connector understands "
+        f"(it knows up to revision {tree.head}): upgrade the connector",
         reason="ledger_schema_too_new",
     )
 

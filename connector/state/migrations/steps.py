@@ -54,3 +54,24 @@ def set_component_version(component: str, version: int) -> None:
             migrated_at=now if is_postgres() else now.isoformat(),
         )
     )
+
+
+def create_schema_version_table() -> None:
+    """``<prefix>schema_version`` as revision ``0001`` creates it, unless a tree made it already.
+
+    Both trees keep a row there (``ledger``, ``dlq``), and either may be the first in a database.
+    """
+    name = f"{prefix()}schema_version"
+    if has_table(name):
+        return
+    op.create_table(
+        name,
+        sa.Column("component", sa.Text(), primary_key=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column(
+            "migrated_at",
+            timestamp_type(),
+            nullable=False,
+            server_default=sa.text("now()") if is_postgres() else None,
+        ),
+    )
