@@ -251,6 +251,14 @@ class AccountingSettings(BaseModel):
         description="How Severa invoices are mapped: base currency, Severa VAT codes → VAT treatment, "
         "goods articles, how long an old VAT rate is accepted (connector.mapping.invoices).",
     )
+    prefetch: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Messages each accounting flow (customers, invoices) handles at once per pod. The "
+        "accounting system serves one request at a time per company, so more would only hold locks and "
+        "database connections while waiting for the company's turn.",
+    )
     hold_seconds: float = Field(
         default=600.0,
         gt=0,

@@ -26,6 +26,8 @@ class FlowUnit:
     circuit: str = "severa"
     #: How long a message is held while the circuit is open before it is put back.
     hold_seconds: float = 600.0
+    #: Messages handled at once (the consumer's prefetch); None: ``rabbitmq.prefetch``.
+    prefetch: int | None = None
 
     @property
     def name(self) -> str:

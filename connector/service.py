@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,16 +64,22 @@ def default_severa_factory(settings: Settings, metrics: Metrics) -> SeveraGatewa
     return SeveraClient(settings.severa, registry=metrics.registry, on_key_loaded=register_secret)
 
 
-AccountingFactory = Callable[[Settings, Metrics], AccountingGateway]
+#: A turn shared by every pod: held around each request to the accounting system.
+SharedLane = Callable[[], AbstractAsyncContextManager[None]]
+AccountingFactory = Callable[[Settings, Metrics, "SharedLane | None"], AccountingGateway]
 
 
-def default_accounting_factory(settings: Settings, metrics: Metrics) -> AccountingGateway:
+def default_accounting_factory(
+    settings: Settings, metrics: Metrics, shared_lane: SharedLane | None
+) -> AccountingGateway:
     """The accounting system's adapter, chosen by ``accounting.system`` (Netvisor today)."""
     from adapters.netvisor.client import NetvisorClient
 
     if settings.netvisor is None:  # the settings refuse this combination; kept for the type checker
         raise ConfigError("accounting.system is netvisor but no netvisor settings are given")
-    return NetvisorClient(settings.netvisor, registry=metrics.registry, on_key_loaded=register_secret)
+    return NetvisorClient(
+        settings.netvisor, registry=metrics.registry, on_key_loaded=register_secret, shared_lane=shared_lane
+    )
 
 
 #: Connections beyond one per in-flight message: the circuit's probe and the dead-letter ingest.
@@ -82,13 +89,24 @@ LEDGER_POOL_HEADROOM = 4
 CALLS_UNDER_LOCK = 8
 
 
+#: Flows that hold a ledger lock per message: work hours, and with accounting on the customer and
+#: invoice flows (the invoice updates only read the ledger).
+ACCOUNTING_LOCKING_FLOWS = 2
+
+
 def ledger_pool_size(settings: Settings) -> int:
-    """One pooled connection per message in flight (the prefetch), plus headroom.
+    """One pooled connection per message in flight in every flow that locks (the prefetch is per
+    consumer), one for the accounting company's shared turn, plus headroom.
 
     With fewer, a message waits for a connection while holding nothing, and the wait eats the lock
-    timeout of an entry nobody else wanted.
+    timeout of an entry nobody else wanted; an invoice holding its own lock while it waits for a
+    connection to take the company's turn would wait for itself.
     """
-    return settings.rabbitmq.prefetch + LEDGER_POOL_HEADROOM
+    accounting = settings.accounting.system != "none"
+    in_flight = settings.rabbitmq.prefetch
+    if accounting:
+        in_flight += ACCOUNTING_LOCKING_FLOWS * settings.accounting.prefetch + 1
+    return in_flight + LEDGER_POOL_HEADROOM
 
 
 def ledger_lock_timeout(settings: Settings) -> float:
@@ -222,7 +240,7 @@ class ConnectorService:
         # age, and a pod still retrying its broker must stay alive, not look stalled.
         self._tasks.spawn("heartbeat", self._heartbeat.run())
 
-        if not consuming:
+        if not consuming and settings.accounting.system == "none":
             pass  # the poller keeps its own state; the idempotency ledger is the consumers'
         elif self._given_ledger is not None:
             self.ledger = self._given_ledger
@@ -237,7 +255,7 @@ class ConnectorService:
         await self._connect(self.bus)
         self.severa = self._severa_factory(settings, self.metrics)
         if settings.accounting.system != "none":
-            self.accounting = self._accounting_factory(settings, self.metrics)
+            self.accounting = self._accounting_factory(settings, self.metrics, self._accounting_lane())
         if not consuming:
             # The queues of the flows that consume what this poller publishes are declared here
             # too: a change published before any consumer pod declared them would be dropped as
@@ -375,6 +393,17 @@ class ConnectorService:
             hold_seconds=settings.work_hours.hold_seconds,
         )
 
+    def _accounting_lane(self) -> SharedLane | None:
+        """One request at a time per accounting company across pods: the ledger's lock on the
+        company (a PostgreSQL advisory lock where the ledger is shared; in-process with SQLite,
+        which only one pod uses). A poller pod with accounting on opens the ledger for this alone:
+        its payments poll is a request to the same company."""
+        ledger = self.ledger
+        if ledger is None or self.settings.netvisor is None:
+            return None
+        company = f"{self.settings.accounting.system}-company:{self.settings.netvisor.organisation_id}"
+        return lambda: ledger.lock(company)
+
     def _accounting_flows(self) -> list[FlowUnit]:
         """Customers and invoices into accounting, and what became of the invoices back into Severa."""
         from connector.flows.accounting_customers import AccountingCustomersFlow
@@ -416,6 +445,7 @@ class ConnectorService:
                 handle=customers.handle,
                 circuit=ACCOUNTING,
                 hold_seconds=cfg.hold_seconds,
+                prefetch=cfg.prefetch,
             ),
             FlowUnit(
                 queue=invoices_queue,
@@ -423,6 +453,7 @@ class ConnectorService:
                 notify_failure=invoices.notify_failure,
                 circuit=ACCOUNTING,
                 hold_seconds=cfg.hold_seconds,
+                prefetch=cfg.prefetch,
             ),
             FlowUnit(
                 queue=updates_queue,
@@ -492,7 +523,7 @@ class ConnectorService:
         return await bus.consumer(
             unit.queue.queue,
             self._tracked(processor),
-            prefetch=settings.rabbitmq.prefetch,
+            prefetch=unit.prefetch or settings.rabbitmq.prefetch,
             on_restore=lambda: bus.declare(topology),
         )
 
