@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from connector.dlq.records import DeadLetterRecord
 from connector.topology import Names
+from schemas.severa_events import SeveraCustomerChanged, SeveraInvoiceReady
 from schemas.work_hours import WorkHourEvent
 
 WORK_HOURS_FLOW: Final = "work_hours"
@@ -51,6 +52,24 @@ CONTRACTS: Final[dict[str, FlowContract]] = {
         results_exchange=lambda names: names.results_exchange,
         synced_key="workhour.synced",
         failed_key="workhour.failed",
+    ),
+    # The accounting flows: an edit is validated against the Severa event they consume. Their
+    # outcome events name the accounting side's own ids, not the dead letter's event id, so a
+    # canary of theirs is confirmed by its own replay settling, not by a result event.
+    "accounting_customers": FlowContract(
+        flow="accounting_customers",
+        queue=lambda names: names.accounting_customers_queue,
+        schema=SeveraCustomerChanged,
+    ),
+    "accounting_invoices": FlowContract(
+        flow="accounting_invoices",
+        queue=lambda names: names.accounting_invoices_queue,
+        schema=SeveraInvoiceReady,
+    ),
+    "severa_invoice_updates": FlowContract(
+        flow="severa_invoice_updates",
+        queue=lambda names: names.severa_invoice_updates_queue,
+        schema=None,
     ),
 }
 

@@ -203,3 +203,13 @@ def test_the_replay_rate_limit_allows_a_small_burst(rate: float, capacity: float
     limiter = limiter_for(rate)
     assert limiter.max_rate == pytest.approx(capacity)
     assert limiter.time_period == pytest.approx(period)
+
+
+def test_every_flow_the_service_can_run_has_a_dead_letter_contract_on_its_queue() -> None:
+    from connector.dlq.contracts import CONTRACTS
+    from connector.topology import Names, accounting_flow_queues, work_hours_queue
+
+    names = Names(prefix="p.")
+    for flow in (work_hours_queue(names), *accounting_flow_queues(names)):
+        assert flow.flow in CONTRACTS, flow.flow
+        assert CONTRACTS[flow.flow].queue(names) == flow.queue
