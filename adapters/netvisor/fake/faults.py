@@ -25,18 +25,22 @@ Rules are consulted in the order they were added. Every matching latency that fi
 delay; the first other rule that fires decides and later ones are not consulted (their ``times``
 are not used up). ``times=N`` with probability 1.0 means exactly the next N matching requests. The
 random generator is seeded, so runs are reproducible. Injected faults are not counted as refusals.
+That engine is :mod:`adapters.fake_faults`, shared with the fake Severa; this module is Netvisor's
+vocabulary and its maintenance windows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import itertools
-import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
+from adapters.fake_faults import FaultInjectorBase, FaultRuleBase, coerce
+from adapters.fake_faults import FaultPlan as FaultPlan  # re-exported: part of this module's API
+from adapters.fake_faults import FaultRuleError as FaultRuleError
+from adapters.fake_faults import Phase as Phase
 from adapters.netvisor.fake.behaviour import normalise_resource
 from adapters.netvisor.fake.errors import ErrorCode
 from adapters.netvisor.fake.resources import RESOURCES
@@ -64,22 +68,34 @@ class FaultKind(enum.StrEnum):
     MAINTENANCE = "maintenance"
 
 
-class Phase(enum.StrEnum):
-    """Whether the rule strikes before the resource runs or after it ran (answer lost/changed)."""
-
-    BEFORE = "before"
-    AFTER = "after"
-
-
-class FaultRuleError(ValueError):
-    """A fault rule that cannot work (unknown resource, probability outside [0, 1], …)."""
-
-
 @dataclass(slots=True)
-class FaultRule:
+class FaultRule(FaultRuleBase):
     """One injected failure. ``resource`` is a resource name (``"salesinvoice.nv"``, the ``.nv`` and
     the case optional) or ``None`` for all; ``fired`` counts how often it struck; ``until`` is the
     end of a maintenance window (set when the rule is added)."""
+
+    KINDS = FaultKind
+    DECISIVE_KINDS = frozenset({FaultKind.HTTP_ERROR, FaultKind.DROP, FaultKind.ERROR})
+    """A maintenance window is not among them: it is consulted before authentication, by
+    :meth:`FaultInjector.maintenance`, not in the plan."""
+    TIMED_KINDS = frozenset({FaultKind.LATENCY, FaultKind.MAINTENANCE})
+    STATE_FIELDS = FaultRuleBase.STATE_FIELDS | {"until"}
+    JSON_FIELDS = (
+        "id",
+        "kind",
+        "resource",
+        "probability",
+        "times",
+        "remaining",
+        "phase",
+        "seconds",
+        "status",
+        "body",
+        "code",
+        "message",
+        "fired",
+        "until",
+    )
 
     kind: FaultKind
     resource: str | None = None
@@ -96,31 +112,18 @@ class FaultRule:
     remaining: int | None = field(default=None)
     until: dt.datetime | None = None
 
-    def __post_init__(self) -> None:
-        try:
-            self.kind = FaultKind(self.kind)
-            self.phase = Phase(self.phase)
-            self.code = ErrorCode(str(self.code).upper())
-        except ValueError as exc:
-            raise FaultRuleError(str(exc)) from None
+    @property
+    def target(self) -> str | None:
+        return self.resource
+
+    def _settle(self) -> None:
+        self.code = coerce(ErrorCode, str(self.code).upper())
         if self.resource is not None:
             self.resource = normalise_resource(self.resource)
             if self.resource not in RESOURCES:
                 raise FaultRuleError(
                     f"unknown resource {self.resource!r} (known: {', '.join(sorted(RESOURCES))})"
                 )
-        if not 0.0 <= self.probability <= 1.0:
-            raise FaultRuleError("probability must be between 0 and 1")
-        if self.times is not None and self.times < 1:
-            raise FaultRuleError("times must be >= 1 (or omitted for 'until cleared')")
-        if self.kind in (FaultKind.LATENCY, FaultKind.MAINTENANCE) and self.seconds <= 0:
-            raise FaultRuleError(f"a {self.kind.value} rule needs seconds > 0")
-        if self.kind is FaultKind.HTTP_ERROR and not 400 <= self.status <= 599:
-            raise FaultRuleError("http_error status must be a 4xx or 5xx code")
-        self.remaining = self.times
-
-    def matches(self, resource: str) -> bool:
-        return self.resource is None or self.resource == resource
 
     @property
     def text(self) -> str:
@@ -128,92 +131,32 @@ class FaultRule:
         code = ErrorCode.SYSTEM_MAINTENANCE if self.kind is FaultKind.MAINTENANCE else self.code
         return self.message or DEFAULT_MESSAGES[code]
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description (the admin endpoint's shape)."""
-        return {
-            "id": self.id,
-            "kind": self.kind.value,
-            "resource": self.resource,
-            "probability": self.probability,
-            "times": self.times,
-            "remaining": self.remaining,
-            "phase": self.phase.value,
-            "seconds": self.seconds,
-            "status": self.status,
-            "body": self.body,
-            "code": self.code.value,
-            "message": self.message,
-            "fired": self.fired,
-            "until": self.until.isoformat() if self.until else None,
-        }
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
-        """Build a rule from the admin endpoint's JSON; unknown keys are an error."""
-        allowed = {"kind", "resource", "probability", "times", "phase", "seconds", "status", "body"}
-        allowed |= {"code", "message"}
-        unknown = set(data) - allowed
-        if unknown:
-            raise FaultRuleError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "kind" not in data:
-            raise FaultRuleError("'kind' is required")
-        try:
-            return cls(**dict(data))
-        except (TypeError, ValueError) as exc:
-            raise FaultRuleError(str(exc)) from exc
+class FaultInjector(FaultInjectorBase[FaultRule]):
+    """The active fault rules of one fake Netvisor, and the seeded randomness that drives them.
 
-
-@dataclass(frozen=True, slots=True)
-class FaultPlan:
-    """What the injector decided for one request."""
-
-    latency_before: float = 0.0
-    latency_after: float = 0.0
-    before: FaultRule | None = None
-    after: FaultRule | None = None
-
-
-class FaultInjector:
-    """The active fault rules of one fake, and the seeded randomness that drives them."""
+    *clock* places maintenance windows: one ends ``seconds`` after it was added, by that clock.
+    """
 
     def __init__(self, *, clock: Clock, random_seed: int = 0) -> None:
+        super().__init__(FaultRule, random_seed=random_seed)
         self._clock = clock
-        self._random_seed = random_seed
-        self._random = random.Random(random_seed)
-        self._rules: list[FaultRule] = []
-        self._ids = itertools.count(1)
 
     @property
     def rules(self) -> list[FaultRule]:
-        """The active rules, in the order they are consulted."""
+        """The active rules, in the order they are consulted (maintenance windows that have
+        passed are gone)."""
         self._retire_windows()
         return list(self._rules)
 
     def add(self, rule: FaultRule) -> FaultRule:
-        rule.id = next(self._ids)
         if rule.kind is FaultKind.MAINTENANCE:
             rule.until = self._clock() + dt.timedelta(seconds=rule.seconds)
-        self._rules.append(rule)
-        return rule
-
-    def extend(self, rules: Iterable[FaultRule]) -> list[FaultRule]:
-        return [self.add(rule) for rule in rules]
-
-    def remove(self, rule_id: int) -> bool:
-        before = len(self._rules)
-        self._rules = [rule for rule in self._rules if rule.id != rule_id]
-        return len(self._rules) != before
+        return super().add(rule)
 
     def clear(self, kind: FaultKind | None = None) -> None:
+        """Remove every rule, or every rule of one *kind*."""
         self._rules = [rule for rule in self._rules if kind is not None and rule.kind is not kind]
-
-    def reseed(self, random_seed: int | None = None) -> None:
-        if random_seed is not None:
-            self._random_seed = random_seed
-        self._random = random.Random(self._random_seed)
-
-    def to_json(self) -> list[dict[str, Any]]:
-        return [rule.to_json() for rule in self.rules]
 
     def _retire_windows(self) -> None:
         now = self._clock()
@@ -228,33 +171,6 @@ class FaultInjector:
                 return rule
         return None
 
-    def plan(self, resource: str) -> FaultPlan:
-        """Decide the faults for one request (updates counters, retires spent rules)."""
-        latency = {Phase.BEFORE: 0.0, Phase.AFTER: 0.0}
-        decisive: FaultRule | None = None
-        for rule in list(self._rules):
-            if rule.kind is FaultKind.MAINTENANCE or not rule.matches(resource):
-                continue
-            if rule.kind is not FaultKind.LATENCY and decisive is not None:
-                continue
-            if rule.probability < 1.0 and self._random.random() >= rule.probability:
-                continue
-            rule.fired += 1
-            if rule.remaining is not None:
-                rule.remaining -= 1
-                if rule.remaining == 0:
-                    self._rules.remove(rule)
-            if rule.kind is FaultKind.LATENCY:
-                latency[rule.phase] += rule.seconds
-            else:
-                decisive = rule
-        return FaultPlan(
-            latency_before=latency[Phase.BEFORE],
-            latency_after=latency[Phase.AFTER],
-            before=decisive if decisive is not None and decisive.phase is Phase.BEFORE else None,
-            after=decisive if decisive is not None and decisive.phase is Phase.AFTER else None,
-        )
-
     # --------------------------------------------------------------------------- convenience API
 
     def latency(
@@ -267,7 +183,7 @@ class FaultInjector:
         phase: Phase = Phase.BEFORE,
     ) -> FaultRule:
         """Delay matching requests by *seconds* (``phase=AFTER``: after the resource ran)."""
-        return self.add(FaultRule(FaultKind.LATENCY, resource, probability, times, phase, seconds=seconds))
+        return self._add_rule(FaultKind.LATENCY, resource, probability, times, phase, seconds=seconds)
 
     def http_error(
         self,
@@ -280,8 +196,8 @@ class FaultInjector:
         phase: Phase = Phase.BEFORE,
     ) -> FaultRule:
         """Answer with HTTP *status* and a plain-text (non-XML) body."""
-        return self.add(
-            FaultRule(FaultKind.HTTP_ERROR, resource, probability, times, phase, status=status, body=body)
+        return self._add_rule(
+            FaultKind.HTTP_ERROR, resource, probability, times, phase, status=status, body=body
         )
 
     def drop(
@@ -293,7 +209,7 @@ class FaultInjector:
         phase: Phase = Phase.BEFORE,
     ) -> FaultRule:
         """Close the connection without an answer."""
-        return self.add(FaultRule(FaultKind.DROP, resource, probability, times, phase))
+        return self._add_rule(FaultKind.DROP, resource, probability, times, phase)
 
     def error(
         self,
@@ -306,20 +222,18 @@ class FaultInjector:
         phase: Phase = Phase.BEFORE,
     ) -> FaultRule:
         """Answer Netvisor's failure *code* (``"PERIOD_LOCK"``, …) with *message*."""
-        return self.add(
-            FaultRule(
-                FaultKind.ERROR,
-                resource,
-                probability,
-                times,
-                phase,
-                code=ErrorCode(str(code).upper()),
-                message=message,
-            )
+        return self._add_rule(
+            FaultKind.ERROR,
+            resource,
+            probability,
+            times,
+            phase,
+            code=ErrorCode(str(code).upper()),
+            message=message,
         )
 
     def maintenance_window(
         self, seconds: float, *, resource: str | None = None, message: str | None = None
     ) -> FaultRule:
         """Answer ``SYSTEM_MAINTENANCE`` to every (matching) request for the next *seconds*."""
-        return self.add(FaultRule(FaultKind.MAINTENANCE, resource, seconds=seconds, message=message))
+        return self._add_rule(FaultKind.MAINTENANCE, resource, seconds=seconds, message=message)

@@ -43,17 +43,17 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import enum
 import time
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
 
+from adapters.fake_server import SHUTDOWN_TIMEOUT as SHUTDOWN_TIMEOUT  # re-exported
+from adapters.fake_server import FakeServer, transport_failure
 from adapters.netvisor import signing
 from adapters.netvisor.fake import dtd
 from adapters.netvisor.fake.auth import (
@@ -84,8 +84,6 @@ from adapters.netvisor.fake.wire import CONTENT_TYPE, failed_answer, ok_answer, 
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_TIMEOUT: Final = 1.0
-"""How long ``close()`` lets in-flight requests (e.g. injected latency) finish before cancelling them."""
 DEFAULT_REQUEST_LOG_SIZE: Final = 1000
 CONCURRENCY_TEXT: Final = (
     "Another request for this organisation is still being processed; send one request at a time"
@@ -105,12 +103,6 @@ def company_zone() -> dt.tzinfo:
     except zoneinfo.ZoneInfoNotFoundError:
         log.warning("fake_netvisor.no_tz_database", fallback="UTC")
         return dt.UTC
-
-
-class _Lifecycle(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +128,7 @@ class RequestRecord:
         return asdict(self)
 
 
-class FakeNetvisor:
+class FakeNetvisor(FakeServer):
     """An in-process fake Netvisor: store, authentication, fault injection and an HTTP server.
 
     ``async with FakeNetvisor() as fake:`` serves on ``host:port`` (port 0 picks a free one);
@@ -152,6 +144,8 @@ class FakeNetvisor:
     ``internal_errors`` (bugs of the fake itself; tests assert none), :meth:`in_flight` /
     :meth:`wait_for_in_flight`. A closed fake cannot be started again.
     """
+
+    NAME = "fake Netvisor"
 
     def __init__(
         self,
@@ -170,8 +164,7 @@ class FakeNetvisor:
         random_seed: int = 0,
         request_log_size: int = DEFAULT_REQUEST_LOG_SIZE,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self.clock: Clock = clock or utc_now
         self.zone = zone or company_zone()
         self.behaviour = behaviour or Behaviour()
@@ -192,73 +185,33 @@ class FakeNetvisor:
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._in_flight_changed = asyncio.Event()
         self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
-        self._lifecycle = _Lifecycle.NEW
 
     def _now(self) -> dt.datetime:
         return self.clock()
 
     # ------------------------------------------------------------------------------- lifecycle
 
-    async def start(self) -> Self:
-        """Start serving; refused when already started or closed."""
-        if self._lifecycle is not _Lifecycle.NEW:
-            raise RuntimeError(f"cannot start a fake Netvisor that is {self._lifecycle.value}")
-        self._lifecycle = _Lifecycle.RUNNING
-        runner = web.AppRunner(self.create_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            self._lifecycle = _Lifecycle.CLOSED
-            raise
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        # A wildcard bind is reachable through loopback; that is the URL to hand out.
-        url_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-        if ":" in url_host:
-            url_host = f"[{url_host}]"
-        self._base_url = f"http://{url_host}:{port}"
-        log.info("fake_netvisor.started", url=self._base_url, **self.authenticator.credentials.public())
-        return self
+    def _on_started(self) -> None:
+        log.info("fake_netvisor.started", url=self.url, **self.authenticator.credentials.public())
 
     async def close(self) -> None:
-        """Stop serving (idempotent). In-flight requests get ``SHUTDOWN_TIMEOUT`` to finish."""
-        if self._lifecycle is _Lifecycle.CLOSED:
-            return
-        self._lifecycle = _Lifecycle.CLOSED
+        """Stop serving (idempotent). Injected latencies end at once; in-flight requests get
+        ``SHUTDOWN_TIMEOUT`` to finish."""
         self.release_latency()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            log.info("fake_netvisor.stopped", calls=sum(self.calls.values()), refusals=self.refusals.total)
+        await super().close()
 
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    def _on_stopped(self) -> None:
+        log.info("fake_netvisor.stopped", calls=sum(self.calls.values()), refusals=self.refusals.total)
 
     # ------------------------------------------------------------------------------ addresses
 
     @property
     def url(self) -> str:
         """``http://host:port``, the base URL the connector is configured with."""
-        if self._base_url is None:
-            raise RuntimeError("the fake Netvisor is not running")
-        return self._base_url
+        return self.base_url
 
     def resource_url(self, resource: str, query: str = "") -> str:
         return f"{self.url}/{resource}" + (f"?{query}" if query else "")
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.url}/admin"
 
     @property
     def credentials(self) -> Credentials:
@@ -456,7 +409,7 @@ class FakeNetvisor:
         if plan.latency_before:
             await self._pause(plan.latency_before)
         if plan.before is not None:
-            if plan.before.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+            if plan.before.is_transport_failure:
                 return exchange.transport_failure(plan.before)
             status, payload, outcome, refusal = exchange.injected(plan.before)
         else:
@@ -464,7 +417,7 @@ class FakeNetvisor:
         if plan.latency_after:
             await self._pause(plan.latency_after)
         if plan.after is not None:
-            if plan.after.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+            if plan.after.is_transport_failure:
                 return exchange.transport_failure(plan.after)
             status, payload, outcome, refusal = exchange.injected(plan.after)
         return exchange.respond(status, payload, outcome, refusal)
@@ -559,12 +512,7 @@ class _Exchange:
         self._record(
             rule.status if rule.kind is FaultKind.HTTP_ERROR else 0, f"injected:{rule.kind.value}", None
         )
-        if rule.kind is FaultKind.HTTP_ERROR:
-            return web.Response(status=rule.status, text=rule.body, content_type="text/plain")
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()  # no FIN handshake, no answer: what a crashed proxy looks like
-        return web.Response()  # never reaches the client: the connection is gone
+        return transport_failure(self.request, rule)
 
     def _record(self, status: int, outcome: str, refusal: RefusalKind | None) -> None:
         headers = self.request.headers

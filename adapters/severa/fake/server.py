@@ -28,20 +28,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import enum
 import functools
 import hmac
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from xml.sax.saxutils import quoteattr
 
 import structlog
 from aiohttp import web
 from lxml import etree
 
+from adapters.fake_server import SHUTDOWN_TIMEOUT as SHUTDOWN_TIMEOUT  # re-exported
+from adapters.fake_server import FakeServer, transport_failure
 from adapters.severa.fake import backoffice
 from adapters.severa.fake.codec import SoapCodec, get_codec
 from adapters.severa.fake.faults import FaultInjector, FaultKind, FaultRule
@@ -82,9 +82,6 @@ NO_AUTH_OPERATIONS: Final = frozenset({"GetVersion", "GetEntitySchemaVersion"})
 """The only operations Severa answers without an API key."""
 MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 """Severa's advice for message size; requests up to this are accepted."""
-SHUTDOWN_TIMEOUT: Final = 1.0
-"""How long ``close()`` lets in-flight requests (e.g. injected latency) finish before cancelling them."""
-
 AUTH_MISSING: Final = "Access denied: no API key was sent (WebServicePassword SOAP header)."
 AUTH_INVALID: Final = "Access denied: the API key is not valid."
 
@@ -122,12 +119,6 @@ class HourEntryRefused(ValueError):
     """An hour entry entered or edited by hand that Severa would refuse; the message says why."""
 
 
-class _Lifecycle(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
 @functools.cache
 def _wsdl_template(path: Path) -> bytes:
     return path.read_bytes()
@@ -138,7 +129,7 @@ def soap_action(header: str | None) -> str:
     return (header or "").strip().strip('"').strip()
 
 
-class FakeSevera:
+class FakeSevera(FakeServer):
     """An in-process fake Severa: store, quota, fault injection and an HTTP server around them.
 
     ``async with FakeSevera(api_key="k", seed=DEMO_SEED_PATH) as fake:`` starts it on
@@ -160,6 +151,8 @@ class FakeSevera:
     A closed fake cannot be started again.
     """
 
+    NAME = "fake Severa"
+
     def __init__(
         self,
         *,
@@ -174,9 +167,8 @@ class FakeSevera:
     ) -> None:
         if not api_key:
             raise ValueError("the fake needs a non-empty API key")
+        super().__init__(host=host, port=port)
         self._api_key = api_key
-        self._host = host
-        self._port = port
         self._wsdl_path = wsdl_path
         self.clock: Clock = clock or utc_now
         self.store = SeveraStore()
@@ -186,67 +178,23 @@ class FakeSevera:
         self._seed_document = read_seed(DEMO_SEED_PATH if seed is None else seed)
         apply_seed(self.store, self._seed_document, now=self.clock())
         self._codec: SoapCodec | None = None
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
-        self._lifecycle = _Lifecycle.NEW
         self._wsdl_cache: dict[str, bytes] = {}
         self.internal_errors: list[BaseException] = []
         """Exceptions the fake itself raised while answering (a bug in the fake); tests assert none."""
 
     # ------------------------------------------------------------------------------- lifecycle
 
-    async def start(self) -> Self:
-        """Start serving; refused when already started or closed."""
-        if self._lifecycle is not _Lifecycle.NEW:
-            raise RuntimeError(f"cannot start a fake Severa that is {self._lifecycle.value}")
-        self._lifecycle = _Lifecycle.RUNNING
+    async def _prepare(self) -> None:
         # Building the codec parses the WSDL (once per process): keep it off the event loop.
         self._codec = await asyncio.to_thread(get_codec, self._wsdl_path)
-        runner = web.AppRunner(self.create_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            self._lifecycle = _Lifecycle.CLOSED
-            raise
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        # A wildcard bind is reachable through loopback; that is the URL to hand out.
-        url_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-        if ":" in url_host:
-            url_host = f"[{url_host}]"
-        self._base_url = f"http://{url_host}:{port}"
+
+    def _on_started(self) -> None:
         log.info("fake_severa.started", url=self.url)
-        return self
 
-    async def close(self) -> None:
-        """Stop serving (idempotent). In-flight requests get ``SHUTDOWN_TIMEOUT`` to finish."""
-        if self._lifecycle is _Lifecycle.CLOSED:
-            return
-        self._lifecycle = _Lifecycle.CLOSED
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            log.info("fake_severa.stopped", calls=sum(self.calls.values()))
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    def _on_stopped(self) -> None:
+        log.info("fake_severa.stopped", calls=sum(self.calls.values()))
 
     # ------------------------------------------------------------------------------ addresses
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port`` of the running server."""
-        if self._base_url is None:
-            raise RuntimeError("the fake Severa is not running")
-        return self._base_url
 
     @property
     def url(self) -> str:
@@ -256,10 +204,6 @@ class FakeSevera:
     @property
     def wsdl_url(self) -> str:
         return f"{self.url}/WSDL"
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.base_url}/admin"
 
     @property
     def codec(self) -> SoapCodec:
@@ -462,7 +406,7 @@ class FakeSevera:
         plan = self.faults.plan(operation.name)
         if plan.latency_before:
             await asyncio.sleep(plan.latency_before)
-        if plan.before is not None and plan.before.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+        if plan.before is not None and plan.before.is_transport_failure:
             return self._transport_failure(request, operation, plan.before, started)
 
         status, payload, outcome = self._answer(operation, body, injected=plan.before)
@@ -470,7 +414,7 @@ class FakeSevera:
         if plan.latency_after:
             await asyncio.sleep(plan.latency_after)
         if plan.after is not None:
-            if plan.after.kind in (FaultKind.DROP, FaultKind.HTTP_ERROR):
+            if plan.after.is_transport_failure:
                 return self._transport_failure(request, operation, plan.after, started)
             quota = self.quota.peek(self.clock())
             fault = self._injected_fault(plan.after)
@@ -556,12 +500,7 @@ class FakeSevera:
             phase=rule.phase.value,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        if rule.kind is FaultKind.HTTP_ERROR:
-            return web.Response(status=rule.status, text=rule.body, content_type="text/plain")
-        transport = request.transport
-        if transport is not None:
-            transport.abort()  # no FIN handshake, no answer: what a crashed proxy looks like
-        return web.Response()  # never reaches the client: the connection is gone
+        return transport_failure(request, rule)
 
 
 def _xml(payload: bytes, *, status: int) -> web.Response:
