@@ -640,7 +640,12 @@ async def still_broken(session: DlqSession, names: Names) -> AsyncIterator[None]
 
 
 def test_flows_are_found_by_queue_for_what_the_broker_dead_lettered() -> None:
-    assert flows_by_queue(Names(prefix="x.")) == {"x.q.workhours": "work_hours"}
+    assert flows_by_queue(Names(prefix="x.")) == {
+        "x.q.workhours": "work_hours",
+        "x.q.accounting.customers": "accounting_customers",
+        "x.q.accounting.invoices": "accounting_invoices",
+        "x.q.severa.invoice-updates": "severa_invoice_updates",
+    }
 
 
 async def test_the_sqlite_store_is_shared_by_processes_on_one_host(tmp_path: Path) -> None:
