@@ -104,10 +104,11 @@ async def topology(names: Names, amqp_connection: aio_pika.abc.AbstractConnectio
     # Everything a pod of this test may have declared, the accounting flows' queues included (the
     # pods declare those themselves): a leaked quorum queue is a Raft group the broker keeps running,
     # and a few hundred of them stall it for every later test. Deleting a missing queue is a no-op.
-    everything = build_topology(
-        names, retry_ladder=TEST_RETRY_LADDER, flows=(work_hours_queue(names), *accounting_flow_queues(names))
-    )
-    for queue in everything.queues:
+    flows = (work_hours_queue(names), *accounting_flow_queues(names))
+    everything = build_topology(names, retry_ladder=TEST_RETRY_LADDER, flows=flows)
+    # A pod on the production defaults declares the default ladder's wait queues too.
+    default_ladder = build_topology(names, flows=flows)
+    for queue in (*everything.queues, *default_ladder.queues):
         await channel.queue_delete(queue.name)
     for exchange in everything.exchanges:
         await channel.exchange_delete(exchange.name)
