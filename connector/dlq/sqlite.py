@@ -119,7 +119,13 @@ class SqliteStore(SqlStore):
 
     def _make_engine(self) -> AsyncEngine:
         async def connect() -> aiosqlite.Connection:
-            return await self._connect(may_create=self._create)
+            db = await self._connect(may_create=self._create)
+            try:
+                await self._switch_to_wal(db)
+            except BaseException:
+                await db.close()
+                raise
+            return db
 
         # No reset when a connection goes back to the pool: every session ends its transaction
         # itself (commit, or the rollback of closing), and a reset would be one more round trip
@@ -135,6 +141,27 @@ class SqliteStore(SqlStore):
         sqlite_begin_immediate(engine)
         event.listen(engine.sync_engine, "connect", _configure)
         return engine
+
+    async def _switch_to_wal(self, db: aiosqlite.Connection) -> None:
+        """WAL, so that readers never block the writer; retried up to ``busy_timeout``.
+
+        SQLite answers a journal-mode switch that races another connection's with ``SQLITE_BUSY``
+        at once, without calling the busy handler (seen with four stores creating one new file
+        together), so the wait the timeout promises is ours to do here.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+                if not busy or loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)  # a back-off between attempts, not a synchronisation
+            pause = min(pause * 2, 0.25)
 
     async def _require_schema(self) -> None:
         """Refuse, before writing a byte (the WAL switch included), a file that is not a store: the
@@ -284,13 +311,12 @@ class _AiosqliteDriver:
 
 
 def _configure(dbapi_connection: Any, _record: Any) -> None:
-    """Every connection: WAL (readers never block the writer), and a commit that survives power loss.
+    """Every connection: a commit that survives power loss (WAL is switched on as it connects).
 
     Constant statements: PRAGMAs take no bound parameters.
     """
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
