@@ -9,14 +9,18 @@ wait_port() {  # host port seconds
   return 1
 }
 
+# The venv holds exactly the lock's versions (requirements/dev.txt, written by scripts/lock.sh), each
+# file's hash checked, then the project itself, editable, with nothing resolved or fetched (the lock
+# has the build backend too). Reinstalled when pyproject.toml or the lock changed.
 ensure_venv() {
   local stamp=.venv/.installed
   if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
   fi
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/dev.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    .venv/bin/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
     touch "$stamp"
   fi
 }

@@ -1,0 +1,1 @@
+"""Build-time helpers of the wheel (never shipped in it)."""
