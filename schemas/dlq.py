@@ -26,8 +26,8 @@ MAX_AUDIT_IDS: Final = 1000
 MAX_AUDIT_BODY_CHARS: Final = 65536
 """An edit's before/after bodies in an audit record are cut here (the store keeps the original)."""
 
-DeadLetterStatus = Literal["parked", "replaying", "replayed", "purged"]
-AuditCommand = Literal["replay", "edit", "purge", "import", "export"]
+DeadLetterStatus = Literal["parked", "replaying", "replayed", "purged", "archived"]
+AuditCommand = Literal["replay", "edit", "purge", "archive", "restore", "import", "export"]
 AuditOutcome = Literal["started", "ok", "partial", "failed", "interrupted", "canary_failed", "dry_run"]
 
 

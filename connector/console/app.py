@@ -15,33 +15,47 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from connector.config import DlqSettings
 from connector.console import views
 from connector.console.auth import SESSION_COOKIE, SESSION_SECONDS, Authenticator, Identity, clean_operator
+from connector.console.runs import ConsoleRun, RunRegistry
 from connector.dlq.grouping import GroupBy
 from connector.dlq.operations import (
     DlqSession,
     InvalidEdit,
     PeerUnreachable,
     ReplayOptions,
+    ReplayOutcome,
+    archive,
     edit,
     list_groups,
     list_page,
+    narrow_by_body,
     open_session,
     replay,
     replay_selection,
     resolve_ids,
+    restore,
     show,
 )
 from connector.dlq.records import Group, Status
-from connector.dlq.selection import OPEN_STATUSES, Filter, parse_moment, parse_statuses
+from connector.dlq.selection import (
+    OPEN_STATUSES,
+    Filter,
+    check_id_prefix,
+    parse_body_match,
+    parse_moment,
+    parse_statuses,
+)
 from connector.dlq.store import StoreUnavailable
 from connector.errors import ConfigError, ConnectorError, UsageError
 from connector.logging import get_logger
@@ -65,8 +79,12 @@ LOGIN_COOKIE: Final = "console_login"
 PUBLIC: Final = ("/login", "/healthz", "/static/")
 REPLAY_STATUSES: Final[frozenset[Status]] = frozenset({"parked", "replaying", "replayed"})
 GROUP_PAGE_ROWS: Final = 200
+SEARCH_ROWS: Final = 200
 TOP_GROUPS: Final = 3
+SEARCH_FIELDS: Final = ("flow", "reason", "text", "source", "since", "until", "status", "body")
+SOURCES: Final = ("connector", "broker", "unknown")
 _GROUP_ID: Final = re.compile(r"^g-[0-9a-f]{12}$")
+_REPLAY_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +98,18 @@ class ConsoleConfig:
 
 
 CONFIG: Final = web.AppKey("console_config", ConsoleConfig)
+RUNS: Final = web.AppKey("console_runs", RunRegistry)
 
 
 def create_app(config: ConsoleConfig) -> web.Application:
     app = web.Application(middlewares=[security_headers, authenticate], client_max_size=256 * 1024)
     app[CONFIG] = config
+    app[RUNS] = RunRegistry()
+
+    async def stop_runs(app: web.Application) -> None:
+        await app[RUNS].aclose()
+
+    app.on_shutdown.append(stop_runs)
     app.add_routes(
         [
             web.get("/healthz", healthz),
@@ -94,10 +119,14 @@ def create_app(config: ConsoleConfig) -> web.Application:
             web.get("/", overview),
             web.get("/groups", groups),
             web.get("/groups/{group}", group),
+            web.get("/search", search),
             web.get("/messages/{id}", message),
             web.post("/messages/{id}/edit", edit_message),
             web.post("/replay/preview", replay_preview),
             web.post("/replay", replay_confirmed),
+            web.get("/runs/{replay_id}", run_page),
+            web.post("/archive", archive_selected),
+            web.post("/restore", restore_selected),
             web.get("/audit", audit),
             web.static("/static", STATIC_DIR, show_index=False, follow_symlinks=False),
         ]
@@ -299,25 +328,61 @@ async def overview(request: web.Request) -> web.Response:
                     oldest=min(tops, key=lambda g: g.first_failure_at) if tops else None,
                 )
             )
-        return _html(views.overview_page(summaries, _viewer(request)))
+        pods = await session.store.pods()
+        return _html(views.overview_page(summaries, pods, _viewer(request), now=now))
 
     return await _with_session(request, work)
 
 
+def _search_values(request: web.Request) -> dict[str, str]:
+    return {k: request.query.get(k, "").strip() for k in SEARCH_FIELDS}
+
+
+async def _search_filter(session: DlqSession, values: dict[str, str]) -> Filter | None:
+    """The filter the search form describes (None: the body field matches nothing).
+
+    Flow, reason, source: exact; error text: substring of reason or message; since/until: the
+    last failure (``2h``, ``7d`` or an ISO date); body: ``field=value`` or ``field~text``.
+    """
+    now = dt.datetime.now(dt.UTC)
+    source = values["source"]
+    if source and source not in SOURCES:
+        raise UsageError(f"source {source!r}: one of {', '.join(SOURCES)}")
+    selection = Filter(
+        statuses=parse_statuses([values["status"]] if values["status"] else [], default=OPEN_STATUSES),
+        flows=(values["flow"],) if values["flow"] else (),
+        reasons=(values["reason"],) if values["reason"] else (),
+        sources=(source,) if source else (),
+        text=values["text"] or None,
+        since=parse_moment(values["since"], now=now) if values["since"] else None,
+        until=parse_moment(values["until"], now=now) if values["until"] else None,
+    )
+    if not values["body"]:
+        return selection
+    return await narrow_by_body(session, selection, [parse_body_match(values["body"])])
+
+
 async def groups(request: web.Request) -> web.Response:
-    query = request.query
-    filters = {k: query.get(k, "").strip() for k in ("flow", "text", "since", "status")}
+    values = _search_values(request)
 
     async def work(session: DlqSession) -> web.Response:
-        now = dt.datetime.now(dt.UTC)
-        selection = Filter(
-            statuses=parse_statuses([filters["status"]] if filters["status"] else [], default=OPEN_STATUSES),
-            flows=(filters["flow"],) if filters["flow"] else (),
-            text=filters["text"] or None,
-            since=parse_moment(filters["since"], now=now) if filters["since"] else None,
-        )
-        found = await list_groups(session, selection, GroupBy.ERROR)
-        return _html(views.groups_page(found, filters, _viewer(request)))
+        selection = await _search_filter(session, values)
+        found = await list_groups(session, selection, GroupBy.ERROR) if selection is not None else []
+        return _html(views.groups_page(found, values, _viewer(request)))
+
+    return await _with_session(request, work)
+
+
+async def search(request: web.Request) -> web.Response:
+    """The dead letters the filters select, with checkboxes: replay (dry run first) or archive them."""
+    values = _search_values(request)
+
+    async def work(session: DlqSession) -> web.Response:
+        selection = await _search_filter(session, values)
+        listed = await list_page(session, selection, limit=SEARCH_ROWS) if selection is not None else None
+        records = listed.records if listed is not None else []
+        total = listed.total if listed is not None else 0
+        return _html(views.search_page(records, total, values, _viewer(request)))
 
     return await _with_session(request, work)
 
@@ -354,19 +419,45 @@ async def audit(request: web.Request) -> web.Response:
     return await _with_session(request, work)
 
 
+async def run_page(request: web.Request) -> web.Response:
+    """A replay's progress (refreshing itself while it runs), then its result."""
+    replay_id = request.match_info["replay_id"]
+    if not _REPLAY_ID.match(replay_id):
+        raise web.HTTPNotFound(text="no such replay")
+    started = request.app[RUNS].get(replay_id)
+
+    async def work(session: DlqSession) -> web.Response:
+        recorded = await session.store.run(replay_id)
+        if recorded is None and started is None:
+            return _html(views.error_page(404, f"no replay {replay_id}", _viewer(request)), status=404)
+        progress = await session.store.run_progress(replay_id)
+        return _html(views.run_page(replay_id, recorded, progress, started, _viewer(request)))
+
+    return await _with_session(request, work)
+
+
 # -- actions ---------------------------------------------------------------------------------------
 
+REPLAY_FIELDS: Final = ("group", "reason", "canary", "canary_only", "rate", "again")
 
-def _replay_form(form: object) -> tuple[dict[str, str], ReplayOptions, str | None, str | None]:
-    """The replay form's fields, checked: (echo for the confirm form, options, group, id)."""
-    values = {k: _text(form, k) for k in ("group", "id", "reason", "canary", "canary_only", "rate", "again")}
+
+def _ids(form: object) -> list[str]:
+    """The dead-letter ids a form names (checkboxes ``id``), each checked to be a hex id."""
+    values = form.getall("id", []) if isinstance(form, MultiMapping) else []
+    return list(dict.fromkeys(check_id_prefix(v) for v in values if isinstance(v, str) and v.strip()))
+
+
+def _replay_form(form: object) -> tuple[dict[str, str], ReplayOptions, str | None, list[str]]:
+    """The replay form's fields, checked: (echo for the confirm form, options, group, ids)."""
+    values = {k: _text(form, k) for k in REPLAY_FIELDS}
     if not values["reason"]:
         raise UsageError("say why you replay: the reason goes into the audit log")
     group_key = values["group"] or None
     if group_key is not None and not _GROUP_ID.match(group_key):
         raise UsageError(f"{group_key!r} is not a failure group id")
-    if group_key is None and not values["id"]:
-        raise UsageError("replay what? name a failure group or a dead letter")
+    ids = _ids(form)
+    if group_key is None and not ids:
+        raise UsageError("replay what? tick dead letters, or name a failure group or a dead letter")
     try:
         canary = int(values["canary"] or "0")
         rate = float(values["rate"]) if values["rate"] else None
@@ -382,45 +473,115 @@ def _replay_form(form: object) -> tuple[dict[str, str], ReplayOptions, str | Non
         canary_only=canary_only,
         rate=rate,
     )
-    return values, options, group_key, values["id"] or None
+    return values, options, group_key, ids
 
 
-async def _replay(request: web.Request, *, dry_run: bool) -> web.Response:
+def _with_dry_run(options: ReplayOptions, dry_run: bool) -> ReplayOptions:
+    return ReplayOptions(
+        reason=options.reason,
+        again=options.again,
+        canary=options.canary,
+        canary_only=options.canary_only,
+        rate=options.rate,
+        dry_run=dry_run,
+    )
+
+
+async def _replay_target(session: DlqSession, group_key: str | None, ids: list[str]) -> Filter:
+    """Ticked ids win over the group (a selection within it); ids are resolved as ``dlq`` does."""
+    if ids:
+        return replay_selection(await resolve_ids(session.store, ids), Filter(), everything=False)
+    return replay_selection(
+        [], Filter(groups=(group_key,) if group_key else (), statuses=REPLAY_STATUSES), everything=False
+    )
+
+
+async def replay_preview(request: web.Request) -> web.Response:
+    """The dry run: the plan, audited as a dry run, and the form that confirms exactly it."""
     form = await request.post()
     viewer = _viewer(request)
     try:
-        values, options, group_key, dead_letter_id = _replay_form(form)
+        values, options, group_key, ids = _replay_form(form)
     except UsageError as exc:
         return _html(views.error_page(400, exc.message, viewer), status=400)
 
     async def work(session: DlqSession) -> web.Response:
-        ids = await resolve_ids(session.store, [dead_letter_id]) if dead_letter_id else []
-        selection = replay_selection(
-            ids, Filter(groups=(group_key,) if group_key else (), statuses=REPLAY_STATUSES), everything=False
-        )
-        opts = ReplayOptions(
-            reason=options.reason,
-            again=options.again,
-            canary=options.canary,
-            canary_only=options.canary_only,
-            rate=options.rate,
-            dry_run=dry_run,
-        )
-        outcome = await replay(session, selection, opts)
-        if dry_run:
-            return _html(views.plan_page(outcome, values, viewer))
-        log.info("console_replay", operator=viewer.operator, selected=len(outcome.plan.eligible))
-        return _html(views.result_page(outcome, viewer))
+        selection = await _replay_target(session, group_key, ids)
+        outcome = await replay(session, selection, _with_dry_run(options, True))
+        return _html(views.plan_page(outcome, values, ids, viewer))
 
     return await _with_session(request, work, need_broker=True)
 
 
-async def replay_preview(request: web.Request) -> web.Response:
-    return await _replay(request, dry_run=True)
-
-
 async def replay_confirmed(request: web.Request) -> web.Response:
-    return await _replay(request, dry_run=False)
+    """Start the replay as a task of the console and send the browser to its live page."""
+    form = await request.post()
+    viewer = _viewer(request)
+    try:
+        _, options, group_key, ids = _replay_form(form)
+    except UsageError as exc:
+        return _html(views.error_page(400, exc.message, viewer), status=400)
+    settings = request.app[CONFIG].settings
+    replay_id = uuid.uuid4().hex
+
+    async def work() -> ReplayOutcome:
+        async with open_session(settings, operator=viewer.operator, need_broker=True) as session:
+            selection = await _replay_target(session, group_key, ids)
+            outcome = await replay(session, selection, _with_dry_run(options, False), replay_id=replay_id)
+        log.info(
+            "console_replay",
+            operator=viewer.operator,
+            replay_id=replay_id,
+            selected=len(outcome.plan.eligible),
+            status=outcome.report.status if outcome.report else "nothing eligible",
+        )
+        return outcome
+
+    request.app[RUNS].start(ConsoleRun(replay_id=replay_id, operator=viewer.operator, selected=0), work())
+    return _see_other(f"/runs/{replay_id}")
+
+
+async def _move(request: web.Request, *, archiving: bool) -> web.Response:
+    form = await request.post()
+    viewer = _viewer(request)
+    reason = _text(form, "reason")
+    group_key = _text(form, "group") or None
+    try:
+        ids = _ids(form)
+        if not reason:
+            raise UsageError(
+                f"say why you {'archive' if archiving else 'restore'}: the reason goes into the audit log"
+            )
+        if group_key is not None and not _GROUP_ID.match(group_key):
+            raise UsageError(f"{group_key!r} is not a failure group id")
+        if not ids and group_key is None:
+            raise UsageError("tick the dead letters first, or name a failure group")
+    except UsageError as exc:
+        return _html(views.error_page(400, exc.message, viewer), status=400)
+
+    async def work(session: DlqSession) -> web.Response:
+        if ids:
+            selection = Filter(ids=tuple(await resolve_ids(session.store, ids)), statuses=frozenset())
+        else:
+            selection = Filter(groups=(group_key,) if group_key else (), statuses=frozenset())
+        act = archive if archiving else restore
+        moved = await act(session, selection, reason=reason)
+        log.info(
+            "console_archive" if archiving else "console_restore",
+            operator=viewer.operator,
+            moved=len(moved.moved),
+        )
+        return _html(views.moved_page(moved, archiving=archiving, group=group_key, viewer=viewer))
+
+    return await _with_session(request, work, need_broker=True)
+
+
+async def archive_selected(request: web.Request) -> web.Response:
+    return await _move(request, archiving=True)
+
+
+async def restore_selected(request: web.Request) -> web.Response:
+    return await _move(request, archiving=False)
 
 
 async def edit_message(request: web.Request) -> web.Response:

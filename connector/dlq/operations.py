@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Final, TextIO
 
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
@@ -39,13 +39,13 @@ from connector.dlq.grouping import GroupBy
 from connector.dlq.ingest import DeadLetterIngester, IngesterCounts, Ingestor, IngestReport
 from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
 from connector.dlq.replay import Progress, Replayer, ReplayReport, ReplayRequest
-from connector.dlq.selection import Filter, ReplayPlan, check_id_prefix, plan_replay
+from connector.dlq.selection import BodyMatch, Filter, ReplayPlan, check_id_prefix, plan_replay
 from connector.dlq.store import DeadLetterStore, StoreMissing, StoreUnavailable, open_store
 from connector.dlq.transfer import export_lines, read_lines
 from connector.errors import SystemicError, UsageError
 from connector.logging import get_logger
 from connector.topology import Names, dlq_audit_topology
-from schemas.dlq import MAX_AUDIT_BODY_CHARS, AuditOutcome
+from schemas.dlq import MAX_AUDIT_BODY_CHARS, AuditCommand, AuditOutcome
 
 log = get_logger(__name__)
 
@@ -306,6 +306,39 @@ async def list_groups(session: DlqSession, selection: Filter, by: GroupBy) -> li
     return await session.store.groups(selection, by)
 
 
+MAX_BODY_SCAN: Final = 20_000
+"""Dead letters a body-field search reads at most (it reads every body the other filters leave)."""
+BODY_SCAN_PAGE: Final = 500
+
+
+async def narrow_by_body(
+    session: DlqSession, selection: Filter, matches: Sequence[BodyMatch]
+) -> Filter | None:
+    """``selection`` limited to the dead letters whose JSON body matches every one of ``matches``,
+    as explicit ids; None when none does. Bodies are read and compared here, not in SQL: a body
+    need not be JSON (nor UTF-8), and neither backend can skip a bad one inside a query.
+
+    Refused (one line, naming the count) when the other filters leave more than
+    :data:`MAX_BODY_SCAN` dead letters to read.
+    """
+    if not matches:
+        return selection
+    total = await session.store.count(selection)
+    if total > MAX_BODY_SCAN:
+        raise UsageError(
+            f"a body-field search reads every dead letter the other filters leave: {total} do, at most "
+            f"{MAX_BODY_SCAN}; narrow by flow, group, reason or time first"
+        )
+    ids: list[str] = []
+    for offset in range(0, total, BODY_SCAN_PAGE):
+        for row in await session.store.find(selection, limit=BODY_SCAN_PAGE, offset=offset):
+            if all(match.matches(row.body) for match in matches):
+                ids.append(row.id)
+    if not ids:
+        return None
+    return Filter(ids=tuple(ids), statuses=selection.statuses)
+
+
 @dataclass(frozen=True, slots=True)
 class Shown:
     record: DeadLetterRecord
@@ -370,8 +403,13 @@ async def replay(
     *,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], Progress] | None = None,
+    replay_id: str | None = None,
 ) -> ReplayOutcome:
-    """Plan (frozen selection), then dry-run or replay it; see :mod:`connector.dlq.replay`."""
+    """Plan (frozen selection), then dry-run or replay it; see :mod:`connector.dlq.replay`.
+
+    ``replay_id`` names the run in advance (the console shows its live progress under that id);
+    by default a fresh one.
+    """
     bus, auditor = session.require_broker()
     store = session.store
     live = await store.live_runs()  # also marks runs that died as interrupted
@@ -399,7 +437,7 @@ async def replay(
         return outcome
     if not plan.eligible:
         return outcome
-    replay_id = uuid.uuid4().hex
+    replay_id = replay_id or uuid.uuid4().hex
     settings = session.settings.dlq
     async with auditor.action(
         "replay",
@@ -630,6 +668,82 @@ async def purge(
         if action.failed_ids:
             action.outcome = "partial"
     return Purged(len(ids), purged, confirmed=True, audit_error=action.finish_error)
+
+
+# --------------------------------------------------------------------------------------------------
+# Archive and restore: set dead letters aside without deleting anything
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What an archive or restore did: the rows it moved, and why the others were left."""
+
+    selected: int
+    moved: list[str]
+    skipped: dict[str, str]
+    audit_id: str | None = None
+    audit_error: str | None = None
+
+
+_ARCHIVABLE: Final = frozenset({"parked", "replayed"})
+
+
+def _why_not(status: str, *, archiving: bool) -> str | None:
+    if archiving:
+        if status in _ARCHIVABLE:
+            return None
+        return {
+            "archived": "already archived",
+            "replaying": "being replayed",
+            "purged": "purged",
+        }.get(status, status)
+    return None if status == "archived" else f"not archived ({status})"
+
+
+async def archive(session: DlqSession, selection: Filter, *, reason: str, everything: bool = False) -> Moved:
+    """Set parked or replayed dead letters aside (status ``archived``; body and history kept).
+
+    Archived rows leave the open views and every replay until :func:`restore` puts them back; the
+    console offers this instead of deleting anything. Audited as ``archive``.
+    """
+    return await _move(session, selection, reason=reason, everything=everything, archiving=True)
+
+
+async def restore(session: DlqSession, selection: Filter, *, reason: str, everything: bool = False) -> Moved:
+    """Put archived dead letters back as they were (``replayed`` if they ever were, else ``parked``)."""
+    return await _move(session, selection, reason=reason, everything=everything, archiving=False)
+
+
+async def _move(
+    session: DlqSession, selection: Filter, *, reason: str, everything: bool, archiving: bool
+) -> Moved:
+    _, auditor = session.require_broker()
+    command: AuditCommand = "archive" if archiving else "restore"
+    if not reason.strip():
+        raise UsageError(f"say why you {command}: the reason goes into the audit log")
+    if not selection.narrows and not everything:
+        raise UsageError(f"{command} needs ids, a group or a filter (or --all for every match)")
+    store = session.store
+    candidates = await store.candidates(selection)
+    skipped = {c.id: why for c in candidates if (why := _why_not(c.status, archiving=archiving)) is not None}
+    ids = [c.id for c in candidates if c.id not in skipped]
+    if not ids:
+        return Moved(len(candidates), [], skipped)
+    move = store.archive if archiving else store.restore
+    async with auditor.action(command, reason=reason, selection=audit_selection(selection, ids)) as action:
+        moved = await move(
+            ids, operator=session.operator, audit_id=action.audit_id, now=dt.datetime.now(dt.UTC)
+        )
+        done = set(moved)
+        # A replay may have claimed a row between the look and the move: it is left to the replay.
+        for i in ids:
+            if i not in done:
+                skipped[i] = "changed meanwhile (being replayed?)"
+        action.counts = {"selected": len(candidates), "moved": len(moved), "skipped": len(skipped)}
+        action.failed_ids = [i for i in ids if i not in done]
+        if action.failed_ids:
+            action.outcome = "partial"
+    return Moved(len(candidates), moved, skipped, action.audit_id, action.finish_error)
 
 
 EXPORT_PAGE = 1000

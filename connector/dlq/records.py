@@ -6,10 +6,14 @@ A record's lifecycle (``status``)::
       ▲                          │ publish refused / not confirmed
       └──────────────────────────┘
     parked / replayed ──purge──► purged (body dropped, the row stays for the audit)
+    parked / replayed ──archive──► archived ──restore──► parked (replayed if it ever was)
 
 A row stuck in ``replaying`` belongs to a replay run that died (SIGKILL, lost pod): the next replay
 finds the run dead (its lock is free) and sends the row again. That may deliver the message twice;
 the flows' idempotency (the work-hours ledger) makes the second delivery an "unchanged" no-op.
+
+``archived`` sets a dead letter aside without losing anything: it leaves the open views and
+every replay, keeps its body, and ``restore`` puts it back as it was (the console never deletes).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-Status = Literal["parked", "replaying", "replayed", "purged"]
-STATUSES: Final[tuple[Status, ...]] = ("parked", "replaying", "replayed", "purged")
+Status = Literal["parked", "replaying", "replayed", "purged", "archived"]
+STATUSES: Final[tuple[Status, ...]] = ("parked", "replaying", "replayed", "purged", "archived")
 Source = Literal["connector", "broker", "unknown"]
-EventKind = Literal["ingested", "imported", "edited", "replayed", "replay_failed", "purged"]
+EventKind = Literal[
+    "ingested", "imported", "edited", "replayed", "replay_failed", "purged", "archived", "restored"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +132,27 @@ class ReplayRun:
     finished_at: dt.datetime | None = None
     replayed: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PodHeartbeat:
+    """What a connector pod last said about itself (``<prefix>pod_heartbeats``, one row per pod).
+
+    ``circuits`` maps each circuit the pod runs to its state (``closed``, ``open``, ``half_open``);
+    ``interval_seconds`` is how often the pod beats, so a reader can tell a stale row by itself.
+    """
+
+    pod: str
+    role: str
+    flows: tuple[str, ...]
+    circuits: dict[str, str]
+    ready: bool
+    reasons: tuple[str, ...]
+    version: str | None
+    interval_seconds: float
+    started_at: dt.datetime
+    beat_at: dt.datetime
+
+    def alive(self, now: dt.datetime, *, missed: int = 3) -> bool:
+        """Whether the pod beat within ``missed`` of its intervals (else it is shown as down)."""
+        return now - self.beat_at <= dt.timedelta(seconds=self.interval_seconds * missed)

@@ -13,6 +13,7 @@ the last two hours".
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Filter:
     ids: tuple[str, ...] = ()
     statuses: frozenset[Status] = OPEN_STATUSES
     flows: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
     error_classes: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
@@ -66,6 +68,7 @@ class Filter:
         return bool(
             self.ids
             or self.flows
+            or self.sources
             or self.queues
             or self.error_classes
             or self.reasons
@@ -84,6 +87,7 @@ class Filter:
         described: dict[str, Any] = {"statuses": sorted(self.statuses) or ["any"]}
         for name in (
             "flows",
+            "sources",
             "queues",
             "error_classes",
             "reasons",
@@ -113,6 +117,7 @@ class Filter:
             return False
         checks: tuple[tuple[tuple[str, ...], str | None], ...] = (
             (self.flows, record.flow),
+            (self.sources, record.source),
             (self.queues, record.original_queue),
             (self.error_classes, record.error_class),
             (self.reasons, record.reason),
@@ -152,6 +157,50 @@ def header_text(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class BodyMatch:
+    """``field=value`` (the body's JSON field equals ``value`` as text) or ``field~text`` (contains,
+    case-insensitively). ``field`` is a dotted path into the JSON body: ``user.code``."""
+
+    path: tuple[str, ...]
+    value: str
+    contains: bool = False
+
+    def __str__(self) -> str:
+        return ".".join(self.path) + ("~" if self.contains else "=") + self.value
+
+    def matches(self, body: bytes | None) -> bool:
+        found = body_field(body, self.path)
+        if found is None:
+            return False
+        if self.contains:
+            return self.value.lower() in found.lower()
+        return found == self.value
+
+
+def body_field(body: bytes | None, path: Sequence[str]) -> str | None:
+    """The body's JSON field at ``path`` as text (JSON's spelling of scalars, objects as JSON), or
+    None when the body is not JSON or has no such field."""
+    if body is None:
+        return None
+    try:
+        value: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    for part in path:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, str):
+        return value
+    return header_text(value)
+
+
 # --------------------------------------------------------------------------------------------------
 # Parsing what operators type
 
@@ -182,6 +231,17 @@ def parse_header_match(text: str) -> HeaderMatch:
     if not name:
         raise UsageError(f"--header {text!r}: expected name=value or name")
     return HeaderMatch(name, value if sep else None)
+
+
+def parse_body_match(text: str) -> BodyMatch:
+    """``user_code=NEWBIE`` (equals) or ``description~overtime`` (contains, any case)."""
+    at = min((i for i in (text.find("="), text.find("~")) if i >= 0), default=-1)
+    if at <= 0:
+        raise UsageError(f"body field {text!r}: expected field=value or field~text, e.g. user_code=NEWBIE")
+    path = tuple(part.strip() for part in text[:at].split("."))
+    if not all(path):
+        raise UsageError(f"body field {text!r}: the field is a dotted path like user.code")
+    return BodyMatch(path, text[at + 1 :].strip(), contains=text[at] == "~")
 
 
 def parse_statuses(values: Iterable[str], *, default: frozenset[Status]) -> frozenset[Status]:
@@ -254,6 +314,7 @@ def plan_replay(
     * ``replaying`` under a live run: left alone (another operator's replay owns it).
     * ``replayed``: only with ``again`` (replaying a success twice is rarely what anyone wants).
     * ``purged`` or without a body: never.
+    * ``archived``: never (set aside on purpose; restore it first).
     """
     alive = set(live_runs)
     eligible: list[str] = []
@@ -264,6 +325,8 @@ def plan_replay(
             skipped[row.id] = "purged"
         elif row.status == "replaying" and row.replay_id in alive:
             skipped[row.id] = "being replayed by another run"
+        elif row.status == "archived":
+            skipped[row.id] = "archived (restore it first)"
         elif row.status == "replayed" and not again:
             skipped[row.id] = "already replayed (use --again)"
         else:

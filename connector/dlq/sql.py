@@ -58,7 +58,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from connector.dlq.grouping import GroupBy
-from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
+from connector.dlq.records import (
+    DeadLetterRecord,
+    Group,
+    PodHeartbeat,
+    ReplayRun,
+    RunStatus,
+    Status,
+    StoreEvent,
+)
 from connector.dlq.selection import Filter, ReplayCandidate
 from connector.dlq.store import DeadLetterStore, StoreUnavailable
 from connector.errors import ConnectorError, UsageError
@@ -256,6 +264,7 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
         self._events = tables[f"{p}dlq_events"]
         self._runs = tables[f"{p}dlq_replays"]
         self._audit = tables[f"{p}dlq_audit"]
+        self._beats = tables[f"{p}pod_heartbeats"]
         self._record_columns = [self._letters.c[name] for name in ("seq", *RECORD_COLUMNS)]
         self._ingest: IngestStatements | None = None
 
@@ -400,6 +409,7 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
             clauses.append(self._in(t.c.status, sorted(selection.statuses)))
         for column, values in (
             ("flow", selection.flows),
+            ("source", selection.sources),
             ("original_queue", selection.queues),
             ("error_class", selection.error_classes),
             ("reason", selection.reasons),
@@ -917,6 +927,121 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
                 conn, [StoreEvent(i, now, "purged", operator=operator, audit_id=audit_id) for i in purged]
             )
         return purged
+
+    async def archive(
+        self, ids: Sequence[str], *, operator: str, audit_id: str, now: dt.datetime
+    ) -> list[str]:
+        t = self._letters
+        return await self._move(
+            ids,
+            t.c.status.in_(_EDITABLE),
+            "archived",
+            kind="archived",
+            operator=operator,
+            audit_id=audit_id,
+            now=now,
+            action="archive dead letters",
+        )
+
+    async def restore(
+        self, ids: Sequence[str], *, operator: str, audit_id: str, now: dt.datetime
+    ) -> list[str]:
+        t = self._letters
+        # The status it had: release() keeps the rule that a row replayed once is "replayed".
+        back = sa.case((t.c.replay_count > 0, "replayed"), else_="parked")
+        return await self._move(
+            ids,
+            t.c.status == "archived",
+            back,
+            kind="restored",
+            operator=operator,
+            audit_id=audit_id,
+            now=now,
+            action="restore dead letters",
+        )
+
+    async def _move(
+        self,
+        ids: Sequence[str],
+        allowed: sa.ColumnElement[bool],
+        status: Any,
+        *,
+        kind: Literal["archived", "restored"],
+        operator: str,
+        audit_id: str,
+        now: dt.datetime,
+        action: str,
+    ) -> list[str]:
+        """One conditional UPDATE per chunk (rows a replay holds are never moved), with events."""
+        t = self._letters
+        moved: list[str] = []
+        async with self._session(action, write=True) as conn:
+            for chunk in _chunks(ids):
+                statement = (
+                    sa.update(t)
+                    .where(self._in(t.c.id, chunk), allowed)
+                    .values(status=status, updated_at=now)
+                    .returning(t.c.id)
+                )
+                moved.extend(str(i) for i in (await conn.execute(statement)).scalars())
+            await self._add_events(
+                conn, [StoreEvent(i, now, kind, operator=operator, audit_id=audit_id) for i in moved]
+            )
+        return moved
+
+    async def run_progress(self, replay_id: str) -> dict[Status, int]:
+        t = self._letters
+        statement = (
+            sa.select(t.c.status, sa.func.count().label("n"))
+            .where(t.c.replay_id == replay_id)
+            .group_by(t.c.status)
+        )
+        async with self._session("read a replay's progress", write=False) as conn:
+            rows = (await conn.execute(statement)).all()
+        return {row.status: int(row.n) for row in rows}
+
+    async def beat(self, heartbeat: PodHeartbeat, *, forget_before: dt.datetime | None = None) -> None:
+        beats = self._beats
+        values = {
+            "pod": heartbeat.pod,
+            "role": heartbeat.role,
+            "flows": list(heartbeat.flows),
+            "circuits": dict(heartbeat.circuits),
+            "ready": heartbeat.ready,
+            "reasons": list(heartbeat.reasons),
+            "version": heartbeat.version,
+            "interval_seconds": heartbeat.interval_seconds,
+            "started_at": heartbeat.started_at,
+            "beat_at": heartbeat.beat_at,
+        }
+        insert = self._insert(beats).values(**values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[beats.c.pod], set_={k: insert.excluded[k] for k in values if k != "pod"}
+        )
+        async with self._session("write a pod heartbeat", write=True) as conn:
+            await conn.execute(statement)
+            if forget_before is not None:
+                await conn.execute(sa.delete(beats).where(beats.c.beat_at < forget_before))
+
+    async def pods(self) -> list[PodHeartbeat]:
+        beats = self._beats
+        async with self._session("read pod heartbeats", write=False) as conn:
+            rows = (await conn.execute(sa.select(beats).order_by(beats.c.pod))).all()
+        return [
+            PodHeartbeat(
+                pod=str(row.pod),
+                role=str(row.role),
+                flows=tuple(str(f) for f in row.flows or ()),
+                circuits={str(k): str(v) for k, v in (row.circuits or {}).items()},
+                ready=bool(row.ready),
+                reasons=tuple(str(r) for r in row.reasons or ()),
+                version=row.version,
+                interval_seconds=float(row.interval_seconds),
+                started_at=row.started_at,
+                beat_at=row.beat_at,
+            )
+            for row in rows
+        ]
 
     async def record_audit(self, record: DlqAuditRecord) -> None:
         audit = self._audit

@@ -35,7 +35,15 @@ from types import TracebackType
 from typing import Literal, Self
 
 from connector.dlq.grouping import GroupBy
-from connector.dlq.records import DeadLetterRecord, Group, ReplayRun, RunStatus, StoreEvent
+from connector.dlq.records import (
+    DeadLetterRecord,
+    Group,
+    PodHeartbeat,
+    ReplayRun,
+    RunStatus,
+    Status,
+    StoreEvent,
+)
 from connector.dlq.selection import Filter, ReplayCandidate
 from connector.errors import ConfigError, SystemicError
 from connector.state.urls import parse_state_url
@@ -216,11 +224,37 @@ class DeadLetterStore(abc.ABC):
         """Drop the bodies of these rows (unless being replayed) and mark them purged; return ids."""
 
     @abc.abstractmethod
+    async def archive(
+        self, ids: Sequence[str], *, operator: str, audit_id: str, now: dt.datetime
+    ) -> list[str]:
+        """Set these rows aside (``parked``/``replayed`` → ``archived``, body kept); return ids."""
+
+    @abc.abstractmethod
+    async def restore(
+        self, ids: Sequence[str], *, operator: str, audit_id: str, now: dt.datetime
+    ) -> list[str]:
+        """Put archived rows back: ``replayed`` if they ever were, else ``parked``; return ids."""
+
+    @abc.abstractmethod
+    async def run_progress(self, replay_id: str) -> dict[Status, int]:
+        """How many rows claimed by run ``replay_id`` are in each status now (live progress)."""
+
+    @abc.abstractmethod
     async def record_audit(self, record: DlqAuditRecord) -> None: ...
 
     @abc.abstractmethod
     async def audits(self, *, limit: int = 50) -> list[DlqAuditRecord]:
         """The latest audit records, newest first."""
+
+    # -- pods --------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def beat(self, heartbeat: PodHeartbeat, *, forget_before: dt.datetime | None = None) -> None:
+        """Write this pod's row (insert or replace); drop rows of pods silent since ``forget_before``."""
+
+    @abc.abstractmethod
+    async def pods(self) -> list[PodHeartbeat]:
+        """Every pod's last heartbeat, by pod name."""
 
 
 def open_store(url: str, *, table_prefix: str | None = None, create: bool = True) -> DeadLetterStore:

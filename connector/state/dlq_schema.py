@@ -15,7 +15,10 @@ describes both (a test compares them).
 ``<prefix>dlq_replays``      one row per replay run (status, counts, who, where); whether a run is
                              alive is a lock, not a column
 ``<prefix>dlq_audit``        the audit records (started / finished) of every replay, edit, purge,
-                             import and export
+                             archive, restore, import and export
+``<prefix>pod_heartbeats``   one row per connector pod: its role, flows, circuit states and
+                             readiness, rewritten every few seconds (``dlq0002``), so the console
+                             can show pods that stopped beating as down
 ``<prefix>schema_version``   shared with the ledger: component ``dlq`` holds
                              :data:`DLQ_TABLE_VERSION`
 ===========================  =====================================================================
@@ -53,7 +56,7 @@ runner of the previous release refuses a store whose row is higher, so a revisio
 these tables in a way that runner cannot read raises it.
 """
 
-DLQ_STATUSES: Final = ("parked", "replaying", "replayed", "purged")
+DLQ_STATUSES: Final = ("parked", "replaying", "replayed", "purged", "archived")
 """The values the ``status`` check allows (:data:`connector.dlq.records.STATUSES`; a test keeps the
 two equal -- this module is imported by the migrations and stays free of the dlq package)."""
 
@@ -226,6 +229,21 @@ def dlq_metadata(table_prefix: str = "") -> sa.MetaData:
         sa.Column("replayed", BigInt, nullable=False, server_default=zero),
         sa.Column("failed", BigInt, nullable=False, server_default=zero),
         sa.Index(index_name(f"{runs}_status"), "status"),
+    )
+    beats = f"{p}pod_heartbeats"
+    sa.Table(
+        beats,
+        metadata,
+        sa.Column("pod", sa.Text(), primary_key=True),
+        sa.Column("role", sa.Text(), nullable=False),
+        sa.Column("flows", JsonDocument(), nullable=False),
+        sa.Column("circuits", JsonDocument(), nullable=False),
+        sa.Column("ready", sa.Boolean(), nullable=False),
+        sa.Column("reasons", JsonDocument(), nullable=False),
+        sa.Column("version", sa.Text()),
+        sa.Column("interval_seconds", sa.Float(), nullable=False),
+        sa.Column("started_at", ts(), nullable=False),
+        sa.Column("beat_at", ts(), nullable=False),
     )
     audit = f"{p}dlq_audit"
     sa.Table(

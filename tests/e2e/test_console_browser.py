@@ -2,10 +2,13 @@
 
 The whole loop runs for real: the connector with production settings (its pods ingest their dead
 letters into the store), RabbitMQ, the fake Severa, and the console on an ephemeral port. Bad
-work-hour events name a user Severa does not have; the operator signs in, finds the failure group,
-reads a hostile message as plain text, is refused an invalid edit with the field named, creates the
-user in Severa, previews the replay, confirms a canary replay, and the entries land in Severa --
-with every step in the audit log under the operator's name and reason.
+work-hour events name a user Severa does not have; the operator signs in, sees the pod's heartbeat
+and circuit (and a silent pod as down), finds the failure group, reads a hostile message as plain
+text, is refused an invalid edit with the field named, fixes the body and sees the edit as a diff,
+archives and restores a dead letter, finds one by a body field, creates the user in Severa, replays
+a ticked selection after its dry run, then the rest of the group as a canary replay whose page
+updates live -- and the entries land in Severa, with every step in the audit log under the
+operator's name and reason.
 
 Every wait is a condition: Playwright's ``expect`` auto-waits for what the page shows, and
 ``wait_until`` polls the store's ingest counter and Severa's entries. Screenshots of the main
@@ -16,6 +19,7 @@ pages go to ``$SEVERA_CONSOLE_SCREENSHOTS`` when set (``scripts/console_screensh
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import uuid
@@ -30,6 +34,8 @@ from adapters.severa.fake.server import FakeSevera
 from connector.config import DlqSettings
 from connector.console.app import ConsoleConfig, create_app
 from connector.console.auth import Authenticator
+from connector.dlq.records import PodHeartbeat
+from connector.dlq.store import open_store
 from connector.topology import Names
 from tests.factories import event_dict
 from tests.harness import Broker, running_connector, wait_until
@@ -131,11 +137,35 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
             await page.get_by_label("Console token").fill(TOKEN)
             await page.get_by_role("button", name="Sign in").click()
 
-            # Overview: the flow's depth and its top failure group.
+            # Overview: the flow's depth and its top failure group; the pod's heartbeat with its
+            # circuits, and a pod that stopped beating shown as down.
+            silent = open_store(settings.dlq_store_url())
+            async with silent:
+                long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+                await silent.beat(
+                    PodHeartbeat(
+                        pod=f"gone-{run}",
+                        role="consumer",
+                        flows=("work_hours",),
+                        circuits={"severa": "closed"},
+                        ready=True,
+                        reasons=(),
+                        version=None,
+                        interval_seconds=15,
+                        started_at=long_ago,
+                        beat_at=long_ago,
+                    )
+                )
+            await page.reload()
             await expect(page).to_have_url(base + "/")
             flow = page.locator('section[data-flow="work_hours"]')
             await expect(flow.locator(".depth")).to_have_text("3")
             await expect(flow).to_contain_text("unknown_user")
+            pod = page.locator(f'tr.pod[data-pod="{settings.pod_name}"]')
+            await expect(pod.locator("td.state")).to_have_text("ready", timeout=30_000)
+            await expect(pod).to_contain_text("severa closed")
+            await expect(page.locator(f'tr.pod[data-pod="gone-{run}"] td.state')).to_have_text("down")
+            await expect(flow.locator(".flow-pods")).to_contain_text("1 of 2 pods ready, 1 down")
             await shot(page, "overview")
 
             # Failure groups: one group of three, as `dlq list --group-by error` would say.
@@ -158,6 +188,7 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
             assert await page.evaluate("typeof window.__pwned") == "undefined"
             await expect(page.locator("#body script")).to_have_count(0)
             await shot(page, "message")
+            hostile_url = page.url
 
             # An invalid edit is refused, naming the field; the body is left as it was.
             edit = page.locator("#edit-form")
@@ -167,6 +198,47 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
             await expect(page.locator("#edit-errors")).to_contain_text("hours")
             await expect(page.locator("#body")).to_contain_text('"hours": "7.5"')
             await shot(page, "edit-refused")
+
+            # A valid edit is kept, and the page shows it as a diff against the original.
+            edit = page.locator("#edit-form")
+            await edit.locator("textarea").fill(f'description="console {run} cleaned"')
+            await edit.get_by_label("Reason").fill("strip the markup from the description")
+            await edit.get_by_role("button").click()
+            await expect(page.locator("#edited")).to_be_visible()
+            await page.goto(hostile_url)
+            diff = page.locator("#diff")
+            await expect(diff.locator(".add")).to_contain_text(f"console {run} cleaned")
+            await expect(diff.locator(".del")).to_contain_text(json.dumps(HOSTILE))
+            await expect(diff.locator("script")).to_have_count(0)
+            await shot(page, "edit-diff")
+
+            # Archive it (a reason, audited, nothing deleted): it leaves the open group; restore it.
+            archive = page.locator("#archive-form")
+            await archive.get_by_label("Reason").fill("set aside while the user is created")
+            await archive.get_by_role("button").click()
+            await expect(page.locator("#moved")).to_contain_text("Archived 1 of 1 dead letter")
+            await page.goto(f"{base}/groups/{group_key}")
+            await expect(page.locator("dd.depth")).to_have_text("2")
+            await page.goto(f"{base}/search?status=archived")
+            archived = page.locator("#selection-form table.messages tbody tr")
+            await expect(archived).to_have_count(1)
+            await shot(page, "archived")
+            await archived.first.get_by_role("checkbox").check()
+            selection = page.locator("#selection-form")
+            await selection.get_by_label("Reason").fill("the user exists now: back to the group")
+            await selection.get_by_role("button", name="Restore the ticked").click()
+            await expect(page.locator("#moved")).to_contain_text("Restored 1 of 1 dead letter")
+            assert await page.evaluate("typeof window.__pwned") == "undefined"
+
+            # Search by a body field finds exactly the dead letter whose body says so.
+            await page.get_by_role("link", name="Search").click()
+            filters = page.locator("#filters")
+            await filters.get_by_label("body field").fill(f"source_entry_id={run}-0")
+            await filters.get_by_role("button", name="Filter").click()
+            found = page.locator("#selection-form table.messages tbody tr")
+            await expect(found).to_have_count(1)
+            await expect(page.locator("#found")).to_contain_text("1 dead letter match")
+            await shot(page, "search")
 
             # A state-changing request without the CSRF token is refused, even with the session.
             forged = await page.request.post(
@@ -190,21 +262,39 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
                 },
                 replace=False,
             )
+            descriptions = {e["description"] for e in events if e is not hostile}
+            descriptions.add(f"console {run} cleaned")
+            assert not descriptions & {str(h.get("Description")) for h in severa.store.hour_entries}
+
+            # A ticked selection: its dry run shows the plan (nothing sent), then it is replayed.
+            await page.goto(f"{base}/groups/{group_key}")
+            selection = page.locator("#selection-form")
+            first = events[0]["event_id"]
+            await selection.locator("tr", has_text=first).get_by_role("checkbox").check()
+            await selection.get_by_label("Reason").fill("first one by hand")
+            await selection.get_by_role("button", name="Preview replay of the ticked (dry run)").click()
+            await expect(page.locator("#plan")).to_contain_text("1 dead letter would be replayed")
+            await page.get_by_role("button", name="Replay 1 dead letter now").click()
+            await expect(page.locator("#result")).to_contain_text("1 of 1 replayed", timeout=60_000)
+
+            # The rest of the group as a canary replay at one a second: the page follows it live.
             await page.goto(f"{base}/groups/{group_key}")
             form = page.locator("#replay-form")
             await form.get_by_label("Reason").fill("user NEWBIE created in Severa")
             await form.get_by_role("spinbutton", name="Canary").fill("1")
+            await form.get_by_role("spinbutton", name="Rate limit").fill("1")
             await form.get_by_role("button", name="Preview replay (dry run)").click()
-            await expect(page.locator("#plan")).to_contain_text("3 dead letters would be replayed")
+            await expect(page.locator("#plan")).to_contain_text("2 dead letters would be replayed")
             await expect(page.locator("#plan")).to_contain_text("canary: 1")
+            await expect(page.locator("#plan")).to_contain_text("1: already replayed")
             await shot(page, "replay-plan")
-            descriptions = {e["description"] for e in events}
-            assert not descriptions & {str(h.get("Description")) for h in severa.store.hour_entries}
 
-            await page.get_by_role("button", name="Replay 3 dead letters now").click()
+            await page.get_by_role("button", name="Replay 2 dead letters now").click()
+            await expect(page.locator("#progress")).to_contain_text("Replaying")
+            await shot(page, "replay-progress")
             result = page.locator("#result")
             await expect(result).to_contain_text("Replay completed", timeout=60_000)
-            await expect(result).to_contain_text("3 of 3 replayed")
+            await expect(result).to_contain_text("2 of 2 replayed")
             await expect(result).to_contain_text("canary: 1 passed")
             await shot(page, "replay-result")
             await wait_until(
@@ -218,7 +308,16 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
             audit = page.locator("table.audit tbody tr")
             await expect(audit.filter(has_text="user NEWBIE created in Severa")).to_have_count(4)
             await expect(audit.locator("td.operator").filter(has_text=OPERATOR).first).to_be_visible()
-            await expect(audit.filter(has_text="dry run")).to_have_count(2)
+            await expect(audit.filter(has_text="dry run")).to_have_count(4)
+            for command, reason in (
+                ("edit", "strip the markup from the description"),
+                ("archive", "set aside while the user is created"),
+                ("restore", "the user exists now: back to the group"),
+                ("replay", "first one by hand"),
+            ):
+                rows_of = audit.filter(has_text=reason)
+                await expect(rows_of.filter(has_text=command).first).to_be_visible()
+                await expect(rows_of.locator("td.operator").filter(has_text=OPERATOR).first).to_be_visible()
             await shot(page, "audit")
             assert dialogs == [], f"a dialog opened: {dialogs}"
             await context.close()

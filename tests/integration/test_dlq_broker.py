@@ -167,6 +167,7 @@ class FlakyStore(DeadLetterStore):
     setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
     run_lock = start_run = live_runs = claim = mark_replayed = release = finish_run = run = None  # type: ignore[assignment]
     edit = purge = record_audit = audits = None  # type: ignore[assignment]
+    archive = restore = run_progress = beat = pods = None  # type: ignore[assignment]
 
 
 class TestIngest:
@@ -286,6 +287,7 @@ class OutageStore(DeadLetterStore):
     setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
     run_lock = start_run = live_runs = claim = mark_replayed = release = finish_run = run = None  # type: ignore[assignment]
     edit = purge = record_audit = audits = None  # type: ignore[assignment]
+    archive = restore = run_progress = beat = pods = None  # type: ignore[assignment]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 15.0) -> None:

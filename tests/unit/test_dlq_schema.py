@@ -36,7 +36,14 @@ def test_every_table_and_index_carries_the_prefix_and_fits_postgresql(prefix: st
     metadata = dlq_metadata(prefix)
     assert {t.name for t in metadata.sorted_tables} == {
         f"{prefix}{name}"
-        for name in ("dead_letters", "dlq_events", "dlq_replays", "dlq_audit", "schema_version")
+        for name in (
+            "dead_letters",
+            "dlq_events",
+            "dlq_replays",
+            "dlq_audit",
+            "pod_heartbeats",
+            "schema_version",
+        )
     }
     names = [index.name for table in metadata.sorted_tables for index in table.indexes]
     assert all(name is not None and name.startswith(prefix) and len(name) <= 63 for name in names)

@@ -80,7 +80,7 @@ def test_statuses_are_parsed_from_repeatable_options(values: list[str], expected
 
 
 def test_an_unknown_status_names_the_accepted_ones() -> None:
-    with pytest.raises(UsageError, match="parked, replaying, replayed, purged, open, all"):
+    with pytest.raises(UsageError, match="parked, replaying, replayed, purged, archived, open, all"):
         parse_statuses(["lost"], default=OPEN_STATUSES)
 
 

@@ -46,7 +46,15 @@ NAMESPACE = "severa-connector"
 #: newest the validator knows.
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 
-COMPONENTS = ("dlq-tools", "external-secret", "keda", "keda-accounting", "netvisor", "servicemonitor")
+COMPONENTS = (
+    "console",
+    "dlq-tools",
+    "external-secret",
+    "keda",
+    "keda-accounting",
+    "netvisor",
+    "servicemonitor",
+)
 #: Every component at once, in an order that works (keda-accounting extends keda's ScaledObject).
 ALL_COMPONENTS = ("external-secret", "servicemonitor", "netvisor", "keda", "keda-accounting")
 
@@ -223,7 +231,20 @@ def is_connector(container: Doc) -> bool:
 
 
 def connector_pods(docs: list[Doc]) -> list[tuple[Doc, Doc]]:
-    return [(w, pod) for w, pod in pod_templates(docs) if any(is_connector(c) for c in containers(pod))]
+    """The connector's pods (consumers, poller, DLQ tools): its image, except the console's."""
+    return [
+        (w, pod)
+        for w, pod in pod_templates(docs)
+        if any(is_connector(c) for c in containers(pod)) and not is_console(pod)
+    ]
+
+
+def is_console(pod: Doc) -> bool:
+    return labels_of(pod).get("app.kubernetes.io/component") == "console"
+
+
+def console_pods(docs: list[Doc]) -> list[tuple[Doc, Doc]]:
+    return [(w, pod) for w, pod in pod_templates(docs) if is_console(pod)]
 
 
 def selects(selector: Doc, labels: dict[str, str]) -> bool:
@@ -411,8 +432,8 @@ def test_secrets_are_mounted_as_whole_volumes_never_by_subpath(rendered: dict[st
             for container in containers(pod):
                 mounts = container.get("volumeMounts", [])
                 assert not [m for m in mounts if "subPath" in m or "subPathExpr" in m], workload
-                if not is_connector(container):
-                    continue
+                if not is_connector(container) or is_console(pod):
+                    continue  # the console reads no key file (its token: the dev overlay's own)
                 (secret_mount,) = [m for m in mounts if m["name"] in secret_volumes]
                 assert secret_mount["mountPath"] == SECRET_MOUNT
                 assert secret_mount["readOnly"] is True
@@ -871,3 +892,86 @@ def test_the_dlq_tools_are_suspended_templates_of_real_commands(
         assert options <= dlq_options(command), options - dlq_options(command)
     replay = jobs[f"{NAME}-dlq-replay"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert "--dry-run" in replay["args"]  # a template that changes nothing until edited
+
+
+# -- the dead-letter console --------------------------------------------------------------------
+
+CONSOLE = "severa-connector-console"
+CONSOLE_PORT = 8095
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "prod+components"])
+def test_the_console_is_one_deployment_behind_its_own_network_policy(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    """In: the OIDC proxy's pods alone, on the console's port (the trusted user header is only as
+    good as that); out: DNS, the broker and the database; nothing else selects the console's pod."""
+    docs = rendered[name]
+    ((workload, pod),) = console_pods(docs)
+    assert workload["kind"] == "Deployment"
+    assert workload["spec"]["replicas"] == 1
+    (container,) = containers(pod)
+    assert is_connector(container)
+    assert container["args"][0] == "console"
+    assert "--trust-user-header=X-Forwarded-User" in container["args"]
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = one(docs, "Service", CONSOLE)["spec"]
+    assert selects({"matchLabels": service["selector"]}, labels_of(pod))
+    policy = one(docs, "NetworkPolicy", CONSOLE)["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    selected = {
+        w["metadata"]["name"] for w, p in pod_templates(docs) if selects(policy["podSelector"], labels_of(p))
+    }
+    assert selected == {CONSOLE}
+    connector = one(docs, "NetworkPolicy", NAME)["spec"]
+    assert not selects(connector["podSelector"], labels_of(pod))
+    (ingress,) = policy["ingress"]
+    assert ports(ingress) == {(CONSOLE_PORT, "TCP")}
+    assert ingress["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "oauth2-proxy"}}}
+    ]
+    egress = policy["egress"]
+    assert set().union(*(ports(rule) for rule in egress)) == {
+        (53, "UDP"),
+        (53, "TCP"),
+        (5672, "TCP"),
+        (5432, "TCP"),
+    }
+    by_port = {port: rule for rule in egress for port, _ in ports(rule)}
+    if name.startswith("prod"):  # the same addresses as the connector's
+        by_connector = {port: rule for rule in connector["egress"] for port, _ in ports(rule)}
+        for port in (5672, 5432):
+            assert by_port[port]["to"] == by_connector[port]["to"]
+            assert all("ipBlock" in peer for peer in by_port[port]["to"])
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "prod+components"])
+def test_the_console_gets_settings_it_accepts_and_only_the_secrets_it_needs(
+    rendered: dict[str, list[Doc]], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = rendered[name]
+    ((_, pod),) = console_pods(docs)
+    (container,) = containers(pod)
+    env = pod_environment(docs, container, tmp_path)
+    assert not {k for k in env if k.startswith("SEVERA_CONNECTOR_")} - known_variables()
+    for variable in list(os.environ):
+        if variable.startswith("SEVERA_CONNECTOR_"):
+            monkeypatch.delenv(variable)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    assert DlqSettings(_env_file=None).state_url.startswith("postgresql://")  # type: ignore[call-arg]
+    secret_volumes = {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v}
+    if name == "dev":  # signs in with a development token; production trusts the proxy alone
+        assert secret_volumes == {CONSOLE}
+        (token,) = [a for a in container["args"] if a.startswith("--token-file=")]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "console-token"]
+        assert Path(token.split("=", 1)[1]).parent == Path(mount["mountPath"])
+        assert mount["readOnly"]
+        secrets = {d["metadata"]["name"]: d for d in find(docs, "Secret")}
+        assert len(base64.b64decode(secrets[CONSOLE]["data"]["token"])) >= 16
+    else:
+        assert not secret_volumes
+        assert not [a for a in container["args"] if a.startswith("--token-file")]

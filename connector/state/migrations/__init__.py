@@ -16,6 +16,7 @@ of its own:
              :func:`connector.state.identity.entry_key` (:func:`connector.state.ledger.rekey_plan`)
 ``0003``     the poller's tables: ``poller_cursor``, ``poller_seen``, ``poller_lease``
 ``dlq0001``  the dead-letter store's tables as its hand-written schema (version 1) made them
+``dlq0002``  the ``archived`` status of a dead letter; the pods' ``pod_heartbeats``
 ===========  ===================================================================================
 
 **Why two trees rather than one.** On SQLite the dead-letter store is a database of its own (a
@@ -156,7 +157,7 @@ STATE: Final = Tree(
 DEAD_LETTERS: Final = Tree(
     name="dead-letter",
     location="dlq_versions",
-    head="dlq0001",
+    head="dlq0002",
     version_table="dlq_alembic_version",
     component="dlq",
     legacy_revisions={1: "dlq0001"},
