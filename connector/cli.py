@@ -13,23 +13,33 @@ import asyncio
 import contextlib
 import enum
 import json
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Protocol, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from connector import __version__
+from connector import __version__, tracing
+from connector.cli_check import CheckSection, checks_document, print_check_section
+from connector.cli_help import ConnectorTyper
+from connector.cli_output import (
+    Column,
+    OutputFormat,
+    OutputOpt,
+    output_format,
+    print_json,
+    print_table,
+    stdout_console,
+)
 from connector.config import CommonSettings, Settings, load_settings, one_line
 from connector.dlq.cli import dlq_app
 from connector.errors import ConfigError, ConnectorError
 from connector.logging import configure_logging, get_logger
 from connector.startup import StartupError
 
-app = typer.Typer(
+app = ConnectorTyper(
     name="severa-connector",
     help="Event-driven bridge between RabbitMQ and the Visma Severa SOAP API.",
     no_args_is_help=True,
@@ -38,7 +48,6 @@ app = typer.Typer(
 )
 log = get_logger(__name__)
 err = Console(stderr=True)
-out = Console()
 T = TypeVar("T")
 
 EXIT_PROBLEM = 1
@@ -47,7 +56,7 @@ EXIT_CONFIG = 2
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"severa-connector {__version__}")
+        typer.echo(f"severa-connector {__version__}")
         raise typer.Exit()
 
 
@@ -68,6 +77,30 @@ def _fail(label: str, message: str, code: int) -> NoReturn:
     """
     err.print(Text.assemble((f"{label}: ", "bold red"), one_line(message)), soft_wrap=True)
     raise typer.Exit(code)
+
+
+#: Modules the production wheel leaves out (pyproject.toml: the fakes and the demo built on them).
+FAKE_MODULES = (
+    "adapters.severa.fake",
+    "adapters.netvisor.fake",
+    "adapters.fake_faults",
+    "adapters.fake_server",
+    "connector.demo",
+    "connector.demo_accounting",
+)
+
+
+def _fakes_missing(exc: ModuleNotFoundError) -> NoReturn:
+    """One line instead of an ImportError where the production image runs a command of the fakes."""
+    name = exc.name or ""
+    if not any(name == module or name.startswith(f"{module}.") for module in FAKE_MODULES):
+        raise exc
+    _fail(
+        "not installed",
+        "the fakes are not installed in this image (the production image leaves them out): use the "
+        "dev image (docker build --target dev) or a source checkout (pip install -e .)",
+        EXIT_CONFIG,
+    )
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -92,6 +125,7 @@ def _settings(cls: type[CommonSettings] = Settings) -> Any:
     except ConfigError as exc:
         _fail("configuration error", exc.message, EXIT_CONFIG)
     configure_logging(settings.log.level, settings.log.format)
+    tracing.start(settings.tracing, pod=settings.pod_name)  # off (and free) without an OTLP endpoint
     return settings
 
 
@@ -127,12 +161,15 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the connector's log.")] = False,
 ) -> None:
     """Run the whole loop on this machine: fake Severa + connector + sample events (some bad)."""
-    from connector.demo import run_demo
+    try:
+        from connector.demo import run_demo
+    except ModuleNotFoundError as exc:
+        _fakes_missing(exc)
 
     settings: CommonSettings = _settings(CommonSettings)
     if not verbose:  # the tables are the demo's output; the log would drown them
         configure_logging("CRITICAL", settings.log.format)
-    ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=out))
+    ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=stdout_console()))
     if not ok:
         raise typer.Exit(EXIT_PROBLEM)
 
@@ -149,7 +186,10 @@ def fake_severa(
     ] = None,
 ) -> None:
     """Serve the fake Severa SOAP service (WSDL at <url>/WSDL) for tests, demos and local runs."""
-    from adapters.severa.fake.server import serve
+    try:
+        from adapters.severa.fake.server import serve
+    except ModuleNotFoundError as exc:
+        _fakes_missing(exc)
 
     configure_logging("INFO", "auto")
     with contextlib.suppress(KeyboardInterrupt):
@@ -180,7 +220,10 @@ def fake_netvisor(
     ] = None,
 ) -> None:
     """Serve the fake Netvisor XML API (<url>/<resource>.nv, admin API at <url>/admin) for tests and demos."""
-    from adapters.netvisor.fake.server import serve as serve_netvisor
+    try:
+        from adapters.netvisor.fake.server import serve as serve_netvisor
+    except ModuleNotFoundError as exc:
+        _fakes_missing(exc)
 
     configure_logging("INFO", "auto")
     with contextlib.suppress(KeyboardInterrupt):
@@ -218,7 +261,10 @@ def console(
     ] = False,
     trace_url: Annotated[
         str | None,
-        typer.Option(help="Link for trace ids, with {trace_id}, e.g. https://tempo/trace/{trace_id}."),
+        typer.Option(
+            help="Link for trace ids, with {trace_id}, e.g. https://tempo/trace/{trace_id}.",
+            envvar="SEVERA_CONNECTOR_CONSOLE__TRACE_URL",
+        ),
     ] = None,
 ) -> None:
     """Serve the dead-letter console (web UI over the dead-letter store; actions audited)."""
@@ -228,6 +274,15 @@ def console(
     from connector.console.server import serve
 
     settings: DlqSettings = _settings(DlqSettings)
+    if trace_url is not None and (
+        not trace_url.startswith(("https://", "http://")) or "{trace_id}" not in trace_url
+    ):
+        _fail(
+            "configuration error",
+            "--trace-url (SEVERA_CONNECTOR_CONSOLE__TRACE_URL) must be an http(s) URL containing "
+            "{trace_id}, e.g. https://tempo.example/trace/{trace_id}",
+            EXIT_CONFIG,
+        )
     try:
         token = read_token(token_file) if token_file is not None else None
         auth = Authenticator(token=token, trust_user_header=trust_user_header)
@@ -237,49 +292,32 @@ def console(
     serve(ConsoleConfig(settings, auth, read_only=read_only, trace_url=trace_url), host=host, port=port)
 
 
-class CheckRow(Protocol):
-    """One row of ``check``: the shape both adapters' ``CheckResult`` have."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def detail(self) -> str: ...
-    @property
-    def fix(self) -> str | None: ...
-    @property
-    def skipped(self) -> bool: ...
-
-
-def _check_table(title: str, results: Sequence[CheckRow]) -> int:
-    """Print one section of ``check`` as a table; return how many of its checks did not pass.
-
-    One renderer for every peer, so that Severa's and Netvisor's sections read alike. The cells are
-    ``Text``: a peer's message quoted in a detail (``[…]``) must not be read as markup. The rows hold
-    only what the check functions put in them, which never includes a key.
-    """
-    table = Table(title=title, title_justify="left")
-    for column in ("", "check", "result", "fix"):
-        table.add_column(column, overflow="fold")
-    for result in results:
-        mark = "[green]✓[/]" if result.ok else ("[yellow]-[/]" if result.skipped else "[red]✗[/]")
-        table.add_row(mark, Text(result.name), Text(result.detail), Text(result.fix or ""))
-    out.print(table)
-    return sum(1 for result in results if not result.ok)
-
-
 @app.command()
-def check() -> None:
+def check(
+    output: OutputOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
+) -> None:
     """Check Severa (endpoint, WSDL, API key, rights, quota) and, with accounting.system netvisor,
-    Netvisor (reachable, signature, a right per resource used); exit 1 on any failure."""
+    Netvisor (reachable, signature, a right per resource used); exit 1 unless every check passed.
+
+    Each check is ok, warning (passed, but look), failed or not_checked (an earlier failure made it
+    pointless). -o json prints {"ok", "summary", "counts", "peers", "checks": [{"peer", "name",
+    "status", "message", "fix"}]}.
+    """
     from adapters.severa.check import run_checks
 
+    fmt = output_format(output, json_)
     settings: Settings = _settings(Settings)
-    # Each section is printed as soon as it is known: Netvisor may take its time to answer, and
-    # Severa's verdict should not wait for it.
-    results: list[CheckRow] = list(_run(run_checks(settings.severa)))
-    failed = _check_table(f"Severa at {settings.severa.endpoint}", results)
+    sections: list[CheckSection] = []
+
+    def add(section: CheckSection) -> None:
+        # Each section is printed as soon as it is known: Netvisor may take its time to answer,
+        # and Severa's verdict should not wait for it. JSON is one document, printed at the end.
+        sections.append(section)
+        if fmt is not OutputFormat.JSON:
+            print_check_section(section, fmt)
+
+    add(CheckSection("severa", f"Severa at {settings.severa.endpoint}", _run(run_checks(settings.severa))))
     netvisor = settings.netvisor
     if settings.accounting.system == "netvisor" and netvisor is not None:
         from adapters.netvisor.check import run_checks as run_netvisor_checks
@@ -287,12 +325,15 @@ def check() -> None:
         # No metrics registry: a one-off command has nobody scraping it.
         netvisor_results = _run(run_netvisor_checks(netvisor, registry=None))
         title = f"Netvisor at {netvisor.root}/ (organisation {netvisor.organisation_id})"
-        failed += _check_table(title, netvisor_results)
-        results.extend(netvisor_results)
-    if failed:
-        out.print(f"[bold red]{failed} of {len(results)} checks failed[/]")
+        add(CheckSection("netvisor", title, netvisor_results))
+    document = checks_document(sections)
+    if fmt is OutputFormat.JSON:
+        print_json(document)
+    else:
+        colour = "green" if document["ok"] else "red"
+        stdout_console().print(Text(document["summary"], style=f"bold {colour}"))
+    if not document["ok"]:
         raise typer.Exit(EXIT_PROBLEM)
-    out.print(f"[bold green]all {len(results)} checks passed[/]")
 
 
 @app.command("settings")
@@ -306,7 +347,86 @@ def settings_reference() -> None:
     typer.echo(render_settings_reference(), nl=False)
 
 
-schemas_app = typer.Typer(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)
+config_app = ConnectorTyper(
+    help="The configuration the environment gives a command, secrets redacted.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+
+class ConfigOutput(enum.StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
+class ConfigScope(enum.StrEnum):
+    """Which command's settings ``config show`` builds (each reads its own model)."""
+
+    run = "run"
+    dlq = "dlq"
+    demo = "demo"
+
+
+_CONFIG_COLUMNS = (
+    Column("setting"),
+    Column("variable", wide_only=True),
+    Column("value", flex=True),
+    Column("source", priority=1, max_width=30),
+)
+
+
+def _config_cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@config_app.command("show")
+def config_show(
+    output: Annotated[
+        ConfigOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            case_sensitive=False,
+            help="table (fits the terminal), wide (with each variable), json or yaml "
+            '({"settings": {…}, "sources": {"rabbitmq.url": "env", …}}).',
+        ),
+    ] = ConfigOutput.table,
+    scope: Annotated[
+        ConfigScope,
+        typer.Option("--for", help="Whose settings: run (and check), dlq (and console), or demo."),
+    ] = ConfigScope.run,
+) -> None:
+    """Print every setting as the command would use it and where it came from (env, .env, default).
+
+    Secrets are never printed: API and Netvisor keys, passwords in URLs, anything named like a
+    key, password or token; key files are shown by path and never opened. A bad setting is the
+    usual one line and exit 2.
+    """
+    from connector.config import DlqSettings
+    from connector.config_show import as_document, effective_settings
+
+    models: dict[ConfigScope, type[CommonSettings]] = {
+        ConfigScope.run: Settings,
+        ConfigScope.dlq: DlqSettings,
+        ConfigScope.demo: CommonSettings,
+    }
+    model = models[scope]
+    shown = effective_settings(_settings(model))
+    if output is ConfigOutput.json:
+        print_json(as_document(shown))
+        return
+    if output is ConfigOutput.yaml:
+        import yaml
+
+        typer.echo(yaml.safe_dump(as_document(shown), sort_keys=False, allow_unicode=True), nl=False)
+        return
+    fmt = OutputFormat.WIDE if output is ConfigOutput.wide else OutputFormat.TABLE
+    rows = [(s.path, s.variable, _config_cell(s.value), s.source) for s in shown]
+    print_table(stdout_console(), _CONFIG_COLUMNS, rows, fmt, footer=f"{len(rows)} settings ({scope.value})")
+
+
+schemas_app = ConnectorTyper(help="Message contracts (JSON Schema / AsyncAPI).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(dlq_app, name="dlq")
 
@@ -319,7 +439,7 @@ def schemas_export(
     from schemas.export import export_all
 
     for path in export_all(directory):
-        out.print(f"wrote {path}")
+        typer.echo(f"wrote {path}")
 
 
 @schemas_app.command("show")
@@ -331,7 +451,7 @@ def schemas_show(name: Annotated[str, typer.Argument(help="Contract name, e.g. W
     if model is None:
         err.print(f"unknown contract {name!r}; known: {', '.join(sorted(CONTRACTS))}")
         raise typer.Exit(EXIT_CONFIG)
-    out.print_json(json.dumps(model.model_json_schema()))
+    stdout_console().print_json(json.dumps(model.model_json_schema()))
 
 
 def main() -> None:

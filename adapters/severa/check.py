@@ -33,6 +33,8 @@ from connector.errors import (
 
 #: Fail the quota check when less than this share of the daily quota is left.
 MIN_QUOTA_LEFT = 0.01
+#: Pass the quota check with a warning when less than this share is left.
+LOW_QUOTA_LEFT = 0.10
 
 URL_SETTING = "SEVERA_CONNECTOR_SEVERA__URL"
 
@@ -41,7 +43,8 @@ URL_SETTING = "SEVERA_CONNECTOR_SEVERA__URL"
 class CheckResult:
     """One check: ``ok`` or not, what was seen (``detail``) and, if not ok, what to do (``fix``).
 
-    ``skipped`` checks were not run because an earlier one failed; they count as not ok.
+    ``skipped`` checks were not run because an earlier one failed; they count as not ok. A
+    ``warning`` passed, but is worth a look before it fails (``fix`` says what to do).
     """
 
     name: str
@@ -49,6 +52,7 @@ class CheckResult:
     detail: str
     fix: str | None = None
     skipped: bool = False
+    warning: bool = False
 
 
 class _KeyUnavailable:
@@ -124,6 +128,14 @@ async def run_checks(
         # 2. The endpoint answers SOAP (no key needed).
         try:
             version = await client.get_version()
+        except SeveraQuotaExceeded as exc:
+            # A quota fault is Severa answering: the URL is right, only nothing can be checked today.
+            results.append(
+                CheckResult(
+                    "Endpoint reachable", True, f"Severa answered at {config.endpoint}, with a quota fault."
+                )
+            )
+            return results + _skipped(_AFTER_ENDPOINT, _BECAUSE_SPENT, client=client, spent=exc, now=now)
         except ConnectorError as exc:
             results.append(
                 CheckResult(
@@ -163,15 +175,7 @@ async def run_checks(
             )
             return results + _skipped(_AFTER_KEY, "because the key was refused", client=client)
         except SeveraQuotaExceeded as exc:
-            results.append(
-                CheckResult(
-                    "API key accepted",
-                    False,
-                    exc.message,
-                    fix="Wait for the quota to reset at 00:00 UTC, or ask Visma for a larger quota.",
-                )
-            )
-            return results + _skipped(_AFTER_KEY, "because the daily quota is spent", client=client)
+            return results + _skipped(_AFTER_ENDPOINT, _BECAUSE_SPENT, client=client, spent=exc, now=now)
         except ConnectorError as exc:
             results.append(
                 CheckResult(
@@ -225,15 +229,21 @@ async def run_checks(
             ("Can read hour entries", "hour entries", hour_entries),
             ("Can read invoices", "invoices", invoices),
         ):
-            results.append(await _read_check(name, what, check))
+            try:
+                results.append(await _read_check(name, what, check))
+            except SeveraQuotaExceeded as exc:  # spent half-way: the rest cannot be checked today
+                rest = _AFTER_KEY[_AFTER_KEY.index(name) :]
+                return results + _skipped(rest, _BECAUSE_SPENT, client=client, spent=exc, now=now)
 
-        results.append(_quota_check(client))
+        results.append(_quota_check(client, now=now))
     return results
 
 
 async def _read_check(name: str, what: str, check: Callable[[], Awaitable[str]]) -> CheckResult:
     try:
         return CheckResult(name, True, await check())
+    except SeveraQuotaExceeded:
+        raise
     except SeveraRejected as exc:
         return CheckResult(
             name,
@@ -247,7 +257,25 @@ async def _read_check(name: str, what: str, check: Callable[[], Awaitable[str]])
         return CheckResult(name, False, f"Severa's answer had an unexpected shape: {exc}.", fix=None)
 
 
-def _quota_check(client: SeveraClient) -> CheckResult:
+def _next_reset(now: dt.datetime) -> str:
+    """When Severa's quota resets next (00:00 UTC), and how long that is from ``now``."""
+    now = now.astimezone(dt.UTC)
+    reset = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = max(1, round((reset - now).total_seconds() / 60))
+    return f"{reset:%Y-%m-%d %H:%M} UTC, in {minutes // 60} h {minutes % 60:02d} min"
+
+
+def _quota_check(
+    client: SeveraClient, *, now: dt.datetime, spent: SeveraQuotaExceeded | None = None
+) -> CheckResult:
+    if spent is not None:
+        return CheckResult(
+            "Quota left",
+            False,
+            f"{spent.message} Next reset: {_next_reset(now)}.",
+            fix="Wait for the reset, or ask Visma for a larger quota; lower the call rate "
+            "(rate_limit_per_second) so the connector does not run dry again.",
+        )
     reading = client.quota
     if reading is None:
         return CheckResult(
@@ -257,7 +285,9 @@ def _quota_check(client: SeveraClient) -> CheckResult:
             fix="Check that the url points at Severa itself, not at a proxy that strips SOAP headers.",
         )
     share = reading.remaining / reading.quota if reading.quota else 0.0
-    detail = f"{reading.remaining} of {reading.quota} calls left today ({share:.1%}); resets at 00:00 UTC."
+    detail = (
+        f"{reading.remaining} of {reading.quota} calls left today ({share:.1%}); resets {_next_reset(now)}."
+    )
     if share < MIN_QUOTA_LEFT:
         return CheckResult(
             "Quota left",
@@ -266,6 +296,15 @@ def _quota_check(client: SeveraClient) -> CheckResult:
             fix="Wait for 00:00 UTC or ask Visma for a larger quota; lower the call rate "
             "(rate_limit_per_second) so the connector does not run dry again.",
         )
+    if share < LOW_QUOTA_LEFT:
+        return CheckResult(
+            "Quota left",
+            True,
+            detail,
+            fix="Less than a tenth of today's quota is left: find what spends it (severa_calls_total) "
+            "before the connector runs dry.",
+            warning=True,
+        )
     return CheckResult("Quota left", True, detail)
 
 
@@ -273,16 +312,23 @@ _READS = ("Can read users", "Can read cases", "Can read hour entries", "Can read
 _AFTER_KEY = (*_READS, "Quota left")
 _AFTER_ENDPOINT = ("API key accepted", *_AFTER_KEY)
 _AFTER_CONTRACT = ("Endpoint reachable", *_AFTER_ENDPOINT)
+_BECAUSE_SPENT = "because Severa's daily API quota is spent"
 
 
 def _skipped(
-    names: tuple[str, ...], because: str, *, client: SeveraClient | None = None
+    names: tuple[str, ...],
+    because: str,
+    *,
+    client: SeveraClient | None = None,
+    spent: SeveraQuotaExceeded | None = None,
+    now: dt.datetime | None = None,
 ) -> list[CheckResult]:
+    """``names`` as not checked ``because``; the quota is still reported when a call told of it."""
     results = []
     for name in names:
-        if name == "Quota left" and client is not None and client.quota is not None:
-            # A refused call still carries the quota headers: worth showing.
-            results.append(_quota_check(client))
+        if name == "Quota left" and client is not None and (spent is not None or client.quota is not None):
+            # A refused call still carries the quota headers, and a quota fault is the answer itself.
+            results.append(_quota_check(client, now=now or dt.datetime.now(dt.UTC), spent=spent))
             continue
         results.append(CheckResult(name, False, f"Not checked {because}.", skipped=True))
     return results

@@ -31,6 +31,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from connector import tracing
+from connector.cli_help import ConnectorTyper
+from connector.cli_output import OutputFormat, OutputOpt, output_format, print_listing, stdout_console
 from connector.config import DlqSettings, load_settings
 from connector.dlq import console as view
 from connector.dlq.audit import default_operator
@@ -41,6 +44,7 @@ from connector.dlq.operations import (
     InvalidEdit,
     PeerUnreachable,
     ReplayOptions,
+    archive,
     edit,
     export,
     import_lines,
@@ -53,6 +57,7 @@ from connector.dlq.operations import (
     replay,
     replay_selection,
     resolve_ids,
+    restore,
     show,
     waiting_in_dlqs,
 )
@@ -73,11 +78,10 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 T = TypeVar("T")
 
-dlq_app = typer.Typer(
-    help="Dead letters: ingest, list, group, show, replay, edit, purge, export/import -- audited.",
+dlq_app = ConnectorTyper(
+    help="Dead letters: ingest, list, show, replay, edit, archive/restore, purge, export/import (audited).",
     no_args_is_help=True,
 )
-out = Console(soft_wrap=False)
 err = Console(stderr=True)
 _state: dict[str, bool] = {"verbose": False}
 
@@ -86,13 +90,14 @@ _state: dict[str, bool] = {"verbose": False}
 def dlq_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (stderr).")] = False,
 ) -> None:
-    """Dead letters: ingest, list, group, show, replay, edit, purge, export/import -- audited."""
+    """Dead letters: ingest, list, show, replay, edit, archive/restore, purge, export/import (audited)."""
     _state["verbose"] = verbose
 
 
 # -- shared options --------------------------------------------------------------------------------
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout (progress and notes go to stderr).")]
+ListJsonOpt = Annotated[bool, typer.Option("--json", help="Same as -o json.")]
 # Commands no longer ingest; the flag stays accepted (and hidden) so that scripts passing it still run.
 NoIngestOpt = Annotated[
     bool, typer.Option("--no-ingest", hidden=True, help="No effect: commands do not ingest.")
@@ -184,6 +189,7 @@ def _settings() -> DlqSettings:
         err.print(f"[bold red]configuration error:[/] {exc.message}")
         raise typer.Exit(EXIT_USAGE) from None
     configure_logging(settings.log.level if _state["verbose"] else "WARNING", settings.log.format)
+    tracing.start(settings.tracing, pod=settings.pod_name)  # replays continue their messages' traces
     if not _state["verbose"]:
         # An unreachable broker is said once, in our words (exit code 3); the AMQP libraries' own
         # errors about it are for --verbose.
@@ -292,7 +298,8 @@ def ingest_command(
 
 @dlq_app.command("list")
 def list_command(
-    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    json_: ListJsonOpt = False,
     group_by: Annotated[
         GroupBy | None, typer.Option("--group-by", help="Count per failure group (error) or per field.")
     ] = None,
@@ -321,8 +328,10 @@ def list_command(
     """List dead letters (parked and replaying unless --status says otherwise), or count them by group.
 
     Also says how many dead letters still wait in the DLQs, not yet ingested (asked of the broker,
-    which hands nothing out for it); --store-only skips that.
+    which hands nothing out for it); --store-only skips that. -o json: without --group-by
+    {"total": N, "dead_letters": [...]}, with it a list of groups.
     """
+    fmt = output_format(output, json_)
     settings = _settings()
 
     async def main() -> None:
@@ -350,18 +359,18 @@ def list_command(
                     err.print(note)
             if group_by is not None:
                 groups = await list_groups(session, selection, group_by)
-                if json_:
+                if fmt is OutputFormat.JSON:
                     _print_json([view.group_summary(g, group_by) for g in groups])
                 else:
-                    out.print(view.groups_table(groups, group_by))
+                    print_listing(stdout_console(), view.groups_listing(groups, group_by, fmt), fmt)
                 return
             page = await list_page(session, selection, limit=limit)
-            if json_:
+            if fmt is OutputFormat.JSON:
                 _print_json(
                     {"total": page.total, "dead_letters": [view.record_summary(r) for r in page.records]}
                 )
             else:
-                out.print(view.records_table(page.records, page.total))
+                print_listing(stdout_console(), view.records_listing(page.records, page.total, fmt), fmt)
 
     _run(main)
 
@@ -381,6 +390,7 @@ def show_command(
         if json_:
             _print_json(view.shown_json(shown))
         else:
+            out = stdout_console()
             for part in view.show_renderables(shown):
                 out.print(part)
 
@@ -494,8 +504,12 @@ def replay_command(
         if json_:
             _print_json(view.replay_json(outcome))
         elif outcome.dry_run or outcome.report is None:
+            out = stdout_console()
             for part in view.plan_renderables(outcome, stripped=sorted({"x-dl-*", *STRIPPED_ON_REPLAY})):
                 out.print(part)
+            if outcome.groups:
+                table = OutputFormat.TABLE
+                print_listing(out, view.groups_listing(outcome.groups, GroupBy.ERROR, table), table)
         for line in view.replay_summary(outcome):
             err.print(line, highlight=False)
         return 0 if outcome.ok else EXIT_PARTIAL
@@ -587,7 +601,8 @@ def purge_command(
     interactive = sys.stdin.isatty()
 
     def confirm(count: int, groups: list[Group]) -> bool:
-        out.print(view.groups_table(groups, GroupBy.ERROR))
+        table = OutputFormat.TABLE
+        print_listing(stdout_console(), view.groups_listing(groups, GroupBy.ERROR, table), table)
         if yes:
             return True
         if not interactive:
@@ -638,6 +653,135 @@ def purge_command(
     code = _run(main)
     if code:
         raise typer.Exit(code)
+
+
+def _move_command(
+    *,
+    archiving: bool,
+    reason: str,
+    ids: list[str] | None,
+    everything: bool,
+    filters: dict[str, Any],
+    operator: str | None,
+) -> None:
+    """``archive`` and ``restore``: the same selection options, one operation each in operations.py."""
+    settings = _settings()
+    why = _required_reason(reason)
+    verb = "archived" if archiving else "restored"
+
+    async def main() -> int:
+        default = frozenset({"parked", "replayed"}) if archiving else frozenset({"archived"})
+        selection = _filter(default_statuses=default, **filters)
+        async with open_session(
+            settings, operator=operator or default_operator(), need_broker=True
+        ) as session:
+            resolved = await resolve_ids(session.store, ids or [])
+            if resolved:
+                selection = Filter(ids=tuple(resolved), statuses=frozenset())
+            move = archive if archiving else restore
+            result = await move(session, selection, reason=why, everything=everything)
+        if not result.selected:
+            err.print(f"nothing to {'archive' if archiving else 'restore'}")
+            return 0
+        err.print(f"{verb} {len(result.moved)} of {result.selected}")
+        for dead_letter_id, why_not in sorted(result.skipped.items()):
+            err.print(f"  left {dead_letter_id}: {why_not}", soft_wrap=True)
+        if result.audit_error:
+            err.print(f"[yellow]warning:[/] {result.audit_error}")
+        return EXIT_PARTIAL if result.skipped or result.audit_error else 0
+
+    code = _run(main)
+    if code:
+        raise typer.Exit(code)
+
+
+@dlq_app.command("archive")
+def archive_command(
+    reason: ReasonOpt,
+    ids: IdsArg = None,
+    everything: Annotated[bool, typer.Option("--all", help="No filter: every matching dead letter.")] = False,
+    status: StatusOpt = None,
+    flow: FlowOpt = None,
+    queue: QueueOpt = None,
+    error_class: ClassOpt = None,
+    error_code: CodeOpt = None,
+    category: CategoryOpt = None,
+    group: GroupOpt = None,
+    text: TextOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    header: HeaderOpt = None,
+    message_id: MessageIdOpt = None,
+    replay_id: ReplayIdOpt = None,
+    operator: OperatorOpt = None,
+) -> None:
+    """Set parked or replayed dead letters aside (status archived; nothing deleted), audited."""
+    _move_command(
+        archiving=True,
+        reason=reason,
+        ids=ids,
+        everything=everything,
+        filters=dict(
+            status=status,
+            flow=flow,
+            queue=queue,
+            error_class=error_class,
+            error_code=error_code,
+            category=category,
+            group=group,
+            text=text,
+            since=since,
+            until=until,
+            header=header,
+            message_id=message_id,
+            replay_id=replay_id,
+        ),
+        operator=operator,
+    )
+
+
+@dlq_app.command("restore")
+def restore_command(
+    reason: ReasonOpt,
+    ids: IdsArg = None,
+    everything: Annotated[bool, typer.Option("--all", help="No filter: every archived dead letter.")] = False,
+    flow: FlowOpt = None,
+    queue: QueueOpt = None,
+    error_class: ClassOpt = None,
+    error_code: CodeOpt = None,
+    category: CategoryOpt = None,
+    group: GroupOpt = None,
+    text: TextOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    header: HeaderOpt = None,
+    message_id: MessageIdOpt = None,
+    replay_id: ReplayIdOpt = None,
+    operator: OperatorOpt = None,
+) -> None:
+    """Put archived dead letters back (replayed if they ever were, else parked), audited."""
+    _move_command(
+        archiving=False,
+        reason=reason,
+        ids=ids,
+        everything=everything,
+        filters=dict(
+            status=None,
+            flow=flow,
+            queue=queue,
+            error_class=error_class,
+            error_code=error_code,
+            category=category,
+            group=group,
+            text=text,
+            since=since,
+            until=until,
+            header=header,
+            message_id=message_id,
+            replay_id=replay_id,
+        ),
+        operator=operator,
+    )
 
 
 @dlq_app.command("export")
@@ -740,18 +884,23 @@ def import_command(
 @dlq_app.command("audit")
 def audit_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Records to show, newest first.")] = 20,
-    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    json_: ListJsonOpt = False,
 ) -> None:
-    """The latest audit records (who replayed, edited, purged, imported or exported what, and why)."""
+    """The latest audit records (who replayed, edited, purged, imported or exported what, and why).
+
+    -o json: a list of audit records (schemas/generated/DlqAuditRecord.schema.json), newest first.
+    """
+    fmt = output_format(output, json_)
     settings = _settings()
 
     async def main() -> None:
         async with open_session(settings, operator=default_operator()) as session:
             records = await session.store.audits(limit=limit)
-        if json_:
+        if fmt is OutputFormat.JSON:
             _print_json([r.model_dump(mode="json") for r in records])
         else:
-            out.print(view.audit_table(records))
+            print_listing(stdout_console(), view.audit_listing(records, fmt), fmt)
 
     _run(main)
 

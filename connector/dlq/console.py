@@ -1,4 +1,8 @@
-"""How the ``dlq`` commands look: rich tables for people, plain JSON documents for scripts.
+"""How the ``dlq`` commands look: tables for people, plain JSON documents for scripts.
+
+The listings (``list``, ``list --group-by``, ``audit``) are :class:`~connector.cli_output.Listing`
+objects, laid out by :mod:`connector.cli_output` for ``-o table`` (the terminal's width, 80 without one) or
+``-o wide`` (every column in full).
 
 JSON output goes to stdout with nothing else on it (progress bars, notes and warnings go to
 stderr), so ``severa-connector dlq list --json | jq …`` always works.
@@ -8,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from rich.console import Group as RichGroup
 from rich.console import RenderableType
@@ -18,6 +22,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from connector.cli_output import Cell, Column, Listing, OutputFormat
 from connector.dlq import codec
 from connector.dlq.grouping import GroupBy
 from connector.dlq.ingest import IngestReport
@@ -69,64 +74,83 @@ def waiting_note(waiting: dict[str, int]) -> str | None:
 
 # -- list ------------------------------------------------------------------------------------------
 
+#: The columns of ``dlq list``: in an 80-column ``table``, id, status, last failure, reason and as
+#: much of the message as fits; the rest as the terminal allows (``-o wide``: all of them).
+RECORD_COLUMNS: Final = (
+    Column("id"),
+    Column("status"),
+    Column("last failure"),
+    Column("queue", priority=5, max_width=24),
+    Column("reason", priority=1, max_width=24),
+    Column("message", priority=2, flex=True),
+    Column("tries", justify="right", priority=4),
+    Column("replays", justify="right", priority=6),
+    Column("group", priority=3),
+)
 
-def records_table(records: Sequence[DeadLetterRecord], total: int) -> RenderableType:
-    table = Table(title_justify="left", show_lines=False)
-    for column, justify in (
-        ("id", "left"),
-        ("status", "left"),
-        ("last failure", "left"),
-        ("queue", "left"),
-        ("reason", "left"),
-        ("message", "left"),
-        ("tries", "right"),
-        ("replays", "right"),
-        ("group", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=column != "message")  # type: ignore[arg-type]
-    for r in records:
-        table.add_row(
+
+def when_compact(moment: dt.datetime | None) -> str:
+    """A moment in 12 characters (``05-01 12:00Z``): in a table, the year and seconds rarely matter."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(dt.UTC).strftime("%m-%d %H:%MZ")
+
+
+def _stamp(output: OutputFormat) -> Callable[[dt.datetime | None], str]:
+    return when if output is OutputFormat.WIDE else when_compact
+
+
+def records_listing(records: Sequence[DeadLetterRecord], total: int, output: OutputFormat) -> Listing:
+    stamp = _stamp(output)
+    rows = [
+        (
             r.id[:SHORT_ID],
             Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
-            when(r.last_failure_at),
+            stamp(r.last_failure_at),
             r.original_queue,
             r.reason,
-            clip(r.error_message),
+            r.error_message,
             str(r.attempts),
             str(r.prior_replays + r.replay_count),
             r.group_id,
         )
+        for r in records
+    ]
     shown = len(records)
-    table.caption = (
+    footer = (
         f"{total} dead letter{'s' if total != 1 else ''}"
         + (f", showing the first {shown} (--limit)" if shown < total else "")
         + "; details: dlq show <id>"
     )
-    table.caption_justify = "left"
-    return table
+    return Listing(RECORD_COLUMNS, rows, footer=footer)
 
 
-def groups_table(groups: Sequence[Group], by: GroupBy) -> RenderableType:
-    table = Table(title_justify="left")
-    key_title = "group" if by is GroupBy.ERROR else by.value
-    columns = [key_title, "count", "first failure", "last failure"]
+def groups_listing(groups: Sequence[Group], by: GroupBy, output: OutputFormat) -> Listing:
+    stamp = _stamp(output)
+    columns: list[Column] = [
+        Column("group" if by is GroupBy.ERROR else by.value, flex=by is not GroupBy.ERROR),
+        Column("count", justify="right"),
+        Column("first failure", priority=5),
+        Column("last failure", priority=1),
+    ]
     if by is GroupBy.ERROR:
-        columns += ["queue", "error class", "reason", "example message"]
-    for column in columns:
-        table.add_column(
-            column, justify="right" if column == "count" else "left", no_wrap=column != "example message"
-        )
+        columns += [
+            Column("queue", priority=4, max_width=24),
+            Column("error class", priority=3, max_width=20),
+            Column("reason", priority=1, max_width=24),
+            Column("example message", priority=2, flex=True),
+        ]
+    rows: list[list[Cell]] = []
     for g in groups:
-        row = [g.key or "-", str(g.count), when(g.first_failure_at), when(g.last_failure_at)]
+        row: list[Cell] = [g.key or "-", str(g.count), stamp(g.first_failure_at), stamp(g.last_failure_at)]
         if by is GroupBy.ERROR:
-            row += [g.queue, g.error_class, g.reason, clip(g.example_message)]
-        table.add_row(*row)
+            row += [g.queue, g.error_class, g.reason, g.example_message]
+        rows.append(row)
     total = sum(g.count for g in groups)
-    table.caption = f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {total} dead letters" + (
-        '; replay one: dlq replay --group <group> --reason "…" --dry-run' if by is GroupBy.ERROR else ""
+    footer = f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {total} dead letters" + (
+        '\nreplay one: dlq replay --group <group> --reason "…" --dry-run' if by is GroupBy.ERROR else ""
     )
-    table.caption_justify = "left"
-    return table
+    return Listing(columns, rows, footer=footer)
 
 
 def record_summary(r: DeadLetterRecord) -> dict[str, Any]:
@@ -305,6 +329,8 @@ def shown_json(shown: Shown) -> dict[str, Any]:
 
 
 def plan_renderables(outcome: ReplayOutcome, *, stripped: Sequence[str]) -> list[RenderableType]:
+    """The plan: a heading, then one labelled fact a line, a long one wrapped under itself (not under
+    its label). The caller prints ``groups_listing(outcome.groups, …)`` below."""
     plan = outcome.plan
     target = outcome.target or "each dead letter's original queue"
     heading = (
@@ -312,27 +338,28 @@ def plan_renderables(outcome: ReplayOutcome, *, stripped: Sequence[str]) -> list
         if outcome.dry_run
         else "[bold]replay[/]"
     )
-    lines = [
-        heading,
-        f"  selected: {len(plan.eligible)} dead letter(s) in {len(outcome.groups)} group(s), frozen now",
-        f"  target:   {target} (default exchange, publisher confirms)",
+    facts: list[tuple[str, str]] = [
+        ("selected:", f"{len(plan.eligible)} dead letter(s) in {len(outcome.groups)} group(s), frozen now"),
+        ("target:", f"{target} (default exchange, publisher confirms)"),
     ]
     if plan.resumed:
-        lines.append(f"  resuming: {len(plan.resumed)} left 'replaying' by a replay that died")
+        facts.append(("resuming:", f"{len(plan.resumed)} left 'replaying' by a replay that died"))
     for why, count in sorted(plan.skipped_by_reason.items()):
-        lines.append(f"  skipped:  {count} {why}")
+        facts.append(("skipped:", f"{count} {why}"))
     if outcome.dry_run:
-        lines.append(f"  removes:  {', '.join(stripped)}")
-        lines.append("  adds:     x-replay-count, x-replayed-at, x-replay-id, x-replayed-from")
+        facts.append(("removes:", ", ".join(stripped)))
+        facts.append(("adds:", "x-replay-count, x-replayed-at, x-replay-id, x-replayed-from"))
         if plan.eligible:
             first = ", ".join(i[:SHORT_ID] for i in plan.eligible[:5])
-            lines.append(
-                f"  order:    ingest order (the DLQ's): {first}{' …' if len(plan.eligible) > 5 else ''}"
+            facts.append(
+                ("order:", f"ingest order (the DLQ's): {first}{' …' if len(plan.eligible) > 5 else ''}")
             )
-    renderables: list[RenderableType] = [Text.from_markup("\n".join(lines))]
-    if outcome.groups:
-        renderables.append(groups_table(outcome.groups, GroupBy.ERROR))
-    return renderables
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in facts:
+        grid.add_row(Text("  " + label), Text(value))
+    return [Text.from_markup(heading), grid]
 
 
 def replay_json(outcome: ReplayOutcome) -> dict[str, Any]:
@@ -405,13 +432,23 @@ def replay_summary(outcome: ReplayOutcome) -> list[str]:
 # -- audit -----------------------------------------------------------------------------------------
 
 
-def audit_table(records: Sequence[DlqAuditRecord]) -> Table:
-    table = Table(title_justify="left")
-    for column in ("when", "operator", "command", "phase", "outcome", "ids", "reason", "audit id"):
-        table.add_column(column, overflow="fold")
-    for a in records:
-        table.add_row(
-            when(a.at),
+AUDIT_COLUMNS: Final = (
+    Column("when"),
+    Column("operator", priority=1, max_width=20),
+    Column("command"),
+    Column("phase", priority=2),
+    Column("outcome", priority=1),
+    Column("ids", justify="right", priority=2),
+    Column("reason", priority=3, flex=True),
+    Column("audit id", priority=4),
+)
+
+
+def audit_listing(records: Sequence[DlqAuditRecord], output: OutputFormat) -> Listing:
+    stamp = _stamp(output)
+    rows = [
+        (
+            stamp(a.at),
             f"{a.operator}@{a.host}",
             a.command + (" (dry run)" if a.dry_run else ""),
             a.phase,
@@ -420,7 +457,9 @@ def audit_table(records: Sequence[DlqAuditRecord]) -> Table:
             a.reason or "-",
             a.audit_id[:SHORT_ID],
         )
-    return table
+        for a in records
+    ]
+    return Listing(AUDIT_COLUMNS, rows, footer=f"{len(rows)} audit record{'s' if len(rows) != 1 else ''}")
 
 
 def as_json(data: Any) -> str:

@@ -123,12 +123,12 @@ def key_files(directory: Path) -> dict[str, str]:
     }
 
 
-def check(fakes: Fakes, netvisor: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
+def check(fakes: Fakes, netvisor: dict[str, str] | None, *args: str) -> subprocess.CompletedProcess[str]:
     """``severa-connector check`` with these Netvisor settings (``None``: accounting left off)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")}
     env |= {
         "NO_COLOR": "1",
-        "COLUMNS": "240",
+        "COLUMNS": "80",
         "SEVERA_CONNECTOR_STATE_URL": "memory://",
         "SEVERA_CONNECTOR_SEVERA__URL": fakes.severa_url,
         "SEVERA_CONNECTOR_SEVERA__API_KEY": SEVERA_KEY,
@@ -143,7 +143,7 @@ def check(fakes: Fakes, netvisor: dict[str, str] | None) -> subprocess.Completed
             **netvisor,
         }
     return subprocess.run(
-        [sys.executable, "-m", "connector", "check"],
+        [sys.executable, "-m", "connector", "check", *(args or ("-o", "json"))],
         env=env,
         capture_output=True,
         text=True,
@@ -153,36 +153,26 @@ def check(fakes: Fakes, netvisor: dict[str, str] | None) -> subprocess.Completed
     )
 
 
-def netvisor_section(result: subprocess.CompletedProcess[str]) -> str:
-    head, title, rest = result.stdout.partition("Netvisor at ")
-    assert title, f"no Netvisor section:\n{result.stdout}"
-    assert "✗" not in head, "Severa's section is expected to pass:\n" + result.stdout
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """``check -o json``'s document (the one thing on stdout)."""
     assert "Traceback" not in result.stderr, result.stderr
-    return title + rest
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
 
 
-def cells(section: str, name: str) -> tuple[str, str, str, str]:
-    """The row whose check is ``name`` as its four cells (mark, check, result, fix), each cell's
-    wrapped lines joined: ✓ passed, ✗ failed, - skipped."""
-    lines = [line.strip().strip("│┃").split("│") for line in section.splitlines() if line.startswith("│")]
-    rows: list[list[list[str]]] = []
-    for parts in lines:
-        if len(parts) != 4:
-            continue
-        if parts[0].strip() or not rows:  # a mark starts a row; a blank one continues it
-            rows.append([[], [], [], []])
-        for column, part in zip(rows[-1], parts, strict=True):
-            if part.strip():
-                column.append(part.strip())
-    for found in rows:
-        mark, check, result, fix = (" ".join(column) for column in found)
-        if check == name:
-            return mark, check, result, fix
-    raise AssertionError(f"no row {name!r} in:\n{section}")
+def netvisor_rows(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    """The Netvisor section's checks by name; Severa's are expected to pass."""
+    checks = report(result)["checks"]
+    severa = [c for c in checks if c["peer"] == "severa"]
+    assert len(severa) == SEVERA_ROWS, severa
+    assert all(c["status"] == "ok" for c in severa), severa
+    rows = {c["name"]: c for c in checks if c["peer"] == "netvisor"}
+    assert len(rows) == NETVISOR_ROWS, rows
+    return rows
 
 
-def mark(section: str, name: str) -> str:
-    return cells(section, name)[0]
+def status(rows: dict[str, dict[str, Any]], name: str) -> str:
+    return str(rows[name]["status"])
 
 
 def assert_no_key_printed(result: subprocess.CompletedProcess[str], *keys: str) -> None:
@@ -195,12 +185,32 @@ def test_a_good_configuration_passes_both_sections(fakes: Fakes, tmp_path: Path)
     result = check(fakes, key_files(tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
-    section = netvisor_section(result)
-    assert f"{fakes.netvisor_url}/ (organisation {NETVISOR['organisation_id']})" in section
-    assert "✗" not in section
-    for resource in RESOURCES:
-        assert mark(section, f"Right to use {resource}.nv") == "✓"
-    assert f"all {SEVERA_ROWS + NETVISOR_ROWS} checks passed" in result.stdout
+    rows = netvisor_rows(result)
+    document = report(result)
+    assert [p["title"] for p in document["peers"]][1] == (
+        f"Netvisor at {fakes.netvisor_url}/ (organisation {NETVISOR['organisation_id']})"
+    )
+    assert {status(rows, name) for name in rows} == {"ok"}
+    assert document["summary"] == f"all {SEVERA_ROWS + NETVISOR_ROWS} checks passed"
+    assert document["counts"] == {
+        "ok": SEVERA_ROWS + NETVISOR_ROWS,
+        "warning": 0,
+        "failed": 0,
+        "not_checked": 0,
+    }
+    assert_no_key_printed(result)
+
+
+def test_the_table_of_both_sections_fits_80_columns(fakes: Fakes, tmp_path: Path) -> None:
+    result = check(fakes, key_files(tmp_path), "-o", "table")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    assert f"Netvisor at {fakes.netvisor_url}/ (organisation {NETVISOR['organisation_id']})" in lines
+    for resource in RESOURCES:  # the mark and the check's name on one line
+        assert any(line.startswith("✓") and f"Right to use {resource}.nv" in line for line in lines)
+    assert lines[-1] == f"all {SEVERA_ROWS + NETVISOR_ROWS} checks passed"
     assert_no_key_printed(result)
 
 
@@ -208,8 +218,10 @@ def test_without_netvisor_as_the_accounting_system_there_is_no_netvisor_section(
     result = check(fakes, None)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Netvisor" not in result.stdout
-    assert f"all {SEVERA_ROWS} checks passed" in result.stdout
+    document = report(result)
+    assert [p["peer"] for p in document["peers"]] == ["severa"]
+    assert {c["peer"] for c in document["checks"]} == {"severa"}
+    assert document["summary"] == f"all {SEVERA_ROWS} checks passed"
 
 
 def test_a_wrong_partner_key_fails_the_signature_naming_the_setting_not_the_key(
@@ -225,14 +237,14 @@ def test_a_wrong_partner_key_fails_the_signature_naming_the_setting_not_the_key(
     )
 
     assert result.returncode == 1, result.stdout + result.stderr
-    section = netvisor_section(result)
-    assert mark(section, "Netvisor reachable") == "✓"
-    _, _, _, fix = cells(section, SIGNATURE)
-    assert mark(section, SIGNATURE) == "✗"
-    assert "SEVERA_CONNECTOR_NETVISOR__PARTNER_KEY" in fix
+    rows = netvisor_rows(result)
+    assert status(rows, "Netvisor reachable") == "ok"
+    assert status(rows, SIGNATURE) == "failed"
+    assert "SEVERA_CONNECTOR_NETVISOR__PARTNER_KEY" in rows[SIGNATURE]["fix"]
     for resource in RESOURCES:  # skipped because of the signature, not failed on their own
-        assert mark(section, f"Right to use {resource}.nv") == "-"
-    assert f"{NETVISOR_ROWS - 2} of {SEVERA_ROWS + NETVISOR_ROWS} checks failed" in result.stdout
+        assert status(rows, f"Right to use {resource}.nv") == "not_checked"
+    # Severa's 8 and Netvisor's keys and reachability passed; the signature failed; 7 rights wait on it.
+    assert report(result)["summary"] == f"1 failed, 7 not checked, {SEVERA_ROWS + 2} passed"
     assert_no_key_printed(result, wrong)
 
 
@@ -244,13 +256,13 @@ def test_a_missing_right_fails_the_row_of_that_resource_alone(fakes: Fakes, tmp_
     result = check(fakes, key_files(tmp_path))
 
     assert result.returncode == 1, result.stdout + result.stderr
-    section = netvisor_section(result)
-    assert mark(section, SIGNATURE) == "✓"
-    assert section.count("✗") == 1, section
-    _, _, result_cell, fix = cells(section, "Right to use salesinvoice.nv")
-    assert "SERVICE_ACCESS_ERROR" in result_cell
-    assert "right to use salesinvoice.nv in Netvisor" in fix
+    rows = netvisor_rows(result)
+    assert status(rows, SIGNATURE) == "ok"
+    assert [name for name in rows if status(rows, name) == "failed"] == ["Right to use salesinvoice.nv"]
+    failed = rows["Right to use salesinvoice.nv"]
+    assert "SERVICE_ACCESS_ERROR" in failed["message"]
+    assert "right to use salesinvoice.nv in Netvisor" in failed["fix"]
     for resource in set(RESOURCES) - {"salesinvoice"}:
-        assert mark(section, f"Right to use {resource}.nv") == "✓"
-    assert f"1 of {SEVERA_ROWS + NETVISOR_ROWS} checks failed" in result.stdout
+        assert status(rows, f"Right to use {resource}.nv") == "ok"
+    assert report(result)["summary"] == f"1 failed, {SEVERA_ROWS + NETVISOR_ROWS - 1} passed"
     assert_no_key_printed(result)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -262,6 +264,142 @@ class TestBrowse:
         assert [e["kind"] for e in data["history"]["events"]] == ["ingested"]
 
 
+LONG_MESSAGE = (
+    "no work type with code 'NOPE' in Severa: add it to the mapping table (work_types) or correct the "
+    "source system's code, then replay this dead letter"
+)
+NARROW = {"COLUMNS": "80", "NO_COLOR": "1"}
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+class TestListOutput:
+    """``-o table`` fits 80 columns with one line per row, ``-o wide`` shows all, ``-o json`` is --json."""
+
+    @pytest.fixture
+    async def parked(self, dlq: Dlq, channel: AbstractChannel, topology: Names) -> list[dict[str, Any]]:
+        for n in range(3):
+            await park_event(channel, topology, event_dict(), **{"x-dl-message": f"{LONG_MESSAGE} #{n}"})
+        await park(channel, topology, 2, start=3, reason="unknown_user")
+        await dlq.ingest()
+        listed = await dlq.json("list")
+        rows: list[dict[str, Any]] = listed["dead_letters"]
+        assert len(rows) == 5
+        return rows
+
+    async def test_the_table_fits_80_columns_one_line_per_dead_letter(
+        self, dlq: Dlq, parked: list[dict[str, Any]]
+    ) -> None:
+        result = await dlq("list", env=NARROW)
+        assert result.exit_code == 0, result.output
+        assert widest(result.stdout) <= 80, result.stdout
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["id", "status", "last", "failure", "reason", "message"]
+        for row in parked:
+            (line,) = [line for line in lines if line.startswith(row["id"][:12])]
+            assert row["reason"] in line
+        assert any("no work type with" in line and line.endswith("…") for line in lines), result.stdout
+        assert lines[-1] == "5 dead letters; details: dlq show <id>"
+
+    async def test_wide_shows_every_column_in_full_on_one_line(
+        self, dlq: Dlq, parked: list[dict[str, Any]]
+    ) -> None:
+        result = await dlq("list", "-o", "wide", env=NARROW)
+        assert result.exit_code == 0, result.output
+        header = result.stdout.splitlines()[0].split()
+        assert header == [
+            "id",
+            "status",
+            "last",
+            "failure",
+            "queue",
+            "reason",
+            "message",
+            "tries",
+            "replays",
+            "group",
+        ]
+        for row in parked:
+            (line,) = [line for line in result.stdout.splitlines() if line.startswith(row["id"][:12])]
+            for value in (row["original_queue"], row["error_message"], row["group"], row["reason"]):
+                assert value in line
+
+    async def test_json_is_the_same_document_as_the_json_flag(
+        self, dlq: Dlq, parked: list[dict[str, Any]]
+    ) -> None:
+        result = await dlq("list", "-o", "json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == await dlq.json("list")
+        refused = await dlq("list", "-o", "wide", "--json")
+        assert refused.exit_code == 2
+        assert "contradicts" in refused.output
+
+    async def test_groups_fit_80_columns_and_wide_shows_the_whole_example(
+        self, dlq: Dlq, parked: list[dict[str, Any]]
+    ) -> None:
+        table = await dlq("list", "--group-by", "error", env=NARROW)
+        assert table.exit_code == 0, table.output
+        assert widest(table.stdout) <= 80, table.stdout
+        groups = await dlq.json("list", "--group-by", "error")
+        for group in groups:
+            assert any(line.startswith(group["key"]) for line in table.stdout.splitlines())
+        # the three long messages differ by their number, and numbers are part of a message's shape
+        assert "4 groups, 5 dead letters" in " ".join(table.stdout.split())
+        wide = await dlq("list", "--group-by", "error", "-o", "wide", env=NARROW)
+        assert f"{LONG_MESSAGE} #0" in wide.stdout
+        by_reason = await dlq("list", "--group-by", "reason", env=NARROW)
+        assert widest(by_reason.stdout) <= 80
+        assert by_reason.stdout.splitlines()[0].split()[:2] == ["reason", "count"]
+
+    async def test_audit_fits_80_columns_and_has_the_same_json(
+        self, dlq: Dlq, parked: list[dict[str, Any]]
+    ) -> None:
+        why = "looking at what a replay of the work-type failures would send, before the mapping fix"
+        assert (await dlq("replay", "--all", "--dry-run", "--reason", why, env=NARROW)).exit_code == 0
+        table = await dlq("audit", env=NARROW)
+        assert table.exit_code == 0, table.output
+        assert widest(table.stdout) <= 80, table.stdout
+        assert len([line for line in table.stdout.splitlines() if "replay (dry run)" in line]) == 2
+        wide = await dlq("audit", "-o", "wide", env=NARROW)
+        assert why in wide.stdout
+        assert json.loads((await dlq("audit", "-o", "json")).stdout) == await dlq.json("audit")
+
+    async def test_a_dry_run_plan_fits_80_columns(self, dlq: Dlq, parked: list[dict[str, Any]]) -> None:
+        result = await dlq("replay", "--all", "--dry-run", "--reason", "look", env=NARROW)
+        assert result.exit_code == 0, result.output
+        assert widest(result.stdout) <= 80, result.stdout
+        assert "replay plan" in result.stdout
+
+    async def test_piped_without_a_terminal_columns_or_term(
+        self, dlq: Dlq, parked: list[dict[str, Any]], tmp_path: Path
+    ) -> None:
+        """As in CI or ``| less``: a process whose stdin and stdout are no terminal, nothing set."""
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERM", "NO_COLOR", "LINES")}
+        env = {**{k: v for k, v in env.items() if not k.startswith("SEVERA_CONNECTOR_")}, **dlq.env}
+        env.pop("COLUMNS")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "connector", "dlq", "list", "--store-only"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=TESTS,  # no .env of the working copy
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "\x1b[" not in done.stdout
+        assert widest(done.stdout) <= 80, done.stdout
+        assert (
+            len([line for line in done.stdout.splitlines() if line[:12] in {r["id"][:12] for r in parked}])
+            == 5
+        )
+
+
 class TestChange:
     async def test_edit_with_set_is_validated_audited_and_keeps_the_original(
         self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path
@@ -322,6 +460,29 @@ class TestChange:
         assert (await dlq.json("list"))["total"] == 0
         kept = await dlq.json("list", "--status", "purged")
         assert kept["total"] == 3
+
+    async def test_archive_sets_aside_and_restore_brings_back_without_deleting_anything(
+        self, dlq: Dlq, channel: AbstractChannel, topology: Names
+    ) -> None:
+        await park(channel, topology, 3)
+        await dlq.ingest()
+        unexplained = await dlq("archive", "--all")
+        assert unexplained.exit_code == 2  # a reason is required: it goes into the audit log
+        archived = await dlq("archive", "--error-code", "unknown_work_type", "--reason", "known noise")
+        assert archived.exit_code == 0, archived.output
+        assert "archived 3 of 3" in archived.stderr
+        assert (await dlq.json("list"))["total"] == 0
+        assert (await dlq.json("list", "--status", "archived"))["total"] == 3
+        again = await dlq("archive", "--all", "--status", "archived", "--reason", "twice")
+        assert again.exit_code == 1, again.output  # nothing moved: each row is named with why
+        assert "already archived" in again.stderr
+        restored = await dlq("restore", "--all", "--reason", "needed after all")
+        assert restored.exit_code == 0, restored.output
+        assert "restored 3 of 3" in restored.stderr
+        assert (await dlq.json("list"))["total"] == 3
+        audit = await dlq.json("audit")
+        commands = [record["command"] for record in audit]
+        assert "archive" in commands and "restore" in commands
 
     async def test_an_export_imports_into_another_store(
         self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path
