@@ -12,17 +12,21 @@ Why it looks like this:
 - Consuming uses another channel whose prefetch is the concurrency knob.
 - aio-pika's robust connection holds channels, exchanges and queues weakly: we keep strong
   references, or they are not restored after a reconnect.
+- Several broker addresses (the nodes of a cluster) go through :class:`FailoverConnection`: it
+  connects to the first that answers and, after losing a node, to the next; one address keeps
+  aio-pika's own robust connection exactly as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+from aio_pika import RobustConnection
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -30,11 +34,15 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
+    TimeoutType,
 )
-from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, DeliveryError, PublishError
 from aiormq.abc import FieldTable
-from aiormq.exceptions import AMQPConnectionError
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+from yarl import URL
 
+from connector import tracing
+from connector.broker_addresses import broker_urls, host_port
 from connector.errors import TransientError
 from connector.logging import get_logger
 from connector.topology import Topology
@@ -97,11 +105,98 @@ class OutgoingMessage:
         )
 
 
-class Bus:
-    """One robust AMQP connection with a confirmed publish channel and consumer channels."""
+# The one step of aio-pika's robust connection that makes a connection attempt (its reconnect loop
+# calls it after every loss); FailoverConnection wraps it to choose the address. Looked up here so
+# that an aio-pika that renamed it fails at import, not silently at the first node loss.
+_ROBUST_ATTEMPT = "_RobustConnection__connect_transport"
+_robust_attempt: Callable[[RobustConnection], Awaitable[None]] = getattr(RobustConnection, _ROBUST_ATTEMPT)
 
-    def __init__(self, url: str, *, name: str = "severa-connector", publish_timeout: float = 10.0) -> None:
-        self._url = url
+
+class FailoverConnection(RobustConnection):
+    """aio-pika's robust connection over several broker addresses (the nodes of one cluster).
+
+    Every connection attempt -- the first one and each of the robust connection's reconnects --
+    tries the addresses in turn, starting after the one last connected to (the first address at
+    start), and uses the first that answers; only when none does is the attempt a failure, which
+    the robust connection retries after its ``reconnect_interval``. So a pod whose node is killed
+    reconnects to a surviving node at once, and channels, consumers (through :class:`Consumer`)
+    and declared entities are restored there as after any reconnect. A refused login is tried on
+    the other nodes too (users are cluster-wide, so it ends as the same refusal).
+
+    Each address gets at most :attr:`ADDRESS_TIMEOUT` seconds, so one address that swallows
+    packets cannot take the whole start-up budget from the others.
+    """
+
+    #: Longest wait for one address to answer (TCP, TLS and the AMQP handshake).
+    ADDRESS_TIMEOUT = 10.0
+
+    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+        if not urls:
+            raise ValueError("FailoverConnection needs at least one broker URL")
+        super().__init__(URL(urls[0]), **kwargs)
+        self.addresses: tuple[URL, ...] = tuple(URL(url) for url in urls)
+        self._next = 0
+        #: Index in :attr:`addresses` of the node connected to now (or last), ``None`` before.
+        self.connected_index: int | None = None
+
+    async def connect(self, timeout: TimeoutType = None) -> None:
+        limit = self.ADDRESS_TIMEOUT if timeout is None else min(float(timeout), self.ADDRESS_TIMEOUT)
+        await super().connect(limit)
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        count = len(self.addresses)
+        first = self._next
+        last: BaseException | None = None
+        for step in range(count):
+            index = (first + step) % count
+            self.url = self.addresses[index]
+            address = host_port(str(self.url))
+            try:
+                await _robust_attempt(self)
+            except CONNECTION_EXCEPTIONS as exc:
+                last = exc
+                log.warning(
+                    "broker_address_unreachable",
+                    broker=address,
+                    error=type(exc).__name__,
+                    tried=step + 1,
+                    of=count,
+                )
+                continue
+            self._next = (index + 1) % count
+            self.connected_index = index
+            log.info("broker_connected", broker=address, address=index + 1, of=count)
+            return
+        assert last is not None
+        raise last
+
+
+async def connect_failover(
+    urls: Sequence[str], *, client_properties: FieldTable, timeout: TimeoutType = None
+) -> AbstractRobustConnection:
+    """``aio_pika.connect_robust`` for several addresses: one :class:`FailoverConnection`, connected."""
+    connection = FailoverConnection(urls, client_properties=client_properties)
+    await connection.connect(timeout=timeout)
+    return connection
+
+
+class Bus:
+    """One robust AMQP connection with a confirmed publish channel and consumer channels.
+
+    ``url`` is one AMQP URL or several (the setting's comma-separated list, or a sequence): with
+    several, the connection fails over between them (:class:`FailoverConnection`).
+    """
+
+    def __init__(
+        self, url: str | Sequence[str], *, name: str = "severa-connector", publish_timeout: float = 10.0
+    ) -> None:
+        if isinstance(url, str):
+            try:
+                self._urls: tuple[str, ...] = broker_urls(url)
+            except ValueError:  # not ours to judge here: the client refuses it when connecting
+                self._urls = (url,)
+        else:
+            self._urls = tuple(url)
         self._name = name
         self._publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
@@ -112,6 +207,7 @@ class Bus:
         self._consumer_channels: list[AbstractChannel] = []
         self._consumers: list[Consumer] = []
         self._closed = False
+        self._publish_channel_since = 0.0
 
     async def __aenter__(self) -> Bus:
         await self.connect()
@@ -143,19 +239,19 @@ class Bus:
         if self._connection is not None:
             return
         properties: FieldTable = {"connection_name": self._name}
+
+        def attempt(timeout: float | None) -> Awaitable[AbstractRobustConnection]:
+            if len(self._urls) == 1:
+                return aio_pika.connect_robust(self._urls[0], client_properties=properties, timeout=timeout)
+            return connect_failover(self._urls, client_properties=properties, timeout=timeout)
+
         connection: AbstractRobustConnection
         if retry_seconds is None:
-            connection = await aio_pika.connect_robust(self._url, client_properties=properties)
+            connection = await attempt(None)
         else:
             from connector.startup import connect_broker
 
-            connection = await connect_broker(
-                lambda timeout: aio_pika.connect_robust(
-                    self._url, client_properties=properties, timeout=timeout
-                ),
-                safe_url=safe_url,
-                total_seconds=retry_seconds,
-            )
+            connection = await connect_broker(attempt, safe_url=safe_url, total_seconds=retry_seconds)
         self._connection = connection
         self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
 
@@ -198,43 +294,58 @@ class Bus:
     async def publish(self, exchange: str, message: OutgoingMessage) -> None:
         """Publish and wait for the broker's confirm; raise :class:`PublishFailed` otherwise."""
         target = await self._exchange(exchange)
-        amqp_message = aio_pika.Message(
-            body=message.body,
-            content_type=message.content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            headers=dict(message.headers),
-            timestamp=message.timestamp,
-            content_encoding=message.content_encoding,
-            app_id=message.app_id,
-            reply_to=message.reply_to,
-            priority=message.priority,
-        )
-        try:
-            await target.publish(
-                amqp_message, routing_key=message.routing_key, mandatory=True, timeout=self._publish_timeout
+        headers = dict(message.headers)
+        # A PRODUCER span whose trace context goes out in the headers (a no-op unless tracing is on).
+        with tracing.publishing(exchange, message.routing_key, headers, message_id=message.message_id):
+            amqp_message = aio_pika.Message(
+                body=message.body,
+                content_type=message.content_type,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                type=message.type,
+                headers=headers,
+                timestamp=message.timestamp,
+                content_encoding=message.content_encoding,
+                app_id=message.app_id,
+                reply_to=message.reply_to,
+                priority=message.priority,
             )
-        except PublishError as exc:
-            raise Unroutable(
-                f"no queue is bound to {exchange or '(default)'} for routing key {message.routing_key!r}",
-                exchange=exchange,
-                routing_key=message.routing_key,
-            ) from exc
-        except DeliveryError as exc:
-            raise PublishFailed(
-                f"broker refused the message for {exchange or '(default)'}/{message.routing_key}: {exc}",
-                exchange=exchange,
-                routing_key=message.routing_key,
-            ) from exc
-        except (TimeoutError, AMQPError, AMQPConnectionError, ConnectionError) as exc:
-            raise PublishFailed(
-                f"no confirm from the broker for {exchange or '(default)'}/{message.routing_key} "
-                f"within {self._publish_timeout}s: {type(exc).__name__}",
-                exchange=exchange,
-                routing_key=message.routing_key,
-            ) from exc
+            try:
+                await target.publish(
+                    amqp_message,
+                    routing_key=message.routing_key,
+                    mandatory=True,
+                    timeout=self._publish_timeout,
+                )
+            except PublishError as exc:
+                raise Unroutable(
+                    f"no queue is bound to {exchange or '(default)'} for routing key {message.routing_key!r}",
+                    exchange=exchange,
+                    routing_key=message.routing_key,
+                ) from exc
+            except DeliveryError as exc:
+                await self._replace_publish_channel()
+                raise PublishFailed(
+                    f"broker refused the message for {exchange or '(default)'}/{message.routing_key}: {exc}",
+                    exchange=exchange,
+                    routing_key=message.routing_key,
+                ) from exc
+            # ChannelInvalidStateError: the channel died with its connection (a node lost) and is
+            # not restored yet -- a publish that never left, to be retried like a lost confirm.
+            except (
+                TimeoutError,
+                AMQPError,
+                AMQPConnectionError,
+                ConnectionError,
+                ChannelInvalidStateError,
+            ) as exc:
+                raise PublishFailed(
+                    f"no confirm from the broker for {exchange or '(default)'}/{message.routing_key} "
+                    f"within {self._publish_timeout}s: {type(exc).__name__}",
+                    exchange=exchange,
+                    routing_key=message.routing_key,
+                ) from exc
 
     async def consumer(
         self,
@@ -270,6 +381,41 @@ class Bus:
             if not channel.is_closed:
                 with contextlib.suppress(Exception):
                     await channel.close()
+
+    #: A nacked publish replaces the publish channel at most this often.
+    REPLACE_CHANNEL_SECONDS = 1.0
+
+    async def _replace_publish_channel(self) -> None:
+        """Publish on a new channel after a nack, so that the retry is not nacked again.
+
+        RabbitMQ 3.10 can keep nacking every publish of a channel to a quorum queue whose leader
+        changed while that channel first published to it (seen on a cluster losing the leader's
+        node: the channel on the surviving node was refused for minutes, a new channel at once).
+        A nack for a full queue (``reject-publish``) costs only a channel open at most once per
+        :attr:`REPLACE_CHANNEL_SECONDS`. Exchanges are looked up again on the new channel; publishes
+        still in flight on the old one fail and are retried like any lost confirm.
+        """
+        old = self._publish_channel
+        loop = asyncio.get_running_loop()
+        if (
+            old is None
+            or self._closed
+            or loop.time() - self._publish_channel_since < self.REPLACE_CHANNEL_SECONDS
+        ):
+            return
+        self._publish_channel_since = loop.time()
+        try:
+            new = await asyncio.wait_for(
+                self.connection.channel(publisher_confirms=True, on_return_raises=True), self._publish_timeout
+            )
+        except Exception as exc:  # the caller's publish failed anyway; the next nack tries again
+            log.warning("publish_channel_not_replaced", error=type(exc).__name__)
+            return
+        self._publish_channel = new
+        self._exchanges = {}
+        log.info("publish_channel_replaced_after_nack")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.close(), self._publish_timeout)
 
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:

@@ -18,8 +18,10 @@ is touched, not after the topology was declared.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -33,6 +35,7 @@ from pydantic_settings.sources import DotEnvSettingsSource, EnvSettingsSource
 
 from adapters.netvisor.config import NetvisorClientConfig
 from adapters.severa.config import SeveraClientConfig
+from connector.broker_addresses import broker_urls, masked_list
 from connector.errors import ConfigError
 from connector.mapping.invoices import InvoiceOptions
 from connector.mapping.table import load_mapping_table
@@ -47,7 +50,10 @@ class RabbitSettings(BaseModel):
 
     url: SecretStr = Field(
         default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
-        description="AMQP URL of the broker (its password is treated as a secret).",
+        description="AMQP URL of the broker (its password is treated as a secret); for a cluster, several "
+        "separated by commas, the first a whole URL and the others whole URLs or host[:port] with the "
+        "first one's credentials, vhost and options (amqp://u:pw@rabbit-0/prod,rabbit-1,rabbit-2). The "
+        "first that answers is used; a lost connection reconnects to the next. docs/broker-cluster.md",
     )
     prefix: str = Field(default="", description="Prefix for every exchange/queue name (isolation).")
     prefetch: int = Field(default=32, ge=1, le=1000, description="Messages handled concurrently per pod.")
@@ -75,14 +81,16 @@ class RabbitSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _amqp_scheme(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in {"amqp", "amqps"}:
-            raise ValueError("must be an amqp:// or amqps:// URL")
+        broker_urls(value.get_secret_value())  # a ValueError names the entry, never its password
         return value
 
+    def urls(self) -> tuple[str, ...]:
+        """Every broker address as a whole AMQP URL, in the order to try them (secret: passwords)."""
+        return broker_urls(self.url.get_secret_value())
+
     def safe_url(self) -> str:
-        """The URL with its password masked, for logs."""
-        return mask_url_password(self.url.get_secret_value())
+        """The URL (or the comma-separated URLs) with every password masked, for logs."""
+        return masked_list(self.url.get_secret_value())
 
 
 class LogSettings(BaseModel):
@@ -99,6 +107,82 @@ class LogSettings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+
+#: The standard OpenTelemetry variables the tracing group honours when its own are unset.
+OTEL_TRACES_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_SERVICE_NAME_VAR = "OTEL_SERVICE_NAME"
+DEFAULT_SERVICE_NAME = "severa-connector"
+OTLP_TRACES_PATH = "/v1/traces"
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing (W3C trace context in AMQP headers, spans exported over OTLP/HTTP).
+
+    Off unless an endpoint is configured, here or in the standard ``OTEL_EXPORTER_OTLP_*`` variables;
+    off costs nothing (no tracer provider is installed, no header is read).
+    """
+
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector to export spans to, e.g. http://otel-collector:4318 "
+        f"({OTLP_TRACES_PATH} is appended to a URL without a path). Unset: "
+        f"{OTEL_TRACES_ENDPOINT_VARS[0]} or {OTEL_TRACES_ENDPOINT_VARS[1]} if set, else tracing is off.",
+    )
+    service_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description=f"service.name of the spans. Unset: {OTEL_SERVICE_NAME_VAR} if set, else "
+        f"{DEFAULT_SERVICE_NAME}.",
+    )
+    sampling_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (0..1); a message whose publisher sent trace context "
+        "follows the publisher's sampling decision.",
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _otlp_url(value, "")
+
+    def traces_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """Where spans are POSTed, or ``None``: tracing is off."""
+        if self.otlp_endpoint is not None:
+            return _with_traces_path(self.otlp_endpoint)
+        env = os.environ if environ is None else environ
+        for variable in OTEL_TRACES_ENDPOINT_VARS:
+            value = env.get(variable, "").strip()
+            if value:
+                url = _otlp_url(value, f"{variable} ")
+                # The signal-specific variable is the whole URL; the general one a base (the spec's rule).
+                return url if variable == OTEL_TRACES_ENDPOINT_VARS[0] else _with_traces_path(url)
+        return None
+
+    def resolved_service_name(self, environ: Mapping[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        return self.service_name or env.get(OTEL_SERVICE_NAME_VAR, "").strip() or DEFAULT_SERVICE_NAME
+
+
+def _otlp_url(value: str, where: str) -> str:
+    """``value`` if it is an http(s) URL with a host (the collector's credentials stay out of logs)."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(
+            f"{where}must be an http:// or https:// URL of an OTLP/HTTP collector, "
+            "e.g. http://otel-collector:4318"
+        )
+    return text
+
+
+def _with_traces_path(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        return urlunsplit(parts._replace(path=OTLP_TRACES_PATH))
+    return url
 
 
 class HttpSettings(BaseModel):
@@ -313,6 +397,14 @@ class DeadLetterSettings(BaseModel):
         description="Dead letters the continuous ingester (connector pods, `dlq ingest --follow`) holds "
         "unacked per DLQ while it commits them to the store.",
     )
+    heartbeat_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="`run`: how often the pod writes its heartbeat (role, flows, circuit states, "
+        "readiness) to the dead-letter store, where the console shows pods silent for three "
+        "intervals as down; 0 turns it off.",
+    )
 
     def resolved_store_url(self, state_url: str) -> str:
         """The store URL: the one set, else the default beside the ledger ``state_url`` names.
@@ -324,7 +416,10 @@ class DeadLetterSettings(BaseModel):
 
 
 class CommonSettings(BaseSettings):
-    """What every command needs: the broker, logging. Commands that talk to Severa use :class:`Settings`."""
+    """What every command needs: the broker, logging, tracing.
+
+    Commands that talk to Severa use :class:`Settings`.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -337,7 +432,15 @@ class CommonSettings(BaseSettings):
 
     rabbitmq: RabbitSettings = Field(default_factory=RabbitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     pod_name: str = Field(default_factory=socket.gethostname, description="Shown in DLQ headers.")
+
+    @field_validator("tracing")
+    @classmethod
+    def _standard_tracing_variables(cls, value: TracingSettings) -> TracingSettings:
+        """A bad ``OTEL_EXPORTER_OTLP_*`` endpoint stops the start, not the exporter later."""
+        value.traces_url()
+        return value
 
 
 class Settings(CommonSettings):

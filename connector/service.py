@@ -23,10 +23,10 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from connector.broker_addresses import passwords as broker_passwords
 from connector.bus import Bus, Consumer
 from connector.circuit import Circuit, CircuitState
 from connector.config import Settings, env_name
@@ -35,6 +35,7 @@ from connector.dlq import DeadLetterer
 from connector.errors import Category, ConfigError, ConnectorError, SystemicError, describe
 from connector.flows.poller import utc_now
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
+from connector.heartbeats import HeartbeatWriter, PodState
 from connector.logging import get_logger, register_secret
 from connector.mapping.references import ReferenceResolver
 from connector.mapping.table import MappingTableFile
@@ -175,6 +176,7 @@ class ConnectorService:
         self._poller_task: asyncio.Task[Any] | None = None
         self._start_deadline = 0.0
         self._heartbeat = Heartbeat()
+        self.heartbeats: HeartbeatWriter | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._started = False
@@ -213,7 +215,8 @@ class ConnectorService:
             return
         self._started = True
         settings = self.settings
-        register_secret(urlsplit(settings.rabbitmq.url.get_secret_value()).password)
+        for password in broker_passwords(settings.rabbitmq.url.get_secret_value()):
+            register_secret(password)
         log.info("connector_starting", broker=settings.rabbitmq.safe_url(), severa=settings.severa.endpoint)
         self._start_deadline = asyncio.get_running_loop().time() + settings.rabbitmq.connect_timeout_seconds
         consuming = settings.role in ("consumer", "all")
@@ -268,6 +271,7 @@ class ConnectorService:
             )
             await self.bus.declare(self._topology)
             await self._start_poller()
+            self._spawn_pod_heartbeat()
             log.info("connector_started", role=settings.role)
             return
         self.flows = [
@@ -301,6 +305,7 @@ class ConnectorService:
             self._spawn_queue_sampler()
         if polling:
             await self._start_poller()
+        self._spawn_pod_heartbeat()
         log.info(
             "connector_started",
             role=settings.role,
@@ -699,6 +704,39 @@ class ConnectorService:
         """Gauges read from live state, before every scrape (and once at construction)."""
         for name, circuit in self.circuits.items():
             self.metrics.set_circuit(name, circuit.state.value)
+
+    def _spawn_pod_heartbeat(self) -> None:
+        """This pod's heartbeat row in the dead-letter store, for the console (:mod:`connector.heartbeats`).
+
+        Off with ``dlq.heartbeat_seconds=0``, and pointless with an in-memory store nobody else reads.
+        """
+        from connector import __version__
+        from connector.dlq.store import open_store
+
+        settings = self.settings
+        url = settings.dlq_store_url()
+        if settings.dlq.heartbeat_seconds <= 0 or url.endswith(":memory:"):
+            return
+        writer = HeartbeatWriter(
+            lambda: open_store(url, table_prefix=settings.dlq.store_table_prefix),
+            self.pod_state,
+            pod=settings.pod_name,
+            version=__version__,
+            interval=settings.dlq.heartbeat_seconds,
+        )
+        self.heartbeats = writer
+        self._tasks.spawn("pod-heartbeat", writer.run())
+
+    def pod_state(self) -> PodState:
+        """What this pod's heartbeat says: role, flows, circuits, and the verdict of ``/readyz``."""
+        readiness = self.readiness()
+        return PodState(
+            role=self.settings.role,
+            flows=tuple(unit.name for unit in self.flows) + (("poller",) if self.poller is not None else ()),
+            circuits={name: circuit.state.value for name, circuit in self.circuits.items()},
+            ready=readiness.ready,
+            reasons=readiness.reasons,
+        )
 
     def _spawn_queue_sampler(self) -> None:
         """Queue depth, consumers and oldest message age of every flow (:mod:`connector.ops_metrics`)."""

@@ -37,6 +37,7 @@ from aiormq.exceptions import (
     ProbableAuthenticationError,
 )
 
+from connector.broker_addresses import broker_urls, host_port
 from connector.config import env_name
 from connector.errors import ConnectorError
 from connector.logging import get_logger
@@ -73,14 +74,12 @@ class _Broker:
     """What a message may say about the broker: address, vhost and user, never the password."""
 
     def __init__(self, safe_url: str) -> None:
-        parts = urlsplit(safe_url)
-        default_port = 5671 if parts.scheme == "amqps" else 5672
-        host = parts.hostname or "localhost"
-        try:
-            port = parts.port or default_port
-        except ValueError:  # an unparsable port: aio-pika will refuse it anyway
-            port = default_port
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:  # several addresses (a cluster's nodes) are named together: "rabbit-0:5672, rabbit-1:5672"
+            urls = broker_urls(safe_url)
+        except ValueError:
+            urls = (safe_url,)
+        parts = urlsplit(urls[0])
+        self.address = ", ".join(host_port(url) for url in urls)
         self.vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
         self.user = unquote(parts.username) if parts.username else "guest"
 

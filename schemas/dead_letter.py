@@ -19,7 +19,7 @@ adds the ``x-dl-*`` headers of :class:`DeadLetterHeaders`:
 ``x-dl-flow``                      the connector flow that gave up on it, e.g. ``work_hours``
 ``x-dl-connector-version``         the connector build, and the pod that dead-lettered it
 ``x-dl-pod``
-``x-dl-trace-id``                  correlation id (or message id) to find its log lines
+``x-dl-trace-id``                  W3C trace id (else correlation id, else message id): its trace
 =================================  ==============================================================
 
 **Bounded size.** Every value is capped (:data:`MAX_MESSAGE_CHARS`, :data:`MAX_TRACEBACK_CHARS`,
@@ -95,7 +95,8 @@ class DeadLetterHeaders(BaseModel):
         default=None,
         alias="x-dl-trace-id",
         max_length=MAX_SHORT_CHARS,
-        description="Correlation id (or message id): finds the message's log lines.",
+        description="W3C trace id of the message's trace (its traceparent); for a message without trace "
+        "context its correlation id, else its message id. Finds its spans and log lines.",
     )
 
     def to_amqp(self) -> dict[str, Any]:

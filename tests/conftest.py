@@ -21,7 +21,12 @@ from connector.topology import Names, accounting_flow_queues, build_topology, wo
 from tests.factories import SEVERA_SEED
 from tests.harness import SEVERA_KEY, TEST_RETRY_LADDER, Broker
 
-pytest_plugins = ["tests.fixtures.fake_severa", "tests.fixtures.severa_events", "tests.fixtures.accounting"]
+pytest_plugins = [
+    "tests.fixtures.fake_severa",
+    "tests.fixtures.severa_events",
+    "tests.fixtures.accounting",
+    "tests.fixtures.rabbit_cluster",
+]
 
 LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -115,6 +115,7 @@ from adapters.netvisor.faults import (
 )
 from adapters.netvisor.keys import KeyPair, NetvisorKeys, key_sources
 from adapters.netvisor.metrics import NetvisorMetrics, netvisor_metrics
+from connector import tracing
 from connector.errors import (
     AccountingAuthenticationFailed,
     AccountingRejected,
@@ -629,6 +630,7 @@ class NetvisorClient:
             wait_s=round(wait, 3) if wait is not None else None,
         )
 
+    @tracing.external_call("netvisor")  # a CLIENT span per request while tracing is on
     async def _attempt(
         self, op: Operation, query: Query, body: bytes | None, period: dt.date | None, attempt: _Attempt
     ) -> Answer:

@@ -26,7 +26,7 @@ from typing import Any, Final
 import pydantic
 from aio_pika.abc import AbstractIncomingMessage
 
-from connector import __version__
+from connector import __version__, tracing
 from connector.bus import Bus, OutgoingMessage
 from connector.delayed_retry import ATTEMPTS_HEADER, RETRY_STEP_HEADER, header_int
 from connector.dlq import codec
@@ -115,7 +115,14 @@ class DeadLetterer:
         previous = first_failure_at(message.headers) or _as_datetime(
             (message.headers or {}).get("x-dl-first-failure-at")
         )
-        trace_id = message.correlation_id or message.message_id
+        # The W3C trace id (the span handling it, else the publisher's traceparent); a message
+        # from a publisher without trace context falls back to its correlation or message id.
+        trace_id = (
+            tracing.current_trace_id()
+            or tracing.trace_id_in(message.headers)
+            or message.correlation_id
+            or message.message_id
+        )
         headers = DeadLetterHeaders(
             dead_letter_id=uuid.uuid4().hex,
             category=failure.category.value,
@@ -138,9 +145,15 @@ class DeadLetterer:
 
     async def dead_letter(self, message: AbstractIncomingMessage, failure: Failure) -> None:
         headers = self.headers_for(message, failure)
-        await self._bus.publish(
-            self._exchange, OutgoingMessage.copy_of(message, routing_key=self._queue, headers=headers)
-        )
+        with tracing.dead_lettering(
+            self._queue,
+            dead_letter_id=str(headers["x-dl-id"]),
+            category=failure.category.value,
+            reason=failure.reason,
+        ):
+            await self._bus.publish(
+                self._exchange, OutgoingMessage.copy_of(message, routing_key=self._queue, headers=headers)
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,7 +292,7 @@ def parse_dead_letter(
             last_failure_at=_utc(max(times)) if times else now,
             connector_version=None,
             pod=None,
-            trace_id=envelope.correlation_id or envelope.message_id,
+            trace_id=_trace_id(envelope),
             **common,
         )
     queue = envelope.routing_key  # the DLX routes with the original queue's name
@@ -305,9 +318,14 @@ def parse_dead_letter(
         last_failure_at=now,
         connector_version=None,
         pod=None,
-        trace_id=envelope.correlation_id or envelope.message_id,
+        trace_id=_trace_id(envelope),
         **common,
     )
+
+
+def _trace_id(envelope: Envelope) -> str | None:
+    """A dead letter the connector did not describe: its W3C trace id, else its correlation/message id."""
+    return tracing.trace_id_in(envelope.headers) or envelope.correlation_id or envelope.message_id
 
 
 def _record(**values: Any) -> DeadLetterRecord:

@@ -20,6 +20,10 @@ publishing was measured (``bench/dlq_replay.py``) and gained nothing: the proces
 any failed again or showed no outcome; ``rate`` caps messages per second (aiolimiter's leaky
 bucket, a tenth of a second of burst); a stop event (SIGINT/SIGTERM) ends the run after the batch
 in flight, with everything sent so far settled.
+
+A replayed message keeps the W3C trace context it was parked with; with tracing on, each one is
+published inside a span that is a child of that context (:func:`connector.tracing.replaying`), so
+its new attempt continues the trace it failed in.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
+from connector import tracing
 from connector.bus import OutgoingMessage
 from connector.dlq.canary import CanaryVerdict
 from connector.dlq.envelope import replay_message
@@ -209,7 +214,9 @@ class Replayer:
                     await limiter.acquire()
                 # Publishes of a batch are pipelined on the confirm channel (sent in order,
                 # confirmed together); each one still waits for its own confirm before it counts.
-                tasks.append((record, target, asyncio.ensure_future(self._publish("", message))))
+                tasks.append(
+                    (record, target, asyncio.ensure_future(self._publish_one(request, record, message)))
+                )
             for record, target, task in tasks:
                 try:
                     await task
@@ -225,6 +232,15 @@ class Replayer:
             await asyncio.gather(*(task for _, _, task in tasks), return_exceptions=True)
             raise
         return confirmed, errors
+
+    async def _publish_one(
+        self, request: ReplayRequest, record: DeadLetterRecord, message: OutgoingMessage
+    ) -> None:
+        """Publish one replayed message inside a span that continues the trace it was parked with."""
+        with tracing.replaying(
+            message.headers, queue=message.routing_key, dead_letter_id=record.id, replay_id=request.replay_id
+        ):
+            await self._publish("", message)
 
     async def _settle(
         self,
