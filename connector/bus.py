@@ -176,7 +176,14 @@ async def connect_failover(
 ) -> AbstractRobustConnection:
     """``aio_pika.connect_robust`` for several addresses: one :class:`FailoverConnection`, connected."""
     connection = FailoverConnection(urls, client_properties=client_properties)
-    await connection.connect(timeout=timeout)
+    try:
+        await connection.connect(timeout=timeout)
+    except BaseException:
+        # Cancelled or failed: its reconnect loop must not go on to connect to a later address
+        # that nobody would ever close.
+        with contextlib.suppress(Exception):
+            await connection.close()
+        raise
     return connection
 
 
@@ -208,6 +215,8 @@ class Bus:
         self._consumers: list[Consumer] = []
         self._closed = False
         self._publish_channel_since = 0.0
+        # Replaced publish channels, closed once their publishes in flight had time to be confirmed.
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Bus:
         await self.connect()
@@ -260,6 +269,8 @@ class Bus:
         if self._closed:
             return
         self._closed = True
+        for task in list(self._retiring):
+            task.cancel()
         for consumer in self._consumers:
             with contextlib.suppress(Exception):
                 await consumer.close()
@@ -392,8 +403,10 @@ class Bus:
         changed while that channel first published to it (seen on a cluster losing the leader's
         node: the channel on the surviving node was refused for minutes, a new channel at once).
         A nack for a full queue (``reject-publish``) costs only a channel open at most once per
-        :attr:`REPLACE_CHANNEL_SECONDS`. Exchanges are looked up again on the new channel; publishes
-        still in flight on the old one fail and are retried like any lost confirm.
+        :attr:`REPLACE_CHANNEL_SECONDS`. Exchanges are looked up again on the new channel. The old
+        channel stays open for one ``publish_timeout``, so that publishes still waiting for their
+        confirm on it get it: closing it at once would fail them after the broker may have taken
+        the message, and their retries would publish it twice.
         """
         old = self._publish_channel
         loop = asyncio.get_running_loop()
@@ -414,8 +427,15 @@ class Bus:
         self._publish_channel = new
         self._exchanges = {}
         log.info("publish_channel_replaced_after_nack")
+        task = asyncio.create_task(self._retire(old), name="bus-retire-publish-channel")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, channel: AbstractChannel) -> None:
+        """Close a replaced publish channel after its confirms had their ``publish_timeout``."""
+        await asyncio.sleep(self._publish_timeout)  # a timer: the longest a publish waits for its confirm
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(old.close(), self._publish_timeout)
+            await asyncio.wait_for(channel.close(), self._publish_timeout)
 
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings
 from pydantic_settings.sources import DotEnvSettingsSource, EnvSettingsSource
 
+from connector.broker_addresses import broker_urls
 from connector.config import env_name
 
 REDACTED: Final = "***"
@@ -76,10 +77,22 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def _redact_broker_list(text: str) -> str:
+    """A broker setting may list several URLs (a cluster), each with its own password: every one
+    of them redacted, never only the first."""
+    try:
+        urls = broker_urls(text)
+    except ValueError:
+        return REDACTED
+    return ",".join(redact_url(url) for url in urls)
+
+
 def redact(name: str, value: Any) -> Any:
     """``value`` of the setting ``name`` as it may be shown: JSON-ready, secrets replaced."""
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
+        if secret.startswith(("amqp://", "amqps://")):
+            return _redact_broker_list(secret)
         return redact_url(secret) if "://" in secret else REDACTED
     if isinstance(value, bool | int | float) or value is None:
         return value

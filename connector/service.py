@@ -36,7 +36,7 @@ from connector.errors import Category, ConfigError, ConnectorError, SystemicErro
 from connector.flows.poller import utc_now
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
 from connector.heartbeats import HeartbeatWriter, PodState
-from connector.logging import get_logger, register_secret
+from connector.logging import get_logger, redact_text, register_secret
 from connector.mapping.references import ReferenceResolver
 from connector.mapping.table import MappingTableFile
 from connector.observability import HealthServer, Metrics, Readiness
@@ -735,7 +735,8 @@ class ConnectorService:
             flows=tuple(unit.name for unit in self.flows) + (("poller",) if self.poller is not None else ()),
             circuits={name: circuit.state.value for name, circuit in self.circuits.items()},
             ready=readiness.ready,
-            reasons=readiness.reasons,
+            # Free text from errors: the same redaction as a log line before it leaves the pod.
+            reasons=tuple(redact_text(reason) for reason in readiness.reasons),
         )
 
     def _spawn_queue_sampler(self) -> None:

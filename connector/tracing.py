@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, M
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -174,10 +174,16 @@ def start(settings: TracingSettings, *, pod: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    from connector.config import mask_url_password
+    from connector.config_show import redact_url, secret_name
     from connector.logging import get_logger, register_secret
 
-    register_secret(urlsplit(url).password)  # a collector's credentials never reach a log line
+    # A collector's credentials never reach a log line: its password, a user name standing alone
+    # (often a token) and credential-looking query parameters.
+    parts = urlsplit(url)
+    register_secret(parts.password if parts.password is not None else parts.username)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if secret_name(key):
+            register_secret(value)
 
     provider = SdkTracerProvider(
         resource=Resource.create(
@@ -193,7 +199,7 @@ def start(settings: TracingSettings, *, pod: str) -> bool:
     install(provider, owned=True)
     get_logger(__name__).info(
         "tracing_enabled",
-        endpoint=mask_url_password(url),
+        endpoint=redact_url(url),
         service_name=settings.resolved_service_name(),
         sampling_ratio=settings.sampling_ratio,
     )

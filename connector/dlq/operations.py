@@ -329,9 +329,12 @@ async def narrow_by_body(
             f"a body-field search reads every dead letter the other filters leave: {total} do, at most "
             f"{MAX_BODY_SCAN}; narrow by flow, group, reason or time first"
         )
+    # The ids first, then their bodies page by page: paging the filter itself by offset would skip
+    # rows whenever a replay or an archive moved earlier ones out of it during the scan.
+    scanned = [c.id for c in await session.store.candidates(selection)][:MAX_BODY_SCAN]
     ids: list[str] = []
-    for offset in range(0, total, BODY_SCAN_PAGE):
-        for row in await session.store.find(selection, limit=BODY_SCAN_PAGE, offset=offset):
+    for start in range(0, len(scanned), BODY_SCAN_PAGE):
+        for row in await session.store.load(scanned[start : start + BODY_SCAN_PAGE]):
             if all(match.matches(row.body) for match in matches):
                 ids.append(row.id)
     if not ids:

@@ -137,14 +137,16 @@ async def test_a_nacked_publish_moves_the_bus_to_a_new_channel(
         full, durable=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
     )
     try:
-        async with Bus(amqp_url, name="nacked") as bus:
+        async with Bus(amqp_url, name="nacked", publish_timeout=1.0) as bus:
             await bus.publish("", OutgoingMessage(b"1", routing_key=full))
             first = bus._publish_channel
             with pytest.raises(PublishFailed, match="broker refused the message"):
                 await bus.publish("", OutgoingMessage(b"2", routing_key=full))
             assert first is not None
             assert bus._publish_channel is not first
-            assert first.is_closed
+            # The old channel stays open for the confirms still due on it, then is closed.
+            assert not first.is_closed
+            await wait_until(lambda: first.is_closed, timeout=10, what="the replaced channel closed")
             with pytest.raises(Unroutable):  # the new channel still reports returns
                 await bus.publish("", OutgoingMessage(b"x", routing_key=f"{topology.prefix}nobody"))
             await bus.publish(

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from connector.dlq.records import PodHeartbeat
-from connector.dlq.selection import Filter, ReplayCandidate, plan_replay
+from connector.dlq.selection import BodyMatch, Filter, ReplayCandidate, plan_replay
 from connector.dlq.sql import SqlStore
 from connector.dlq.store import open_store
 from connector.heartbeats import HeartbeatWriter, PodState
@@ -155,3 +158,39 @@ async def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+class TestBodySearch:
+    async def test_every_match_is_found_while_rows_leave_the_selection_during_the_scan(
+        self, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bodies are read page by page; an archive between two pages must not hide later matches
+        (paging the filter by offset would shift them past the next page)."""
+        from connector.dlq import operations
+
+        rows = [record(body=json.dumps({"user": {"code": f"u{i % 2}"}}).encode()) for i in range(7)]
+        await store.add(rows)
+        monkeypatch.setattr(operations, "BODY_SCAN_PAGE", 2)
+        archived_once: list[str] = []
+
+        def archiving_after(read: Any) -> Any:
+            async def read_then_archive(*args: Any, **kwargs: Any) -> list[Any]:
+                found: list[Any] = await read(*args, **kwargs)
+                if not archived_once:  # another operator archives the first page's rows meanwhile
+                    archived_once.extend(r.id for r in found)
+                    await store.archive(archived_once, operator="other", audit_id=None, now=NOW)
+                return found
+
+            return read_then_archive
+
+        # Whichever way the scan reads bodies: by ids, or by the filter page by page.
+        monkeypatch.setattr(store, "load", archiving_after(store.load))
+        monkeypatch.setattr(store, "find", archiving_after(store.find))
+        session = SimpleNamespace(store=store)
+        narrowed = await operations.narrow_by_body(
+            session,  # type: ignore[arg-type]
+            Filter(),
+            [BodyMatch(path=("user", "code"), value="u0")],
+        )
+        assert narrowed is not None
+        assert set(narrowed.ids) == {r.id for i, r in enumerate(rows) if i % 2 == 0}

@@ -45,6 +45,15 @@ def test_redact_url(url: str, shown: str) -> None:
         pytest.param("api_key", SecretStr("k-1"), REDACTED, id="a secret string"),
         pytest.param("url", SecretStr("amqp://u:pw@h/"), "amqp://u:***@h/", id="a secret URL shows its host"),
         pytest.param(
+            "url",
+            SecretStr("amqp://u:pw1@r0/v,amqp://w:pw2@r1/v,r2:5673"),
+            "amqp://u:***@r0/v,amqp://w:***@r1/v,amqp://u:***@r2:5673/v",
+            id="every password of a broker list",
+        ),
+        pytest.param(
+            "url", SecretStr("amqp://u:pw@h/,ftp://x"), REDACTED, id="a broker list that does not parse"
+        ),
+        pytest.param(
             "customer_key_file", Path("/run/secrets/k"), "/run/secrets/k", id="a key file by its path"
         ),
         pytest.param("api_key_recheck_seconds", 5.0, 5.0, id="a number named like a key"),

@@ -913,7 +913,11 @@ def test_the_console_is_one_deployment_behind_its_own_network_policy(
     (container,) = containers(pod)
     assert is_connector(container)
     assert container["args"][0] == "console"
-    assert "--trust-user-header=X-Forwarded-User" in container["args"]
+    # The proxy's header is trusted in prod only (behind the proxy); dev signs in with a token, and a
+    # port-forward there must not let a forged header pick the operator.
+    trusted = "--trust-user-header=X-Forwarded-User" in container["args"]
+    assert trusted == name.startswith("prod")
+    assert any(a.startswith("--token-file=") for a in container["args"]) == (name == "dev")
     (port,) = container["ports"]
     assert port == {"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -931,8 +935,8 @@ def test_the_console_is_one_deployment_behind_its_own_network_policy(
     (ingress,) = policy["ingress"]
     assert ports(ingress) == {(CONSOLE_PORT, "TCP")}
     assert ingress["from"] == [
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "oauth2-proxy"}}}
-    ]
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "oauth2-proxy"}}}
+    ]  # this namespace's proxy only: with any namespace, any pod so labelled could pose as an operator
     egress = policy["egress"]
     assert set().union(*(ports(rule) for rule in egress)) == {
         (53, "UDP"),

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
+import structlog.testing
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -31,7 +32,7 @@ from connector.errors import (
     SeveraUnavailable,
     UnknownReference,
 )
-from connector.logging import configure_logging, get_logger
+from connector.logging import configure_logging, get_logger, redact_text
 from connector.processing import Delivery
 from tests.tracing_support import (
     PUBLISHER_SPAN_ID,
@@ -219,6 +220,18 @@ class TestOnAndOff:
         assert resource["service.instance.id"] == "pod-9"
         names = [s.name for scope in resource_spans.scope_spans for s in scope.spans]
         assert names == ["publish workhours.results"]
+
+    def test_the_collectors_credentials_never_reach_a_log_line(self) -> None:
+        url = "https://tok3n-abcdef@127.0.0.1:9/v1/traces?api_key=k3y-secret-value&region=eu"
+        with structlog.testing.capture_logs() as logs:
+            assert tracing.start(TracingSettings(otlp_endpoint=url), pod="pod-1")
+        tracing.shutdown()
+        (enabled,) = [e for e in logs if e["event"] == "tracing_enabled"]
+        assert "tok3n-abcdef" not in enabled["endpoint"]
+        assert "k3y-secret-value" not in enabled["endpoint"]
+        assert "region=eu" in enabled["endpoint"]
+        assert redact_text(f"x {url} y").count("k3y-secret-value") == 0
+        assert "tok3n-abcdef" not in redact_text(url)
 
 
 class TestSpans:
