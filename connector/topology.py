@@ -143,8 +143,10 @@ class Names:
 
     @property
     def dead_letter_queues(self) -> tuple[str, ...]:
-        """Every DLQ the ``dlq`` tools ingest (one per flow that dead-letters)."""
-        return (self.workhours_dlq,)
+        """Every DLQ the ``dlq`` tools ingest: one per flow that dead-letters, the work-hours flow's
+        first. A deployment without the accounting flows has no queues of theirs; the tools leave
+        out what the broker does not have."""
+        return (self.workhours_dlq, *(dlq_name(flow.queue) for flow in accounting_flow_queues(self)))
 
     @property
     def dlq_audit_exchange(self) -> str:

@@ -56,8 +56,13 @@ def ingest_note(report: IngestReport) -> str:
     ]
     if report.stopped_early:
         notes.append("[yellow]the DLQ kept filling; ingest stopped at its time limit (run it again)[/]")
-    for queue in report.missing_queues:
-        notes.append(f"[yellow]no queue {queue} on the broker (has the connector run with this prefix?)[/]")
+    if report.missing_queues and len(report.missing_queues) == report.queues_asked:
+        # Every DLQ missing: nothing ever ran under this prefix. A few missing is normal (the
+        # accounting flows' queues exist only where accounting is on).
+        notes.append(
+            f"[yellow]no DLQ on the broker ({', '.join(report.missing_queues)}): has the connector run "
+            "with this prefix?[/]"
+        )
     return "; ".join(notes)
 
 

@@ -71,6 +71,8 @@ class IngestReport:
     missing_queues: list[str] = field(default_factory=list)
     per_queue: dict[str, int] = field(default_factory=dict)
     stopped_early: bool = False
+    queues_asked: int = 0
+    """How many DLQs the ingest looked at (``missing_queues`` of them did not exist)."""
 
 
 class Ingestor:
@@ -96,7 +98,7 @@ class Ingestor:
         self._clock = clock
 
     async def ingest(self, queues: Sequence[str]) -> IngestReport:
-        report = IngestReport()
+        report = IngestReport(queues_asked=len(queues))
         for queue_name in queues:
             await self._ingest_queue(queue_name, report)
         if report.received:

@@ -222,6 +222,23 @@ async def ingest_now(settings: DlqSettings, *, operator: str) -> IngestReport:
             ) from None
 
 
+async def _present_queues(bus: Bus, queues: Sequence[str]) -> tuple[str, ...]:
+    """Those of ``queues`` the broker has (a passive declare each, on a channel of its own, since a
+    missing queue closes the channel)."""
+    present: list[str] = []
+    for queue in queues:
+        channel = await bus.connection.channel()
+        try:
+            await channel.declare_queue(queue, passive=True)
+        except ChannelNotFoundEntity:
+            continue
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        present.append(queue)
+    return tuple(present)
+
+
 async def ingest_until_stopped(
     settings: DlqSettings,
     *,
@@ -233,10 +250,17 @@ async def ingest_until_stopped(
     then stop consuming and let what is in flight be committed and acked."""
     names = Names(prefix=settings.rabbitmq.prefix)
     async with _ingesting(settings, operator) as (bus, store):
+        # The DLQs this deployment has (the accounting flows' exist only where accounting is on).
+        present = await _present_queues(bus, names.dead_letter_queues)
+        if not present:
+            raise UsageError(
+                f"no DLQ {', '.join(names.dead_letter_queues)} on the broker: is "
+                f"{env_name(('rabbitmq', 'prefix'))} right, and has the connector declared its topology?"
+            )
         ingester = DeadLetterIngester(
             bus,
             store,
-            names.dead_letter_queues,
+            present,
             prefetch=settings.dlq.ingest_prefetch,
             flows_by_queue=flows_by_queue(names),
         )

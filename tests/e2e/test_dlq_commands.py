@@ -25,7 +25,13 @@ from typer.testing import CliRunner, Result
 
 from connector.bus import ready_count
 from connector.cli import app
-from connector.topology import Names
+from connector.topology import (
+    Names,
+    accounting_flow_queues,
+    accounting_invoices_queue,
+    build_topology,
+    work_hours_queue,
+)
 from schemas.dlq import DlqAuditRecord
 from tests.factories import event_dict
 from tests.integration.test_dlq_broker import headers_for, park
@@ -211,6 +217,44 @@ class TestTheStoreIsFilledOnlyByIngest:
         assert (await dlq.json("list"))["total"] == 4
         said = await dlq("ingest")
         assert "ingested 0 new dead letters" in said.stderr
+
+    async def test_ingest_takes_the_accounting_flows_dead_letters_too(
+        self, dlq: Dlq, channel: AbstractChannel, topology: Names
+    ) -> None:
+        """A pod with accounting on declares its flows' queues and DLQs; the one-shot ingest and the
+        listing find them, and a deployment without them (the topology fixture) is not warned about."""
+        flows = (work_hours_queue(topology), *accounting_flow_queues(topology))
+        accounting = build_topology(topology, flows=flows)
+        for exchange in accounting.exchanges:
+            await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
+        for spec in accounting.queues:
+            declared = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+            for exchange_name, routing_key in spec.bindings:
+                await declared.bind(exchange_name, routing_key)
+        invoices = accounting_invoices_queue(topology).queue
+        dlx = await channel.get_exchange(topology.dead_letter_exchange)
+        await dlx.publish(
+            aio_pika.Message(b'{"not": "an invoice"}', content_type="application/json", message_id="inv-1"),
+            routing_key=invoices,
+        )
+        await park(channel, topology, 1)
+        result = await dlq("ingest")
+        assert result.exit_code == 0, result.output
+        assert "no DLQ" not in result.stderr
+        report = await dlq.ingest()  # nothing left; then list what was stored
+        assert report["missing_queues"] == []
+        listed = await dlq.json("list")
+        by_queue = {row["original_queue"]: row for row in listed["dead_letters"]}
+        assert set(by_queue) == {topology.workhours_queue, invoices}
+        assert by_queue[invoices]["flow"] == "accounting_invoices"
+
+    async def test_ingest_warns_only_when_no_dlq_exists(self, dlq: Dlq, tmp_path: Path) -> None:
+        result = await dlq("ingest", env={"SEVERA_CONNECTOR_RABBITMQ__PREFIX": "t-nothing-here."})
+        assert result.exit_code == 0, result.output
+        assert "no DLQ on the broker" in result.stderr
+        follow = await dlq("ingest", "--follow", env={"SEVERA_CONNECTOR_RABBITMQ__PREFIX": "t-nothing-here."})
+        assert follow.exit_code == 2, follow.output
+        assert one_line(follow.stderr), follow.stderr
 
     async def test_ingest_with_an_unreachable_broker_creates_no_store(self, dlq: Dlq, tmp_path: Path) -> None:
         result = await dlq("ingest", env=BROKER_DOWN)
@@ -482,7 +526,8 @@ class TestChange:
         assert (await dlq.json("list"))["total"] == 3
         audit = await dlq.json("audit")
         commands = [record["command"] for record in audit]
-        assert "archive" in commands and "restore" in commands
+        assert "archive" in commands
+        assert "restore" in commands
 
     async def test_an_export_imports_into_another_store(
         self, dlq: Dlq, channel: AbstractChannel, topology: Names, tmp_path: Path

@@ -313,7 +313,7 @@ class TestDeadLetterIngester:
         self, session: DlqSession, channel: AbstractChannel, topology: Names, ingester_bus: Bus
     ) -> None:
         await park(channel, topology, 30)
-        ingester = DeadLetterIngester(ingester_bus, session.store, topology.dead_letter_queues, prefetch=8)
+        ingester = DeadLetterIngester(ingester_bus, session.store, (topology.workhours_dlq,), prefetch=8)
         await ingester.start()
         assert ingester.healthy
         await park(channel, topology, 30, start=30)  # and more while it runs
@@ -335,7 +335,7 @@ class TestDeadLetterIngester:
         ingester = DeadLetterIngester(
             ingester_bus,
             store,
-            topology.dead_letter_queues,
+            (topology.workhours_dlq,),
             retry_initial_seconds=0.01,
             retry_max_seconds=0.05,
         )
@@ -362,7 +362,7 @@ class TestDeadLetterIngester:
         store = OutageStore(session.store)
         store.down = False
         store.gate = asyncio.Event()
-        ingester = DeadLetterIngester(ingester_bus, store, topology.dead_letter_queues, prefetch=5)
+        ingester = DeadLetterIngester(ingester_bus, store, (topology.workhours_dlq,), prefetch=5)
         await ingester.start()
         await park(channel, topology, 5)
         await store.entered.wait()  # a commit is in flight, held by the gate
@@ -618,7 +618,7 @@ async def still_broken(session: DlqSession, names: Names) -> AsyncIterator[None]
     bus = Bus(session.settings.rabbitmq.url.get_secret_value(), name="still-broken")
     await bus.connect()
     ingester = DeadLetterIngester(
-        bus, session.store, names.dead_letter_queues, flows_by_queue=flows_by_queue(names)
+        bus, session.store, (names.workhours_dlq,), flows_by_queue=flows_by_queue(names)
     )
     dead_letters = DeadLetterer(
         bus, exchange=names.dead_letter_exchange, queue=names.workhours_queue, flow="work_hours", pod="p"
