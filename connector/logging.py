@@ -7,6 +7,7 @@ read (:func:`register_secret`); field names that look secret are masked whatever
 
 Bound context (``event_id``, ``correlation_id``, ``flow``) travels in contextvars: bind it once
 per message with :func:`bind_message_context`; every line logged while handling it carries it.
+With tracing on, every line logged inside a span also carries its ``trace_id`` and ``span_id``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Literal
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from connector.tracing import add_trace_ids
 
 REDACTED = "***"
 _SECRET_FIELD = re.compile(r"(api[_-]?key|password|passwd|secret|token|webservicepassword)", re.IGNORECASE)
@@ -86,6 +89,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,  # trace_id / span_id inside a span (nothing while tracing is off)
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer()

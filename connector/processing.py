@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from connector import tracing
 from connector.circuit import Circuit, CircuitState
 from connector.errors import (
     Category,
@@ -200,10 +201,14 @@ class MessageProcessor:
         in_flight = self._metrics.in_flight.labels(flow=self.flow)
         in_flight.inc()
         try:
-            with bind_message_context(
-                flow=self.flow, event_id=delivery.message_id, correlation_id=delivery.correlation_id
+            with (
+                bind_message_context(
+                    flow=self.flow, event_id=delivery.message_id, correlation_id=delivery.correlation_id
+                ),
+                tracing.consuming(self.flow, delivery) as traced,  # a no-op unless tracing is on
             ):
                 outcome = await self._process(message, delivery)
+                traced.outcome(outcome)
         finally:
             in_flight.dec()
         self._metrics.messages.labels(flow=self.flow, outcome=outcome).inc()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import logging
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -84,6 +85,7 @@ from adapters.severa.mapping import (
     work_type_from_severa,
 )
 from adapters.severa.metrics import SeveraMetrics, severa_metrics
+from connector import tracing
 from connector.errors import (
     ConnectorError,
     PermanentError,
@@ -106,6 +108,7 @@ from connector.ports import (
 )
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -406,6 +409,7 @@ class SeveraClient:
 
     # -- one call ---------------------------------------------------------------------------------
 
+    @tracing.external_call("severa")  # a CLIENT span per request while tracing is on
     async def _call(self, ref: OperationRef, params: Mapping[str, Any], convert: Callable[[Any], T]) -> T:
         timing = _Timing()
         try:
@@ -587,6 +591,9 @@ class SeveraClient:
         if self._metrics is not None:
             self._metrics.observe(ref.label, outcome, seconds)
         # Operation, status, timing and outcome only: envelopes carry the key and are never logged.
+        # Checked first: at INFO a dropped line still cost every processor's work per call.
+        if not _stdlib_log.isEnabledFor(logging.DEBUG):
+            return
         log.debug(
             "severa.call",
             operation=ref.label,

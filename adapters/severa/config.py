@@ -65,7 +65,14 @@ class SeveraClientConfig(BaseModel):
         description="Upper bound for opening a TCP/TLS connection (part of timeout_seconds).",
     )
     max_concurrency: int = Field(
-        default=8, gt=0, le=1024, description="Calls in flight at once; more wait their turn locally."
+        default=32,
+        gt=0,
+        le=1024,
+        description=(
+            "Calls in flight at once; more wait their turn locally. Keep it at least the consumer "
+            "prefetch (32 by default): one call per message in flight, or the messages queue here and "
+            "Severa's latency caps throughput at max_concurrency / latency."
+        ),
     )
     rate_limit_per_second: float | None = Field(
         default=None,

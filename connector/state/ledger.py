@@ -38,7 +38,7 @@ outside a lock (PostgreSQL's claim adds a per-GUID lock in front of its statemen
 
 The SQL backends' tables are described once in :mod:`connector.state.schema` and created and
 upgraded by one mechanism, :func:`connector.state.migrations.migrate` (Alembic). Their per-event
-statements stay parameterised SQL on the bare drivers (aiosqlite, asyncpg): run through
+statements stay hand-written SQL on the bare drivers (sqlite3, asyncpg): run through
 SQLAlchemy Core on an async engine, the ledger cycle measured 20-50 % fewer cycles per second
 (``bench/ledger.py --core``), and it is the path every message takes.
 

@@ -5,13 +5,13 @@ Locking across pods uses a session-level advisory lock, ``pg_advisory_lock(k)``,
 (Python's ``hash()`` is salted per process, so two pods would disagree). The lock lives on one
 pooled connection held for the whole ``async with ledger.lock(x)`` block:
 
-* released with ``pg_advisory_unlock`` in ``finally``; if that fails or is cancelled, the
-  connection is terminated instead, because a session that goes back to the pool still holding
-  the lock would block that entry for as long as the connection lives;
+* released in ``finally`` by handing the connection back to the pool, whose reset runs
+  ``pg_advisory_unlock_all()`` (one round trip for the unlock and the reset together; the ledger
+  leaves no other session state behind); if that fails or is cancelled, the connection is
+  terminated instead, because a session that goes back to the pool still holding the lock would
+  block that entry for as long as the connection lives;
 * if the pod dies or the network drops, the server ends the session and the lock with it -- the
-  reason for a session lock rather than a row in a table that would need expiry;
-* asyncpg's pool also runs ``pg_advisory_unlock_all()`` when a connection is released: a second,
-  independent net under the first.
+  reason for a session lock rather than a row in a table that would need expiry.
 
 While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``claim``, ``owners_of``)
 run on the lock's connection, found through a context variable, instead of taking a second
@@ -46,12 +46,13 @@ do not give: under read committed, two conditional updates for two ids can each 
 holds this GUID" before either has committed, and both pass. So a claim is one short transaction
 that first takes ``pg_advisory_xact_lock(k1, k2)``, where ``(k1, k2)`` is :func:`guid_lock_keys`,
 and only then runs the conditional upsert, whose snapshot is taken after the lock was granted and
-so sees the claim that went before it. The two-key form lives in a key space of its own (in
-``pg_locks``, ``objsubid = 2``; the entry and schema locks take one ``bigint``, ``objsubid = 1``),
-so a GUID can never block an entry lock, whatever the hashes. The lock ends with the transaction,
-and the claim runs on the lock's connection like every other call under an entry's lock, so it
-is fenced the same way and takes no extra pooled connection. Nobody waits for an entry lock while
-holding a GUID lock, so the two kinds cannot deadlock.
+so sees the claim that went before it. Both go in one round trip, as a simple-protocol script the
+server runs as one implicit transaction (:meth:`PostgresLedger._claim_script`). The two-key form
+lives in a key space of its own (in ``pg_locks``, ``objsubid = 2``; the entry and schema locks take
+one ``bigint``, ``objsubid = 1``), so a GUID can never block an entry lock, whatever the hashes.
+The lock ends with the transaction, and the claim runs on the lock's connection like every other
+call under an entry's lock, so it is fenced the same way and takes no extra pooled connection.
+Nobody waits for an entry lock while holding a GUID lock, so the two kinds cannot deadlock.
 
 The pool holds ``pool_size`` connections: one per entry locked at once, so size it to the consumer
 prefetch plus a little headroom (probes, calls outside a lock). Waiting for a pooled connection is
@@ -178,6 +179,21 @@ def guid_lock_keys(table_prefix: str, severa_guid: str) -> tuple[int, int]:
     key = advisory_key(table_prefix, severa_guid, purpose=_GUID_LOCK)
     high, low = key >> 32, key & 0xFFFF_FFFF
     return high, low - (1 << 32) if low >= 1 << 31 else low
+
+
+async def _release_session_locks(conn: Any) -> None:
+    """The pool's reset of a connection handed back: release every advisory lock of the session.
+
+    asyncpg's default reset also closes cursors, unlistens and resets settings, none of which the
+    ledger leaves behind (it sets nothing beyond ``SET LOCAL``); asyncpg rolls back an open
+    transaction itself before calling this. Releasing an entry's lock is this reset's job.
+    """
+    await conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (``standard_conforming_strings`` on: quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _terminate(conn: Any) -> None:
@@ -323,14 +339,16 @@ class PostgresLedger(BaseLedger):
                 pending_version = NULL,
                 fingerprint = NULL,
                 updated_at = EXCLUDED.updated_at"""
-        # The guard reads the other rows; run it only under the GUID's transaction lock (_claim).
-        # Casts: the values sit in a SELECT list, where the server cannot infer their types.
+        # The guard reads the other rows; run it only under the GUID's transaction lock (_claim),
+        # which is why the claim goes as one simple-protocol script with its values inlined as
+        # literals (see _claim_script): parameters would need the extended protocol, one round trip
+        # per statement plus BEGIN and COMMIT.
         self._sql_claim = f"""
             INSERT INTO {table} AS t ({columns})
-            SELECT $1::text, $2::bigint, 'applied', $3::text, NULL, NULL, now(), $4::text
+            SELECT {{external_id}}, {{version}}, 'applied', {{guid}}, NULL, NULL, now(), {{content_hash}}
             WHERE NOT EXISTS (
                 SELECT 1 FROM {table}
-                WHERE severa_guid = $3::text AND external_id <> $1::text AND state <> 'deleted'
+                WHERE severa_guid = {{guid}} AND external_id <> {{external_id}} AND state <> 'deleted'
             )
             ON CONFLICT (external_id) DO UPDATE SET
                 version = GREATEST(t.version, EXCLUDED.version),
@@ -339,8 +357,7 @@ class PostgresLedger(BaseLedger):
                 content_hash = EXCLUDED.content_hash,
                 pending_version = NULL,
                 fingerprint = NULL,
-                updated_at = EXCLUDED.updated_at
-            RETURNING true"""
+                updated_at = EXCLUDED.updated_at"""
         self._sql_deleted = f"""
             INSERT INTO {table} AS t ({columns}) VALUES ($1, $2, 'deleted', NULL, NULL, NULL, now(), NULL)
             ON CONFLICT (external_id) DO UPDATE SET
@@ -369,7 +386,10 @@ class PostgresLedger(BaseLedger):
                     "application_name": self._application_name,
                     # Row locks are only ever contended by writers racing outside ledger.lock().
                     "lock_timeout": f"{int(self.lock_timeout * 1000)}ms",
+                    # What makes _literal's quoting complete (the claim inlines its values).
+                    "standard_conforming_strings": "on",
                 },
+                reset=_release_session_locks,
             )
         try:
             await self._migrate()
@@ -507,6 +527,10 @@ class PostgresLedger(BaseLedger):
         return _Held(conn=conn, pool=pool, external_id=external_id)
 
     async def _advisory_unlock(self, holder: _Held, external_id: str, key: int) -> None:
+        """Give the lock up by handing its connection back to the pool, whose reset
+        (:func:`_release_session_locks`) runs ``pg_advisory_unlock_all()`` -- one round trip for
+        the unlock and the reset together. If the reset fails, asyncpg terminates the connection,
+        and the server drops the lock with the session."""
         holder.active = False
         conn = holder.conn
         if holder.lost:
@@ -515,11 +539,7 @@ class PostgresLedger(BaseLedger):
             return
         try:
             async with holder.mutex:  # let a statement of a child task finish first
-                released = await conn.fetchval(
-                    "SELECT pg_advisory_unlock($1)", key, timeout=self._command_timeout
-                )
-            if not released:
-                log.warning("ledger.lock_not_held_at_release", external_id=external_id)
+                await holder.pool.release(conn, timeout=self._command_timeout)
         except asyncio.CancelledError:
             _terminate(conn)
             raise
@@ -529,8 +549,6 @@ class PostgresLedger(BaseLedger):
             # cannot mask what happened inside the block.
             _terminate(conn)
             log.warning("ledger.unlock_failed", external_id=external_id, error=repr(exc))
-        finally:
-            await self._release(holder.pool, conn)
 
     # -- operations --------------------------------------------------------------------------------
 
@@ -559,11 +577,32 @@ class PostgresLedger(BaseLedger):
     async def _claim(
         self, external_id: str, version: int, severa_guid: str, content_hash: str | None
     ) -> bool:
+        script = self._claim_script(external_id, version, severa_guid, content_hash)
+        async with self._connection("claim a GUID", write=True) as conn:
+            status = await conn.execute(script)
+        # The status of the script's last statement: "INSERT 0 1" when the row was written.
+        return bool(status == "INSERT 0 1")
+
+    def _claim_script(
+        self, external_id: str, version: int, severa_guid: str, content_hash: str | None
+    ) -> str:
+        """The claim as one round trip: a simple-protocol query of two statements, which the server
+        runs as one implicit transaction, each statement (read committed) with a snapshot of its
+        own -- so the guard's snapshot is taken after the GUID's transaction lock was granted, as
+        with an explicit BEGIN, lock, claim, COMMIT, which cost four round trips.
+
+        The values are inlined as literals, which is safe as written: the keys and the version are
+        integers, the texts passed :func:`~connector.state.ledger.check_text` (no NUL) and are
+        quoted by :func:`_literal` under ``standard_conforming_strings``, which the pool pins on.
+        """
         high, low = guid_lock_keys(self.table_prefix, severa_guid)
-        async with self._connection("claim a GUID", write=True) as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", high, low)
-            claimed = await conn.fetchval(self._sql_claim, external_id, version, severa_guid, content_hash)
-        return bool(claimed)
+        claim = self._sql_claim.format(
+            external_id=_literal(external_id),
+            version=int(version),
+            guid=_literal(severa_guid),
+            content_hash="NULL" if content_hash is None else _literal(content_hash),
+        )
+        return f"SELECT pg_advisory_xact_lock({int(high)}, {int(low)});{claim}"
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         async with self._connection("mark a record deleted", write=True) as conn:

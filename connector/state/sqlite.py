@@ -8,32 +8,57 @@ mis-scaled Deployment, a rolling update that overlaps pods -- use ``strategy: Re
 pods need :class:`connector.state.postgres.PostgresLedger`. ``flock`` is unreliable on network
 file systems, where SQLite itself is unsafe anyway: keep the file on a local volume.
 
-Durability: the connection runs in autocommit mode, so every write is one transaction that has
-committed before the method returns, and the journal is WAL. With ``synchronous=FULL`` (the
-default) each commit fsyncs the WAL, so a write that returned survives a process crash *and* a
-power loss or kernel panic. ``synchronous=NORMAL`` skips that fsync: still safe against a crash of
-the process (the WAL is in the OS page cache), but the last commits before an OS crash can vanish,
-and a lost ``mark_pending`` after a landed ``Add`` is exactly a duplicate hour entry. Choose NORMAL
-only if the volume itself is crash-safe and the extra write rate matters (see ``bench/ledger.py``).
+Durability: a write returns only once the transaction holding it has committed, and the journal
+is WAL. With ``synchronous=FULL`` (the default) each commit fsyncs the WAL, so a write that
+returned survives a process crash *and* a power loss or kernel panic. ``synchronous=NORMAL`` skips
+that fsync: still safe against a crash of the process (the WAL is in the OS page cache), but the
+last commits before an OS crash can vanish, and a lost ``mark_pending`` after a landed ``Add`` is
+exactly a duplicate hour entry. Choose NORMAL only if the volume itself is crash-safe and the
+extra write rate matters (see ``bench/ledger.py``).
 
-aiosqlite runs the connection on one worker thread, so statements never block the event loop and
-are executed one at a time in submission order. A statement already handed to that thread
-completes even if the awaiting task is cancelled: writes are idempotent upserts, so that is safe.
+**Group commit.** The fsync is what a write costs (milliseconds on ordinary disks, where the
+statement itself takes microseconds), and with one fsync per write the ledger, not Severa, set the
+pace of the whole pod. So writes issued while a commit is in progress wait together and go into
+the next transaction: ``BEGIN IMMEDIATE``, each statement in the order it was issued, ``COMMIT``
+-- one fsync for all of them, and each caller returns only after that commit, so "durable when it
+returns" holds exactly as before (the message is acked after its group is durable). Nothing
+waits on purpose: a lone write commits at once, and groups form only under load. Each write is
+still its own upsert statement, so the statements of a group are as atomic as when each was a
+transaction of its own; a claim's guard sees the group's earlier statements (one connection, one
+statement at a time). If any statement of a group fails, the group is rolled back and its writes
+are redone one transaction each, so one bad write never fails (or un-does) its neighbours. A write
+whose caller was cancelled before its group started is dropped.
+
+The writing connection lives on one worker thread of its own, so a commit (its fsync) never blocks
+the event loop, and statements run one at a time in submission order. A statement already handed
+to that thread completes even if the awaiting task is cancelled: writes are idempotent upserts, so
+that is safe.
+
+**Reads.** Reads of a file database run on the event loop, over a read-only connection of their
+own: in WAL mode a reader never waits for the writer, and a look-up by primary key takes
+microseconds -- less than handing it to the thread and back, which cost more CPU than the query
+(and made every read wait behind the commit in progress). Each read is its own transaction, so it
+sees every write that has returned. A read that finds the file busy (a checkpoint or recovery)
+goes to the worker thread, which may wait; ``":memory:"`` reads always do (its shared cache locks
+tables, not pages).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
 import socket
 import sqlite3
 import sys
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import aiosqlite
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -156,7 +181,15 @@ class SqliteLedger(BaseLedger):
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._exclusive = exclusive
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        # Reads of a file database, on the event loop (see "Reads" in the module docstring).
+        self._reader: sqlite3.Connection | None = None
+        # The one thread that uses the connection (sqlite3 objects are not for concurrent use).
+        self._worker: ThreadPoolExecutor | None = None
+        self._queued: list[_Write] = []  # writes waiting for the next group commit
+        self._committer: asyncio.Task[None] | None = None
+        #: Transactions committed for writes so far (fewer than the writes: group commit).
+        self.commits = 0
         self._lock_fd: int | None = None
         # ":memory:" is private to one connection; the migration needs a second one, so an
         # in-memory ledger is a named, shared-cache database that lives as long as ours is open.
@@ -170,24 +203,37 @@ class SqliteLedger(BaseLedger):
             self._lock_fd = await asyncio.to_thread(_claim_file, self.path)
         try:
             with self._translating("open the database"):
-                self._conn = await aiosqlite.connect(self._target, uri=self._uri, isolation_level=None)
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+                self._conn = await self._in_worker(
+                    functools.partial(
+                        sqlite3.connect,
+                        self._target,
+                        uri=self._uri,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        timeout=self._busy_timeout_ms / 1000,
+                    )
+                )
                 self._conn.row_factory = sqlite3.Row
-                await self._configure(self._conn)
+                mode = await self._in_worker(functools.partial(self._configure, self._conn))
+                if mode != "wal" and self.path != MEMORY:
+                    # Still correct (each commit is durable), only slower and blocking readers on writes.
+                    log.warning("ledger.sqlite_wal_unavailable", path=self.path, journal_mode=mode)
                 await self._migrate()
+                if self.path != MEMORY:
+                    self._reader = self._open_reader()
         except BaseException:
             await self._close()
             raise
         log.info("ledger.opened", backend=self.backend, path=self.path, synchronous=self._synchronous)
 
-    async def _configure(self, conn: aiosqlite.Connection) -> None:
+    def _configure(self, conn: sqlite3.Connection) -> str:
+        """Runs on the worker thread; returns the journal mode SQLite settled on."""
         # busy_timeout first: the journal-mode switch itself needs the file lock.
-        await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-        mode = str(rows[0][0]).lower() if rows else "unknown"
-        if mode != "wal" and self.path != MEMORY:
-            # Still correct (each commit is durable), only slower and blocking readers on writes.
-            log.warning("ledger.sqlite_wal_unavailable", path=self.path, journal_mode=mode)
-        await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        rows = conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return str(rows[0][0]).lower() if rows else "unknown"
 
     async def _migrate(self) -> None:
         # A connection of its own for the migration (``BEGIN IMMEDIATE`` excludes every other
@@ -204,30 +250,126 @@ class SqliteLedger(BaseLedger):
         finally:
             await engine.dispose()
 
+    def _open_reader(self) -> sqlite3.Connection:
+        reader = sqlite3.connect(self._target, uri=self._uri, isolation_level=None, check_same_thread=False)
+        reader.row_factory = sqlite3.Row
+        # Never wait on the event loop: a read that finds the file busy goes to the worker instead.
+        reader.execute("PRAGMA busy_timeout = 0")
+        reader.execute("PRAGMA query_only = 1")
+        return reader
+
     async def _close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+        committer = self._committer
+        if committer is not None:
+            # Writes already queued finish (or fail) before the connection goes.
+            await asyncio.wait([committer])
         conn, self._conn = self._conn, None
+        worker, self._worker = self._worker, None
         try:
-            if conn is not None:
-                await conn.close()
+            if conn is not None and worker is not None:
+                await asyncio.wrap_future(worker.submit(conn.close))
         finally:
+            if worker is not None:
+                worker.shutdown(wait=False)
             fd, self._lock_fd = self._lock_fd, None
             if fd is not None:
                 os.close(fd)  # drops the flock
 
+    # -- the worker thread and group commit ---------------------------------------------------------
+
+    async def _in_worker(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the connection's thread (after everything submitted before it)."""
+        worker = self._worker
+        if worker is None:
+            raise LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed")
+        try:
+            future = worker.submit(fn)
+        except RuntimeError as exc:  # shut down meanwhile
+            raise LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed") from exc
+        return await asyncio.wrap_future(future)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        conn = self._connection()
+        reader = self._reader
+        if reader is not None:
+            try:
+                return reader.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+                # Busy (a checkpoint or recovery holds the file): the worker may wait for it.
+        rows: list[sqlite3.Row] = await self._in_worker(lambda: conn.execute(sql, params).fetchall())
+        return rows
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in the next group commit; its row count once that committed."""
+        self._connection()  # closed: fail now, not in the committer
+        write = _Write(sql, params, asyncio.get_running_loop().create_future())
+        self._queued.append(write)
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued(), name="ledger-sqlite-commit")
+        outcome = await write.done
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _commit_queued(self) -> None:
+        """Commit what is queued, one group per turn of the worker, until nothing is left.
+
+        While one group is in the worker (its fsync), the writes issued meanwhile queue up and form
+        the next group: the group size follows the load, and no write ever waits on purpose.
+        """
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                batch = [write for write in batch if not write.done.done()]  # callers cancelled
+                if not batch:
+                    continue
+                conn = self._connection()
+                statements = [(write.sql, write.params) for write in batch]
+                try:
+                    outcomes, commits = await self._in_worker(
+                        functools.partial(_commit_group, conn, statements)
+                    )
+                except BaseException as exc:
+                    for write in batch:
+                        if not write.done.done():
+                            write.done.set_result(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                self.commits += commits
+                for write, outcome in zip(batch, outcomes, strict=True):
+                    if not write.done.done():
+                        write.done.set_result(outcome)
+        except BaseException as exc:
+            # Closed or cancelled: nobody still queued may wait for ever.
+            queued, self._queued = self._queued, []
+            for write in queued:
+                if not write.done.done():
+                    write.done.set_result(exc if isinstance(exc, Exception) else _closed())
+            if not isinstance(exc, LedgerUnavailable):
+                raise
+        finally:
+            self._committer = None
+
     # -- operations --------------------------------------------------------------------------------
 
-    def _connection(self) -> aiosqlite.Connection:
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed")
+            raise _closed()
         return self._conn
 
     async def _probe(self) -> None:
         with self._translating("answer a probe"):
-            await self._connection().execute_fetchall("SELECT 1")
+            await self._read("SELECT 1")
 
     async def _get(self, external_id: str) -> LedgerRecord | None:
         with self._translating("read a record"):
-            rows = list(await self._connection().execute_fetchall(_GET, (external_id,)))
+            rows = await self._read(_GET, (external_id,))
             if not rows:
                 return None
             row = rows[0]
@@ -235,15 +377,13 @@ class SqliteLedger(BaseLedger):
 
     async def _mark_pending(self, external_id: str, version: int, fingerprint: str) -> None:
         with self._translating("mark a record pending"):
-            await self._connection().execute(
-                _MARK_PENDING, (external_id, version, fingerprint, utc_now().isoformat())
-            )
+            await self._write(_MARK_PENDING, (external_id, version, fingerprint, utc_now().isoformat()))
 
     async def _mark_applied(
         self, external_id: str, version: int, severa_guid: str, content_hash: str | None
     ) -> None:
         with self._translating("mark a record applied"):
-            await self._connection().execute(
+            await self._write(
                 _MARK_APPLIED, (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
             )
 
@@ -252,35 +392,33 @@ class SqliteLedger(BaseLedger):
     ) -> bool:
         with self._translating("claim a GUID"):
             params = (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
-            async with self._connection().execute(_CLAIM, params) as cursor:
-                return cursor.rowcount == 1
+            return await self._write(_CLAIM, params) == 1
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         with self._translating("mark a record deleted"):
-            await self._connection().execute(_MARK_DELETED, (external_id, version, utc_now().isoformat()))
+            await self._write(_MARK_DELETED, (external_id, version, utc_now().isoformat()))
 
     async def _owners_of(self, guids: Collection[str]) -> dict[str, str]:
         ordered = sorted(guids)
         pairs: list[tuple[str, str]] = []
         with self._translating("look up GUID owners"):
-            conn = self._connection()
             for start in range(0, len(ordered), _IN_CHUNK):
                 chunk = ordered[start : start + _IN_CHUNK]
                 query = _OWNERS.format(marks=", ".join("?" * len(chunk)))
-                rows = await conn.execute_fetchall(query, chunk)
+                rows = await self._read(query, chunk)
                 pairs.extend((str(row[0]), str(row[1])) for row in rows)
         return resolve_owners(pairs)
 
     async def _count(self) -> int:
         with self._translating("count records"):
-            rows = list(await self._connection().execute_fetchall("SELECT count(*) FROM ledger"))
+            rows = await self._read("SELECT count(*) FROM ledger")
             return int(rows[0][0])
 
     # -- errors ------------------------------------------------------------------------------------
 
     @contextmanager
     def _translating(self, action: str) -> Iterator[None]:
-        """Re-raise sqlite3/aiosqlite failures as the connector's errors, ``from`` the original."""
+        """Re-raise sqlite3 failures as the connector's errors, ``from`` the original."""
         try:
             yield
         except sqlite3.Error as exc:
@@ -295,11 +433,8 @@ class SqliteLedger(BaseLedger):
             raise LedgerUnavailable(
                 f"SQLite ledger at {self.path} failed to {action}: {exc}", backend=self.backend
             ) from exc
-        except ValueError as exc:
-            # aiosqlite's way of saying its connection or worker thread is gone; any other
-            # ValueError is a bug of ours and must stay one.
-            if self._conn is not None and "connection" not in str(exc).lower():
-                raise
+        except sqlite3.ProgrammingError as exc:
+            # "Cannot operate on a closed database": closed under a call racing shutdown.
             raise LedgerUnavailable(
                 f"SQLite ledger at {self.path} failed to {action}: {exc}",
                 reason="ledger_closed",
@@ -345,3 +480,48 @@ def _claim_file(path: str) -> int | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
     return fd
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Write:
+    sql: str
+    params: Sequence[Any]
+    #: The statement's row count, or the error it (or its group) ended with.
+    done: asyncio.Future[int | BaseException] = field(repr=False)
+
+
+def _closed() -> LedgerUnavailable:
+    return LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed")
+
+
+def _commit_group(
+    conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> tuple[list[int | BaseException], int]:
+    """Runs on the worker thread: the statements in one transaction; each one's row count (or
+    error), and the number of transactions committed.
+
+    One fsync for the group. If any statement fails (or the commit does), nothing of the group is
+    kept and each statement is run again in a transaction of its own, so that a failure is
+    reported to its own caller only and never rolls back a neighbour's write.
+    """
+    if len(statements) > 1:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            counts: list[int | BaseException] = [
+                conn.execute(sql, params).rowcount for sql, params in statements
+            ]
+            conn.execute("COMMIT")
+            return counts, 1
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    outcomes: list[int | BaseException] = []
+    for sql, params in statements:
+        try:
+            outcomes.append(conn.execute(sql, params).rowcount)  # autocommit: its own transaction
+        except sqlite3.Error as exc:
+            outcomes.append(exc)
+    return outcomes, sum(1 for outcome in outcomes if not isinstance(outcome, BaseException))
