@@ -159,6 +159,20 @@ def demo(
     events: Annotated[int, typer.Option(help="How many good events to publish.", min=1, max=10_000)] = 5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every event to settle.")] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the connector's log.")] = False,
+    with_console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="Then keep everything running and serve the dead-letter console on the demo's "
+            "dead letters until Ctrl-C / SIGTERM (URL and token printed).",
+        ),
+    ] = False,
+    console_port: Annotated[
+        int, typer.Option(help="Port of the console (with --console).", min=1, max=65535)
+    ] = 8095,
+    prefix: Annotated[
+        str, typer.Option(help="Name prefix of the demo's queues and exchanges on the broker.")
+    ] = "demo.",
 ) -> None:
     """Run the whole loop on this machine: fake Severa + connector + sample events (some bad)."""
     try:
@@ -166,10 +180,21 @@ def demo(
     except ModuleNotFoundError as exc:
         _fakes_missing(exc)
 
+    if not prefix.endswith(".") or len(prefix) < 2:
+        _fail("usage error", f"--prefix {prefix!r} must be a name ending in '.', e.g. demo.", EXIT_CONFIG)
     settings: CommonSettings = _settings(CommonSettings)
     if not verbose:  # the tables are the demo's output; the log would drown them
         configure_logging("CRITICAL", settings.log.format)
-    ok = _run(run_demo(settings, good_events=events, timeout=timeout, console=stdout_console()))
+    ok = _run(
+        run_demo(
+            settings,
+            good_events=events,
+            timeout=timeout,
+            console=stdout_console(),
+            console_port=console_port if with_console else None,
+            prefix=prefix,
+        )
+    )
     if not ok:
         raise typer.Exit(EXIT_PROBLEM)
 

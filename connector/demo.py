@@ -12,18 +12,26 @@ pod, names prefixed ``demo.``, queues purged first), then
 
 It prints what landed where and what went to the dead-letter queues and why. Exit code 0 only if
 everything settled as expected.
+
+With ``--console`` it then stays up: the fakes and the connector keep running and the dead-letter
+console serves the demo's store (:func:`_serve_console`), so the dead letters it just made can be
+cleared from the browser, until Ctrl-C or SIGTERM; it then removes the queues and exchanges it
+declared, so an interactive session leaves nothing on the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import secrets
+import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,20 +39,28 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
+from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
+from adapters.netvisor.fake.server import FakeNetvisor
 from adapters.severa.fake.server import FakeSevera
 from connector import demo_accounting
-from connector.config import CommonSettings, Settings
+from connector.config import CommonSettings, DlqSettings, Settings
+from connector.console.app import ConsoleConfig, create_app
+from connector.console.auth import Authenticator
 from connector.dlq.records import DeadLetterRecord
 from connector.dlq.selection import Filter
 from connector.dlq.store import open_store
+from connector.errors import ConfigError
 from connector.logging import register_secret
+from connector.ports import QuotaReading
 from connector.service import ConnectorService
-from connector.topology import Names
+from connector.topology import Names, Topology, accounting_flow_queues, build_topology, work_hours_queue
 
 DEMO_PREFIX = "demo."
+#: The demo's retry ladder: short rungs, so the credit note waiting for its invoice is parked in seconds.
+DEMO_RETRY_LADDER = (0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +95,11 @@ def _sample(label: str, event: dict[str, Any], expect: str) -> Sample:
     )
 
 
-def build_samples(fake: FakeSevera, good_events: int) -> list[Sample]:
-    """Events for the demo organisation: good ones first, then one of each kind of bad input."""
+Row = dict[str, Any]
+
+
+def _bookable(fake: FakeSevera) -> tuple[list[Row], list[Row], list[tuple[Row, Row]]]:
+    """The seed's active users, active work types and (case, phase) pairs open for booking."""
     store = fake.store
     users = [u for u in store.users if u.get("Code") and u.get("IsActive")]
     work_types = [w for w in store.work_types if w.get("Code") and w.get("IsActive")]
@@ -93,6 +112,12 @@ def build_samples(fake: FakeSevera, good_events: int) -> list[Sample]:
     ]
     if not (users and work_types and bookable):
         raise RuntimeError("the demo seed lacks active users, work types or bookable phases")
+    return users, work_types, bookable
+
+
+def build_samples(fake: FakeSevera, good_events: int) -> list[Sample]:
+    """Events for the demo organisation: good ones first, then one of each kind of bad input."""
+    users, work_types, bookable = _bookable(fake)
     today = dt.date.today()
     samples: list[Sample] = []
     first: dict[str, Any] | None = None
@@ -147,10 +172,17 @@ def build_samples(fake: FakeSevera, good_events: int) -> list[Sample]:
 
 
 async def run_demo(
-    common: CommonSettings, *, good_events: int = 5, timeout: float = 60.0, console: Console | None = None
+    common: CommonSettings,
+    *,
+    good_events: int = 5,
+    timeout: float = 60.0,
+    console: Console | None = None,
+    console_port: int | None = None,
+    prefix: str = DEMO_PREFIX,
 ) -> bool:
+    """Run the demo; with ``console_port``, then serve the console on it until SIGINT/SIGTERM."""
     console = console or Console()
-    names = Names(prefix=DEMO_PREFIX)
+    names = Names(prefix=prefix)
     key = secrets.token_urlsafe(24)
     register_secret(key)
     amqp_url = common.rabbitmq.url.get_secret_value()
@@ -168,15 +200,14 @@ async def run_demo(
                 {
                     "role": "all",
                     "severa": {"url": fake.url, "api_key": key},
-                    "rabbitmq": common.rabbitmq.model_copy(update={"prefix": DEMO_PREFIX}),
+                    "rabbitmq": common.rabbitmq.model_copy(update={"prefix": prefix}),
                     "log": common.log,
                     "http": {"enabled": False},
                     "retry": {
                         "attempts": 3,
                         "initial_seconds": 0.05,
                         "max_seconds": 0.5,
-                        # short rungs: the credit note waiting for its invoice is parked in seconds
-                        "ladder_seconds": [0.5, 1.0],
+                        "ladder_seconds": list(DEMO_RETRY_LADDER),
                     },
                     "state_url": f"sqlite:///{Path(state_dir) / 'ledger.db'}",
                     "pod_name": "demo",
@@ -189,7 +220,8 @@ async def run_demo(
             async with connection:
                 await _purge(connection, names)
                 channel = await connection.channel(publisher_confirms=True)
-                async with ConnectorService(settings) as service:
+                tidy = _removed_on_exit(connection, names, enabled=console_port is not None)
+                async with tidy, ConnectorService(settings) as service:
                     results = await _watch_results(channel, names)
                     exchange = await channel.get_exchange(names.workhours_exchange)
                     console.print(
@@ -221,32 +253,59 @@ async def run_demo(
                     settled = settled and await _wait_stored(service, expected_dead, timeout)
                     dead = await _stored_dead_letters(settings)
                     quota = service.severa.quota if service.severa else None
+                    outcome = _Outcome(
+                        settled, dead, expected_dead, seeded_entries, good_events, len(samples), plan, quota
+                    )
+                    if console_port is not None:
+                        ok = _report(console, fake, books, outcome, time.perf_counter() - started)
+                        await _serve_console(console, settings, service, Path(state_dir), console_port, fake)
+                if console_port is not None:
+                    return ok
             elapsed = time.perf_counter() - started
+        return _report(console, fake, books, outcome, elapsed)
 
-        _print_severa(console, fake)
-        demo_accounting.print_accounting(console, fake, books)
-        _print_dead_letters(console, dead)
-        added = len(fake.store.hour_entries) - seeded_entries
-        in_netvisor = len(books.store.invoices)
-        refused = books.refusals.total - books.refusals.period_lock
-        ok = (
-            settled
-            and len(dead) == expected_dead
-            and added == good_events
-            and in_netvisor == len(plan.good)
-            and refused == 0
-        )
-        summary = (
-            f"{len(samples)} events → {added} new hour entries in Severa; "
-            f"{in_netvisor} invoices and {len(books.store.customers)} customers in Netvisor, "
-            f"invoice {plan.pay} paid back into Severa; "
-            f"{len(dead)} dead-lettered (expected {expected_dead}); "
-            f"Severa calls: {sum(fake.calls.values())}, Netvisor calls: {sum(books.calls.values())}"
-            + (f", quota used {quota.used}/{quota.quota}" if quota else "")
-            + f"; {elapsed:.1f} s"
-        )
-        console.print(("[bold green]OK[/] " if ok else "[bold red]UNEXPECTED[/] ") + summary)
-        return ok
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the demo's run left, for the report."""
+
+    settled: bool
+    dead: list[DeadLetterRecord]
+    expected_dead: int
+    seeded_entries: int
+    good_events: int
+    events: int
+    plan: demo_accounting.AccountingPlan
+    quota: QuotaReading | None
+
+
+def _report(console: Console, fake: FakeSevera, books: FakeNetvisor, run: _Outcome, elapsed: float) -> bool:
+    """Print what landed where and the one-line verdict; true when everything settled as expected."""
+    dead, plan, expected_dead, quota = run.dead, run.plan, run.expected_dead, run.quota
+    _print_severa(console, fake)
+    demo_accounting.print_accounting(console, fake, books)
+    _print_dead_letters(console, dead)
+    added = len(fake.store.hour_entries) - run.seeded_entries
+    in_netvisor = len(books.store.invoices)
+    refused = books.refusals.total - books.refusals.period_lock
+    ok = (
+        run.settled
+        and len(dead) == expected_dead
+        and added == run.good_events
+        and in_netvisor == len(plan.good)
+        and refused == 0
+    )
+    summary = (
+        f"{run.events} events → {added} new hour entries in Severa; "
+        f"{in_netvisor} invoices and {len(books.store.customers)} customers in Netvisor, "
+        f"invoice {plan.pay} paid back into Severa; "
+        f"{len(dead)} dead-lettered (expected {expected_dead}); "
+        f"Severa calls: {sum(fake.calls.values())}, Netvisor calls: {sum(books.calls.values())}"
+        + (f", quota used {quota.used}/{quota.quota}" if quota else "")
+        + f"; {elapsed:.1f} s"
+    )
+    console.print(("[bold green]OK[/] " if ok else "[bold red]UNEXPECTED[/] ") + summary)
+    return ok
 
 
 async def _purge(connection: aio_pika.abc.AbstractConnection, names: Names) -> None:
@@ -350,3 +409,159 @@ def _print_dead_letters(console: Console, dead: list[DeadLetterRecord]) -> None:
             body if len(body) <= 60 else body[:57] + "…",
         )
     console.print(table)
+
+
+# -- --console: the dead-letter console over the demo's store, until Ctrl-C / SIGTERM ---------------
+
+#: How the demo's dead letters are cleared from the console alone (printed once it is up).
+GUIDANCE = """\
+What to do with each dead letter (open it from 'Failure groups' or 'Search'; every action asks for a reason):
+  unknown_user / unknown_case / unknown_work_type -- a reference Severa does not know. Edit the body
+      to a valid one (user_code={user}, case_number={case}, work_type_code={work_type}), then replay
+      it (dry run first). Outside the console: create it in the fake Severa (admin API: POST {admin}/seed with
+      ?replace=false) or map the code in the mapping table, then replay the whole group.
+  schema_violation (hours 'lots', 1000 h) -- edit hours=1, then replay.
+  invalid_json -- junk, nothing to fix: archive it with a reason.
+  invalid_reference_number / accounting_period_locked / credited_invoice_missing -- fixed in Severa or
+      Netvisor, not in the message (correct the reference, open the period, transfer the credited
+      invoice first); in this demo archive them with a reason (restore and replay after a fix).
+Replayed work hours land in the fake Severa: GET {admin}/state counts its hour entries.
+The console's actions are in its 'Audit log' page (and in {audit})."""
+
+
+async def _serve_console(
+    console: Console,
+    settings: Settings,
+    service: ConnectorService,
+    state_dir: Path,
+    port: int,
+    fake: FakeSevera,
+) -> None:
+    """Serve the console on ``port`` over the store the demo's pod ingests into, until a signal.
+
+    In-process rather than a subprocess: the console is an aiohttp app like the fakes, so it runs on
+    the same loop with nothing extra to supervise, and one signal stops the console, the connector
+    and the fakes in order. The token is this run's own, written to a file in the demo's temp dir
+    (removed with it) and registered as a secret, so no log line can show it.
+    """
+    store_url = settings.dlq_store_url()
+    audit_log = state_dir / "console-audit.jsonl"
+    dlq_settings = DlqSettings(
+        rabbitmq=settings.rabbitmq,
+        state_url=settings.state_url,
+        dlq=settings.dlq.model_copy(update={"store_url": store_url, "audit_log": str(audit_log)}),
+        _env_file=None,
+    )
+    if dlq_settings.dlq_store_url() != store_url or not settings.dlq.ingest or service.ingested == 0:
+        raise ConfigError(
+            "the demo's connector does not ingest its dead letters into the console's store; "
+            "unset SEVERA_CONNECTOR_DLQ__INGEST and SEVERA_CONNECTOR_DLQ__STORE_URL for the demo"
+        )
+    token = secrets.token_urlsafe(24)
+    register_secret(token)
+    token_file = state_dir / "console-token"
+    await asyncio.to_thread(_write_private, token_file, token + "\n")
+    config = ConsoleConfig(dlq_settings, Authenticator(token=token, trust_user_header=None))
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"the console cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                "choose another port with --console-port"
+            ) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            console.print(
+                f"console: http://127.0.0.1:{port}/ — sign in with token {token}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(
+                f"console token file: {token_file}; dead-letter store: {store_url} "
+                f"(the pod ingests every flow's DLQ into it); fake Severa admin: {fake.admin_url}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(
+                GUIDANCE.format(admin=fake.admin_url, audit=audit_log, **_valid_references(fake)),
+                markup=False,
+                highlight=False,
+            )
+            console.print("[bold]running[/] until Ctrl-C (or SIGTERM)")
+            console.file.flush()
+            await stop.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        console.print("[bold]stopping[/] the console, the connector and the fakes")
+        console.file.flush()
+    finally:
+        await runner.cleanup()
+
+
+def _valid_references(fake: FakeSevera) -> dict[str, str]:
+    """Codes the bad events' edits can name: those of the first good event, which Severa took."""
+    users, work_types, bookable = _bookable(fake)
+    return {
+        "user": str(users[0]["Code"]),
+        "case": str(bookable[0][0]["CaseNumber"]),
+        "work_type": str(work_types[0]["Code"]),
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (the console token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _demo_topology(names: Names) -> Topology:
+    """What the demo's connector declares (every flow, the demo's retry ladder), to remove after it."""
+    return build_topology(
+        names,
+        retry_ladder=DEMO_RETRY_LADDER,
+        flows=(work_hours_queue(names), *accounting_flow_queues(names)),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _removed_on_exit(
+    connection: aio_pika.abc.AbstractConnection, names: Names, *, enabled: bool
+) -> AsyncIterator[None]:
+    """With ``--console``: once the connector has stopped (or failed), delete what it declared."""
+    try:
+        yield
+    finally:
+        if enabled:
+            await _delete_topology(connection, _demo_topology(names))
+
+
+async def _delete_topology(connection: aio_pika.abc.AbstractConnection, topology: Topology) -> None:
+    """Delete the demo's queues and exchanges once the connector has stopped (a missing one is fine)."""
+    for kind, names in (
+        ("queue", [q.name for q in topology.queues]),
+        ("exchange", [e.name for e in topology.exchanges]),
+    ):
+        for name in names:
+            channel = await connection.channel()
+            try:
+                underlay = await channel.get_underlay_channel()
+                if kind == "queue":
+                    await underlay.queue_delete(name)
+                else:
+                    await underlay.exchange_delete(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                pass
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
