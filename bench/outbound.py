@@ -36,13 +36,10 @@ import contextlib
 import datetime as dt
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.netvisor import signing  # noqa: E402
 from adapters.netvisor.codec import resource_url, sales_invoice_xml  # noqa: E402
+from bench._procs import Child, child  # noqa: E402
 from connector.mapping.invoices import round_cents  # noqa: E402
 from connector.ports import AccountingInvoice, AccountingInvoiceLine, VatTreatment  # noqa: E402
 from connector.topology import Names, accounting_flow_queues, build_topology  # noqa: E402
@@ -78,83 +76,6 @@ FIRST_NUMBER: Final = 300_000
 FIRST_CUSTOMER: Final = 5001
 #: How often the driver reads the fake Netvisor's invoice count while the connector works.
 WATCH_INTERVAL: Final = 0.05
-CLI: Final = [sys.executable, "-m", "connector"]
-
-
-# ------------------------------------------------------------------------------------ processes
-
-
-class Child:
-    """A ``severa-connector`` command in its own process; its output is drained (and the last lines
-    kept for a failure report) so that a chatty child never blocks on a full pipe."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-        self.tail: deque[str] = deque(maxlen=40)
-        self._first: dict[str, dict[str, Any]] = {}
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(), name=f"{name}-output")
-
-    @classmethod
-    async def start(cls, name: str, args: list[str], env: Mapping[str, str]) -> Child:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("SEVERA_CONNECTOR_", "FAKE_"))}
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            *args,
-            cwd=ROOT / "tests",  # no .env of the working copy
-            env={**clean, **env, "PYTHONPATH": str(ROOT)},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            limit=1 << 20,  # a long log line (a traceback as JSON) must not stop the draining
-        )
-        return cls(name, process)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.tail.append(line)
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    self._first.setdefault(str(record.get("event")), record)
-                    self._changed.set()
-        self._changed.set()
-
-    async def logged(self, event: str, timeout: float = 60.0) -> dict[str, Any]:
-        """The first JSON log record with this event name (the fakes log their URL so)."""
-        async with asyncio.timeout(timeout):
-            while event not in self._first:
-                if self._reader.done():
-                    raise RuntimeError(f"{self.name} exited:\n" + "\n".join(self.tail))
-                self._changed.clear()
-                await self._changed.wait()
-        return self._first[event]
-
-    @property
-    def running(self) -> bool:
-        return self.process.returncode is None
-
-    async def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, as an orchestrator stops it; SIGKILL if it does not go in time."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        await self._reader
-
-
-@contextlib.asynccontextmanager
-async def child(name: str, args: list[str], env: Mapping[str, str]) -> AsyncIterator[Child]:
-    started = await Child.start(name, args, env)
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 # ---------------------------------------------------------------------------------- the fakes
