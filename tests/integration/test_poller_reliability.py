@@ -32,7 +32,8 @@ from connector.config import Settings
 from connector.observability import Metrics
 from connector.ports import Customer, Invoice
 from connector.service import ConnectorService
-from connector.state.migrations import version_table
+from connector.state.dlq_schema import dlq_metadata
+from connector.state.migrations import DEAD_LETTERS, version_table
 from connector.state.poller_state import SqlPollerState
 from connector.state.schema import state_metadata
 from connector.topology import Names
@@ -85,10 +86,22 @@ async def fake() -> AsyncIterator[FakeSevera]:
 
 
 def poller_settings(
-    amqp_url: str, names: Names, fake: FakeSevera, state_url: str, pod: str = "poller-a", **poller: Any
+    amqp_url: str,
+    names: Names,
+    fake: FakeSevera,
+    state_url: str,
+    pod: str = "poller-a",
+    dlq_table_prefix: str | None = None,
+    **poller: Any,
 ) -> Settings:
+    # The pods' heartbeats go into the dead-letter store beside the ledger; on the shared PostgreSQL
+    # database a test gives it a prefix of its own and drops it (dlq_table_prefix).
+    extra: dict[str, Any] = {}
+    if dlq_table_prefix is not None:
+        extra["dlq"] = {"store_table_prefix": dlq_table_prefix}
     return Settings.model_validate(
         {
+            **extra,
             "role": "poller",
             "severa": {"url": fake.url, "api_key": KEY, "timeout_seconds": 10, "connect_timeout_seconds": 2},
             "rabbitmq": {"url": amqp_url, "prefix": names.prefix},
@@ -481,6 +494,8 @@ async def pg_prefix() -> AsyncIterator[str]:
     try:
         tables = [t.name for t in reversed(state_metadata(prefix).sorted_tables)]
         tables.append(version_table(prefix))
+        tables += [t.name for t in reversed(dlq_metadata(prefix).sorted_tables)]
+        tables.append(version_table(prefix, DEAD_LETTERS))
         await conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
     finally:
         await conn.close()
@@ -502,6 +517,7 @@ async def test_two_pollers_on_one_postgres_state_store_never_both_poll(
                 pod=f"poller-{i}",
                 lease_ttl_seconds=3,
                 state_table_prefix=pg_prefix,
+                dlq_table_prefix=pg_prefix,
             ),
             severa_factory=lambda settings, metrics: RecordingSevera(settings, metrics, calls),
         )
