@@ -182,17 +182,8 @@ async def waiting_in_dlqs(settings: DlqSettings, *, operator: str) -> dict[str, 
     """
     names = Names(prefix=settings.rabbitmq.prefix)
     bus = await _connected_bus(settings, operator)
-    waiting: dict[str, int] = {}
     try:
-        for queue in names.dead_letter_queues:
-            channel = await bus.connection.channel()
-            try:
-                waiting[queue] = await ready_count(channel, queue)
-            except ChannelNotFoundEntity:
-                continue
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+        waiting = await _ready_counts(bus, names.dead_letter_queues)
     except (OSError, TimeoutError, AMQPError) as exc:
         raise BrokerUnreachable(
             f"RabbitMQ at {settings.rabbitmq.safe_url()} stopped answering: {type(exc).__name__}"
@@ -222,21 +213,20 @@ async def ingest_now(settings: DlqSettings, *, operator: str) -> IngestReport:
             ) from None
 
 
-async def _present_queues(bus: Bus, queues: Sequence[str]) -> tuple[str, ...]:
-    """Those of ``queues`` the broker has (a passive declare each, on a channel of its own, since a
-    missing queue closes the channel)."""
-    present: list[str] = []
+async def _ready_counts(bus: Bus, queues: Sequence[str]) -> dict[str, int]:
+    """Messages ready in each of ``queues`` the broker has; a missing one is left out. A passive
+    declare each, which consumes nothing, on a channel of its own (a missing queue closes it)."""
+    counts: dict[str, int] = {}
     for queue in queues:
         channel = await bus.connection.channel()
         try:
-            await channel.declare_queue(queue, passive=True)
+            counts[queue] = await ready_count(channel, queue)
         except ChannelNotFoundEntity:
             continue
         finally:
             if not channel.is_closed:
                 await channel.close()
-        present.append(queue)
-    return tuple(present)
+    return counts
 
 
 async def ingest_until_stopped(
@@ -251,7 +241,7 @@ async def ingest_until_stopped(
     names = Names(prefix=settings.rabbitmq.prefix)
     async with _ingesting(settings, operator) as (bus, store):
         # The DLQs this deployment has (the accounting flows' exist only where accounting is on).
-        present = await _present_queues(bus, names.dead_letter_queues)
+        present = tuple(await _ready_counts(bus, names.dead_letter_queues))
         if not present:
             raise UsageError(
                 f"no DLQ {', '.join(names.dead_letter_queues)} on the broker: is "

@@ -23,12 +23,11 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from adapters.severa.fake.server import FakeSevera
 from connector.config import DlqSettings
@@ -43,7 +42,6 @@ from tests.integration.test_production_topology import production_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 TOKEN = "console-e2e-token-" + "7" * 24
 OPERATOR = "Olivia Ops"
 NEW_USER = "NEWBIE"
@@ -55,22 +53,6 @@ async def shot(page: Page, name: str) -> None:
     if SHOTS:
         await asyncio.to_thread(Path(SHOTS).mkdir, parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(
-            f"no chromium at {CHROMIUM}: run scripts/test.sh (it installs it) or apt-get install chromium"
-        )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def start_console(config: ConsoleConfig) -> tuple[web.AppRunner, str]:

@@ -31,14 +31,13 @@ import aio_pika
 import aiohttp
 import aiormq
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 OPERATOR = "Dana Demo"
 CONSOLE_LINE = re.compile(r"console: (http://127\.0\.0\.1:\d+)/ — sign in with token (\S+)")
 ADMIN_LINE = re.compile(r"fake Severa admin: (http://\S+/admin)")
@@ -76,22 +75,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(
-            f"no chromium at {CHROMIUM}: run scripts/test.sh (it installs it) or apt-get install chromium"
-        )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def _broker_queues(prefix: str) -> list[str]:

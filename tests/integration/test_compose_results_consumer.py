@@ -12,25 +12,17 @@ import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
 import pytest
 
 from connector.topology import Names
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "results_consumer.py"
-
-
-async def _until(condition: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_it_prints_every_result_event_and_stops_cleanly(
@@ -47,7 +39,9 @@ async def test_it_prints_every_result_event_and_stops_cleanly(
         sys.executable, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        await _until(lambda: ready.exists() or process.returncode is not None, "the consumer to listen")
+        await wait_until(
+            lambda: ready.exists() or process.returncode is not None, timeout=20, what="the consumer up"
+        )
         assert ready.exists(), await process.stderr.read() if process.stderr else b""
         channel = await amqp_connection.channel()
         exchange = await channel.get_exchange(topology.results_exchange)

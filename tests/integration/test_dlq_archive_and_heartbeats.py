@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,7 @@ from connector.dlq.sql import SqlStore
 from connector.dlq.store import open_store
 from connector.heartbeats import HeartbeatWriter, PodState
 from tests.dlq_factories import T0, record
+from tests.harness import wait_until
 from tests.integration.test_dlq_store import NOW, backend, running, store
 
 __all__ = ["backend", "store"]  # the fixtures, imported for pytest
@@ -134,11 +134,12 @@ async def test_the_writer_beats_at_once_when_the_state_changes(tmp_path: Path) -
     task = asyncio.create_task(writer.run())
     reader = open_store(url)
     try:
-        await _eventually(lambda: writer.beats == 1)
+        await wait_until(lambda: writer.beats == 1, what="the first beat")
         current[0] = PodState(
             role="consumer", flows=("work_hours",), circuits={"severa": "closed"}, ready=True, reasons=()
         )
-        await _eventually(lambda: writer.beats == 2)  # an hour's interval: only the change wrote it
+        # An hour's interval: only the change can have written the second beat.
+        await wait_until(lambda: writer.beats == 2, what="the beat of the change")
         async with reader:
             (pod,) = await reader.pods()
         assert (pod.pod, pod.circuits, pod.ready, pod.interval_seconds) == (
@@ -150,14 +151,6 @@ async def test_the_writer_beats_at_once_when_the_state_changes(tmp_path: Path) -
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 class TestBodySearch:
