@@ -364,14 +364,21 @@ async def test_a_replay_killed_halfway_and_rerun_loses_and_duplicates_nothing(
 
     first = await cli.start("replay", "--group", group, "--rate", "400", "--reason", "mapping fixed")
     try:
-        # Kill it mid-flight: about half replayed and a batch claimed but not yet settled.
+        # Kill it mid-flight: about half replayed and a batch claimed but not yet settled. The
+        # store is read while the process is frozen (SIGSTOP), so what was seen is what the kill
+        # leaves; if the batch settled between the look and the freeze, thaw it and look again.
         async def halfway() -> bool:
             counts = await store_counts(cli.store_path, group)
             return counts["replayed"] >= EVENTS // 2 and counts["replaying"] > 0
 
         for _ in range(2000):
-            if await halfway() or first.returncode is not None:
+            if first.returncode is not None:
                 break
+            if await halfway():
+                first.send_signal(signal.SIGSTOP)
+                if await halfway():
+                    break
+                first.send_signal(signal.SIGCONT)
             await asyncio.sleep(0.01)
         first.send_signal(signal.SIGKILL)
     finally:

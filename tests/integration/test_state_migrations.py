@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool
 import connector.state.ledger
 from connector.state import LedgerUnavailable
 from connector.state.identity import entry_key
-from connector.state.migrations import HEAD, current_revision, migrate, version_table
+from connector.state.migrations import DEAD_LETTERS, HEAD, current_revision, migrate, version_table
 from connector.state.postgres import PostgresLedger
 from connector.state.schema import state_metadata
 from connector.state.sqlite import SqliteLedger
@@ -314,3 +314,26 @@ class TestConcurrentStarts:
         assert len([e for e in logs if e["event"] == "state.schema_migrated"]) == 1
         assert await store.revision() == HEAD
         assert await store.fetch("SELECT count(*) FROM {p}ledger") == [(len(V2_ROWS) if statements else 0,)]
+
+
+async def test_one_process_migrates_two_sqlite_files_at_once(tmp_path: Path) -> None:
+    """A pod opens its ledger and its dead-letter store together: two migrations of one event loop
+    on two files. Alembic's environment is a module global, so without the per-loop lock each
+    would run half the time with the other's (``table schema_version already exists``,
+    ``KeyError: 'config'``)."""
+    for attempt in range(5):
+        urls = [f"sqlite+aiosqlite:///{tmp_path / f'{attempt}-{n}.db'}" for n in range(3)]
+        async with asyncio.timeout(30):
+            await asyncio.gather(
+                migrate(urls[0]), migrate(urls[1], tree=DEAD_LETTERS), migrate(urls[2], table_prefix="b_")
+            )
+        for url, tree, prefix in ((urls[0], None, ""), (urls[1], DEAD_LETTERS, ""), (urls[2], None, "b_")):
+            engine = create_async_engine(url, poolclass=NullPool)
+            try:
+                async with engine.connect() as conn:
+                    revision = await conn.run_sync(
+                        current_revision, prefix, *((tree,) if tree is not None else ())
+                    )
+            finally:
+                await engine.dispose()
+            assert revision == (DEAD_LETTERS.head if tree is not None else HEAD), (url, revision)

@@ -51,10 +51,19 @@ pods starting together migrate once: the others wait, then find the head revisio
 transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front, as the hand-written runners
 did; SQLite's DDL is transactional too), so a migration cut short leaves nothing behind and simply
 runs again.
+
+**One migration per process at a time.** Alembic's commands publish their environment through
+the module-global ``alembic.context`` proxy. Under SQLAlchemy's asyncio bridge a migration's
+``run_sync`` gives the event loop back at every database call, so two migrations of one process
+(the ledger's and the dead-letter store's, which open together at start-up) would each run with
+the other's environment half the time -- the wrong connection, a ``KeyError: 'config'`` once
+the other finishes. :func:`migrate` therefore holds a lock per event loop around the migration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,7 +196,7 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tr
     if target.dialect.name == "sqlite":
         sqlite_begin_immediate(target)
     try:
-        async with target.connect() as conn:
+        async with _migration_lock(), target.connect() as conn:
             # Whatever the engine's default (an AUTOCOMMIT engine would never send the BEGIN and
             # COMMIT the single migration transaction depends on).
             await conn.execution_options(isolation_level=_TRANSACTIONAL[target.dialect.name])
@@ -201,6 +210,18 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tr
     finally:
         if owned:
             await target.dispose()
+
+
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _migration_lock() -> asyncio.Lock:
+    """The lock that keeps this event loop's migrations one at a time (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.get(loop)
+    if lock is None:
+        lock = _LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 def sqlite_begin_immediate(engine: AsyncEngine) -> None:
