@@ -35,6 +35,7 @@ from connector.dlq import DeadLetterer
 from connector.errors import Category, ConfigError, ConnectorError, SystemicError, describe
 from connector.flows.poller import utc_now
 from connector.flows.work_hours import FLOW, ResultPublisher, WorkHoursFlow
+from connector.heap import freeze_startup_heap
 from connector.heartbeats import HeartbeatWriter, PodState
 from connector.logging import get_logger, redact_text, register_secret
 from connector.mapping.references import ReferenceResolver
@@ -611,6 +612,7 @@ class ConnectorService:
             loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            freeze_startup_heap()  # a process of its own: what start-up built lives as long as it
             await self._stop.wait()
         finally:
             for sig in HANDLED_SIGNALS:
