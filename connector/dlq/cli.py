@@ -71,6 +71,7 @@ from connector.dlq.selection import (
 )
 from connector.dlq.store import StoreUnavailable
 from connector.errors import ConfigError, ConnectorError, UsageError
+from connector.heap import freeze_startup_heap
 from connector.logging import configure_logging
 
 EXIT_PARTIAL = 1
@@ -494,6 +495,7 @@ def replay_command(
             chosen = replay_selection(
                 await resolve_ids(session.store, ids or []), selection, everything=everything
             )
+            freeze_startup_heap()  # the store, the broker and the selection are up: see connector.heap
             with _stop_on_signals(stop):
                 try:
                     outcome = await replay(
