@@ -12,14 +12,16 @@ in ``replaying`` under a run whose lock died with it; the next replay resends th
 deliver a message twice, and the flows are idempotent (the work-hours ledger answers
 "unchanged"), so nothing is lost and nothing is applied twice.
 
-Batches overlap, two steps deep: while batch N is published and its confirms awaited, batch N+1
-is already being claimed and loaded and batch N-1 settled. Timed one phase at a time
-(``bench/dlq_replay.py``, 20,000 on SQLite), a strict sequence spent 5.4 s of its 14.7 s waiting on
-the store for claims and 1.5 s for settling, with the event loop idle meanwhile; overlapped, that
-waiting is hidden behind the publishing. Each batch is still settled only after its own confirms,
-so what a crash leaves behind is as before, only up to three batches of it. A stop ends the run
-after the batch being published; the next one, claimed ahead but not sent, is put back
-(:meth:`~connector.dlq.store.DeadLetterStore.unclaim`) as it was.
+Batches run one after the other. Timed phase by phase (``bench/dlq_replay.py``, 20,000 on
+SQLite), the sequence waits on the store for about a third of its time (claims 5.4 s, settles
+1.5 s of 14.7 s). Claiming batch N+1 and settling N-1 while N is published was built and measured:
+0.32x/0.33x raw confirmed publish became 0.37x/0.41x, because the process is CPU-bound (the
+publishing alone costs what the whole baseline does). It was not kept: a batch claimed ahead and
+then not sent (a stop, an error, a cancellation) must go back exactly as it was -- ``parked``, or
+``replaying`` under the dead run it was resumed from, with that run's id -- and ``claim`` does
+not return the state it replaced, so putting it back would change what the next replay does.
+The sequence is simple to reason about under every interruption; a claim that reports the
+replaced state is the prerequisite for the overlap.
 
 ``canary`` sends the first N, waits for their verdict (:mod:`connector.dlq.canary`) and stops if
 any failed again or showed no outcome; ``rate`` caps messages per second (aiolimiter's leaky
@@ -151,57 +153,12 @@ class Replayer:
             if report.stopped_by_canary or request.canary_only:
                 return report
         batches = [remaining[i : i + request.batch] for i in range(0, len(remaining), request.batch)]
-        await self._pipeline(request, batches, report, limiter, stop)
+        for ids in batches:
+            if stop.is_set():
+                report.interrupted = True
+                break
+            await self._send(request, ids, report, limiter)
         return report
-
-    async def _pipeline(
-        self,
-        request: ReplayRequest,
-        batches: Sequence[Sequence[str]],
-        report: ReplayReport,
-        limiter: AsyncLimiter | None,
-        stop: asyncio.Event,
-    ) -> None:
-        """Publish batch N while N+1 is claimed and N-1 settled (see the module docstring)."""
-        upcoming: asyncio.Future[Prepared] | None = None
-        settling: asyncio.Future[None] | None = None
-        try:
-            for index, ids in enumerate(batches):
-                if stop.is_set():
-                    report.interrupted = True
-                    break
-                if upcoming is None:
-                    prepared = await self._prepare(request, ids, report)
-                else:
-                    prepared, upcoming = await upcoming, None
-                if index + 1 < len(batches):
-                    upcoming = asyncio.ensure_future(self._prepare(request, batches[index + 1], report))
-                confirmed, errors = await self._publish_batch(request, prepared, limiter)
-                if settling is not None:
-                    done, settling = settling, None
-                    await done
-                settling = asyncio.ensure_future(self._settle(request, confirmed, errors, report, len(ids)))
-            if settling is not None:
-                done, settling = settling, None
-                await done
-            if upcoming is not None:
-                ahead, upcoming = upcoming, None
-                await self._put_back(request, ahead)
-        finally:
-            # Ended by an error or a cancellation: what was confirmed is still settled and what was
-            # claimed ahead still goes back, neither cut short half-way; the first error is the one
-            # raised.
-            if settling is not None:
-                await asyncio.gather(asyncio.shield(settling), return_exceptions=True)
-            if upcoming is not None:
-                await asyncio.gather(self._put_back(request, upcoming), return_exceptions=True)
-
-    async def _put_back(self, request: ReplayRequest, upcoming: asyncio.Future[Prepared]) -> None:
-        try:
-            prepared = await asyncio.shield(upcoming)
-        except Exception:  # the claim itself failed: nothing of it is ours
-            return
-        await self._store.unclaim([r.id for r in prepared], replay_id=request.replay_id, now=self._clock())
 
     async def _canary(
         self, request: ReplayRequest, ids: list[str], report: ReplayReport, limiter: AsyncLimiter | None

@@ -828,16 +828,6 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
                 ],
             )
 
-    async def unclaim(self, ids: Sequence[str], *, replay_id: str, now: dt.datetime) -> None:
-        if not ids:
-            return
-        t = self._letters
-        statement = self._settle(
-            status=sa.case((t.c.replay_count > 0, "replayed"), else_="parked"), updated_at=now
-        )
-        async with self._session("put unsent dead letters back", write=True) as conn:
-            await conn.execute(statement, [{"b_id": i, "b_run": replay_id} for i in ids])
-
     async def finish_run(
         self, replay_id: str, *, status: RunStatus, replayed: int, failed: int, now: dt.datetime
     ) -> None:

@@ -197,11 +197,6 @@ class DeadLetterStore(abc.ABC):
         """Publishing these failed (id → error): back to ``parked`` with the error kept."""
 
     @abc.abstractmethod
-    async def unclaim(self, ids: Sequence[str], *, replay_id: str, now: dt.datetime) -> None:
-        """Claimed by ``replay_id`` but never sent (the run stopped first): back to where they were
-        (``parked``, or ``replayed`` if replayed before), with no history entry -- nothing happened."""
-
-    @abc.abstractmethod
     async def finish_run(
         self, replay_id: str, *, status: RunStatus, replayed: int, failed: int, now: dt.datetime
     ) -> None: ...

@@ -165,7 +165,7 @@ class FlakyStore(DeadLetterStore):
         return added
 
     setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
-    run_lock = start_run = live_runs = claim = mark_replayed = release = unclaim = finish_run = run = None  # type: ignore[assignment]
+    run_lock = start_run = live_runs = claim = mark_replayed = release = finish_run = run = None  # type: ignore[assignment]
     edit = purge = record_audit = audits = None  # type: ignore[assignment]
     archive = restore = run_progress = beat = pods = None  # type: ignore[assignment]
 
@@ -285,7 +285,7 @@ class OutageStore(DeadLetterStore):
         return await self._inner.add(records, **kw)
 
     setup = aclose = get = resolve = find = count = groups = candidates = load = related = events = None  # type: ignore[assignment]
-    run_lock = start_run = live_runs = claim = mark_replayed = release = unclaim = finish_run = run = None  # type: ignore[assignment]
+    run_lock = start_run = live_runs = claim = mark_replayed = release = finish_run = run = None  # type: ignore[assignment]
     edit = purge = record_audit = audits = None  # type: ignore[assignment]
     archive = restore = run_progress = beat = pods = None  # type: ignore[assignment]
 

@@ -330,28 +330,6 @@ class TestReplayState:
         assert await store.claim([rows[0].id], replay_id="r2", again=False, now=NOW) == []
         assert await store.claim([rows[0].id, rows[1].id], replay_id="r2", again=True, now=NOW) != []
 
-    async def test_rows_claimed_but_never_sent_go_back_as_they_were(self, store: SqlStore) -> None:
-        fresh, before = record(), record()
-        await store.add([fresh, before])
-        await running(store, "r1")
-        await store.claim([before.id], replay_id="r1", again=False, now=NOW)
-        await store.mark_replayed(
-            {before.id: "q.workhours"}, replay_id="r1", operator="ops", audit_id=None, now=NOW
-        )
-        await running(store, "r2")
-        assert sorted(await store.claim(ids([fresh, before]), replay_id="r2", again=True, now=NOW)) == sorted(
-            ids([fresh, before])
-        )
-        await store.unclaim(ids([fresh, before]), replay_id="r3", now=NOW)  # not r3's: untouched
-        assert {(await store.get(i)).status for i in ids([fresh, before])} == {"replaying"}  # type: ignore[union-attr]
-        await store.unclaim(ids([fresh, before]), replay_id="r2", now=NOW)
-        back = {i: await store.get(i) for i in ids([fresh, before])}
-        assert {i: (r.status, r.replay_count) for i, r in back.items() if r} == {
-            fresh.id: ("parked", 0),
-            before.id: ("replayed", 1),
-        }
-        assert [e.kind for e in await store.events(fresh.id)] == ["ingested"]
-
     async def test_rows_of_a_run_whose_lock_is_free_are_claimed_again(self, store: SqlStore) -> None:
         row = record()
         await store.add([row])
