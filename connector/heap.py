@@ -10,12 +10,15 @@ collections come often: measured with ``perf`` on the connector at 0 ms Severa l
 collector was 3-4 % of the process's CPU.
 
 :func:`freeze_startup_heap` runs once, after the pod is up: one full collection, then
-:func:`gc.freeze` moves every survivor to the permanent generation (never collected again, as
-CPython's documentation recommends for a pre-fork or long-lived server), and the young generation's
-threshold is raised so that it runs about ten times less often. Reference counting frees most
-objects the moment they are unused; only cycles wait for the collector, and they are rarer than
-the allocations that trigger it. The soak bench (``bench/workhours.py --soak``) is the check that
-memory stays flat.
+:func:`gc.freeze` moves every survivor to the permanent generation, which the collector never
+walks again (CPython documents it for pre-fork servers, to keep pages shared; here it is for the
+time each collection takes), and the young generation's threshold is raised so that it runs about
+ten times less often. Reference counting frees most objects the moment they are unused; only
+cycles wait for the collector, and they are rarer than the allocations that trigger it. The cost:
+an object made at start-up that later becomes part of a cycle (an old broker connection after a
+reconnect) is never collected -- a few per reconnect. The soak bench (``bench/workhours.py
+--soak``) is the check that memory stays flat. Only the commands that own their process call it
+(``run``, ``dlq replay``), never a library caller.
 """
 
 from __future__ import annotations

@@ -52,12 +52,14 @@ transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front, as the han
 did; SQLite's DDL is transactional too), so a migration cut short leaves nothing behind and simply
 runs again.
 
-**One migration per process at a time.** Alembic's commands publish their environment through
-the module-global ``alembic.context`` proxy. Under SQLAlchemy's asyncio bridge a migration's
-``run_sync`` gives the event loop back at every database call, so two migrations of one process
-(the ledger's and the dead-letter store's, which open together at start-up) would each run with
-the other's environment half the time -- the wrong connection, a ``KeyError: 'config'`` once
-the other finishes. :func:`migrate` therefore holds a lock per event loop around the migration.
+**One migration per event loop at a time.** Alembic's commands publish their environment
+through the module-global ``alembic.context`` proxy. Under SQLAlchemy's asyncio bridge a
+migration's ``run_sync`` gives the event loop back at every database call, so two migrations on
+one loop (the ledger's and the dead-letter store's, which open together at start-up) would each
+run with the other's environment half the time -- the wrong connection, a ``KeyError: 'config'``
+once the other finishes. :func:`migrate` therefore holds a lock per event loop around the
+migration. A process of the connector runs one loop; two loops in two threads of one process
+migrating at the same moment would still share Alembic's global, and nothing here runs so.
 """
 
 from __future__ import annotations
