@@ -5,7 +5,9 @@ distinct events is published to a fresh prefixed topology, ``severa-connector ru
 it (production defaults, JSON logs at INFO written to a file, SQLite or PostgreSQL ledger) and
 the driver reads every ``workhour.synced``. Reported: events/s and the connector process's CPU
 milliseconds per event between the first and the last result (start-up excluded), and Severa calls
-per event. ``--py-spy FILE`` records a flame graph of the connector meanwhile.
+per event. ``--py-spy FILE`` records a flame graph of the connector meanwhile; with
+``--py-spy-gil`` only the thread holding the interpreter is sampled, which is the profile to read
+for CPU (without it, a thread blocked in a queue, a lock or an fsync counts as busy).
 
     python bench/profile_workhours.py --events 3000 --latency-ms 0 50 --state sqlite postgres
 """
@@ -169,6 +171,7 @@ async def run_one(args: argparse.Namespace, latency_ms: float, state: str) -> di
                     "--pid",
                     str(connector.pid),
                     "--nonblocking",
+                    *(["--gil"] if args.py_spy_gil else []),
                     "-t",
                     "-f",
                     "raw" if out.endswith(".txt") else "flamegraph",
@@ -271,6 +274,12 @@ async def main() -> None:
     parser.add_argument("--state", choices=["sqlite", "postgres"], nargs="+", default=["sqlite"])
     parser.add_argument("--py-spy", default=None, help="record a flame graph to <prefix>-<state>-<ms>.svg")
     parser.add_argument("--py-spy-format", choices=["svg", "txt"], default="svg")
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: where the Python CPU goes (a thread blocked in "
+        "a queue, a lock or fsync is otherwise counted as busy)",
+    )
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for the connector")
     parser.add_argument("--scrape", type=float, default=0, help="print in-flight metrics after N s")
     parser.add_argument("--timeout", type=float, default=600)
