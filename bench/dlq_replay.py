@@ -41,8 +41,9 @@ import aio_pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._broker import declare_topology, delete_topology
 from bench._procs import ROOT, Child, child, fresh_schema, fresh_vhosts, sample
-from connector.topology import Names, build_topology
+from connector.topology import Names
 from schemas.dead_letter import DeadLetterHeaders
 from tests.factories import event_dict
 
@@ -50,21 +51,6 @@ NAMES: Final = Names()
 #: How often the driver reads the work queue's depth; bounds the error of each timing.
 DEPTH_POLL_SECONDS: Final = 0.01
 PYTHON: Final = (sys.executable,)
-
-
-async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> None:
-    topology = build_topology(NAMES)
-    for exchange in topology.exchanges:
-        await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
-    for spec in topology.queues:
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-        for exchange_name, key in spec.bindings:
-            await queue.bind(exchange_name, key)
-
-
-async def delete_topology(channel: aio_pika.abc.AbstractChannel) -> None:
-    for spec in build_topology(NAMES).queues:
-        await channel.queue_delete(spec.name)
 
 
 def envelope() -> dict[str, Any]:
@@ -151,7 +137,7 @@ async def baseline(url: str, options: Options) -> Timing:
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        await declare_topology(channel)
+        await declare_topology(channel, NAMES)
         args = [str(ROOT / "bench/contenders/confirmed_publish.py"), "--messages", str(options.messages)]
         args += ["--window", str(options.batch), "--queue", NAMES.workhours_queue]
         started = time.monotonic()
@@ -159,7 +145,7 @@ async def baseline(url: str, options: Options) -> Timing:
             first, last = await watch_arrivals(connection, process, options.messages, options.timeout)
             cpu = await finish(process)
         wall = time.monotonic() - started
-        await delete_topology(channel)
+        await delete_topology(channel, NAMES)
         return Timing(last - first, wall, cpu)
     finally:
         await connection.close()
@@ -199,7 +185,7 @@ async def through_replay(url: str, options: Options) -> tuple[float, Timing, dic
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
-        await declare_topology(channel)
+        await declare_topology(channel, NAMES)
         await park(connection, n, options.batch)
         with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
             async with store_url(options, Path(tmp)) as store:
@@ -225,7 +211,7 @@ async def through_replay(url: str, options: Options) -> tuple[float, Timing, dic
                 report = json_report(output.read_text())
         if report.get("replayed") != n:
             raise RuntimeError(f"the replay reports {report.get('replayed')} of {n} replayed")
-        await delete_topology(channel)
+        await delete_topology(channel, NAMES)
         return ingest_seconds, Timing(last - first, wall, cpu), report
     finally:
         await connection.close()

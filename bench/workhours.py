@@ -64,6 +64,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._broker import declare_topology, delete_topology
 from bench._procs import (
     ROOT,
     Child,
@@ -74,7 +75,7 @@ from bench._procs import (
     fresh_vhosts,
     sample,
 )
-from connector.topology import Names, build_topology
+from connector.topology import Names
 from tests.factories import (
     SEED_CASE_GUID,
     SEED_PHASE_GUID,
@@ -141,23 +142,6 @@ def percentile(values: list[float], share: float) -> float:
 
 
 # ---------------------------------------------------------------------------------- the broker
-
-
-async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> None:
-    """The production topology, exactly as the connector declares it (so its own declare is a no-op)."""
-    topology = build_topology(NAMES)
-    for exchange in topology.exchanges:
-        await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
-    for spec in topology.queues:
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-        for exchange_name, key in spec.bindings:
-            await queue.bind(exchange_name, key)
-
-
-async def delete_topology(channel: aio_pika.abc.AbstractChannel) -> None:
-    """Empty the broker of this contender's queues at once (the vhost goes at the end of the run)."""
-    for spec in build_topology(NAMES).queues:
-        await channel.queue_delete(spec.name)
 
 
 def event_message(index: int, label: str) -> tuple[str, aio_pika.Message]:
@@ -357,7 +341,7 @@ async def measure(plan: Plan, options: Options, amqp_url: str, fake: FakeSevera)
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await declare_topology(channel)
+        await declare_topology(channel, NAMES)
         exchange = await channel.get_exchange(NAMES.workhours_exchange)
         watch = await ResultWatch.bind(channel)
         watch.mark_at(1, n)
@@ -377,7 +361,7 @@ async def measure(plan: Plan, options: Options, amqp_url: str, fake: FakeSevera)
                 figure.problems.append(f"exited with {figure.exit_code}:\n" + "\n".join(process.tail[-10:]))
         if plan.contender != CEILING:
             await check_fake(figure, fake)
-        await delete_topology(channel)
+        await delete_topology(channel, NAMES)
         return figure
     finally:
         await connection.close()
@@ -695,7 +679,7 @@ async def soak(options: Options) -> int:
             connection = await aio_pika.connect(urls[vhost])
             try:
                 channel = await connection.channel(publisher_confirms=True)
-                await declare_topology(channel)
+                await declare_topology(channel, NAMES)
                 exchange = await channel.get_exchange(NAMES.workhours_exchange)
                 watch = await ResultWatch.bind(channel)
                 await fake.fresh(latency)
@@ -714,7 +698,7 @@ async def soak(options: Options) -> int:
                     elapsed = time.monotonic() - began
                     code = await process.stop()
                 state_now = await fake.state()
-                await delete_topology(channel)
+                await delete_topology(channel, NAMES)
             finally:
                 await connection.close()
     print(f"Soak: {n} events through {plan.contender} at {latency} ms, backlog <= {options.soak_backlog}")
