@@ -36,6 +36,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
 from connector.dlq.sql import Driver, DriverStatement, SqlStore, one_line
 from connector.dlq.store import StoreMissing, StoreUnavailable
 from connector.logging import get_logger
+from connector.state import sqlite_connection
 from connector.state.migrations import sqlite_begin_immediate
 
 if sys.platform != "win32":
@@ -111,9 +112,11 @@ class SqliteStore(SqlStore):
 
     async def _connect(self, *, may_create: bool) -> aiosqlite.Connection:
         if may_create or self.path == MEMORY:
-            return await aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
+            return await sqlite_connection.connect(
+                self.path, isolation_level=None, timeout=self._busy_timeout
+            )
         # mode=rw: SQLite itself refuses to create the file, should it vanish after the check.
-        return await aiosqlite.connect(
+        return await sqlite_connection.connect(
             self._rw_uri(), uri=True, isolation_level=None, timeout=self._busy_timeout
         )
 

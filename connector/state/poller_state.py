@@ -73,6 +73,7 @@ from sqlalchemy.pool import StaticPool
 
 from connector.errors import ConfigError, ConnectorError, SystemicError, TransientError
 from connector.logging import get_logger, register_secret
+from connector.state import sqlite_connection
 from connector.state.ledger import LedgerUnavailable, check_text, utc_now
 from connector.state.lifecycle import StoreLifecycle
 from connector.state.migrations import migrate, sqlite_begin_immediate
@@ -544,7 +545,9 @@ class SqlPollerState(BasePollerState):
             )
         path = self._target.location
         url = sa.URL.create("sqlite+aiosqlite", database=path)
-        options: dict[str, Any] = {"connect_args": {"timeout": self._command_timeout}}
+        options: dict[str, Any] = {
+            "connect_args": {"timeout": self._command_timeout, **sqlite_connection.FACTORY}
+        }
         if path == _SQLITE_MEMORY:
             # One connection, or every connection would see a database of its own.
             options["poolclass"] = StaticPool

@@ -65,6 +65,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from connector.logging import get_logger
+from connector.state import sqlite_connection
 from connector.state.ledger import (
     DEFAULT_LOCK_TIMEOUT,
     BaseLedger,
@@ -77,6 +78,7 @@ from connector.state.ledger import (
 )
 from connector.state.migrations import migrate
 from connector.state.schema import LEDGER_TABLE_VERSION
+from connector.state.sqlite_connection import ReleasingConnection
 
 if sys.platform != "win32":
     import fcntl
@@ -209,6 +211,7 @@ class SqliteLedger(BaseLedger):
                         sqlite3.connect,
                         self._target,
                         uri=self._uri,
+                        factory=ReleasingConnection,
                         isolation_level=None,
                         check_same_thread=False,
                         timeout=self._busy_timeout_ms / 1000,
@@ -240,7 +243,7 @@ class SqliteLedger(BaseLedger):
         # writer of the file meanwhile); ours stays idle and, for ":memory:", keeps the shared
         # in-memory database alive.
         async def connect() -> aiosqlite.Connection:
-            return await aiosqlite.connect(
+            return await sqlite_connection.connect(
                 self._target, uri=self._uri, isolation_level=None, timeout=self._busy_timeout_ms / 1000
             )
 
@@ -251,7 +254,13 @@ class SqliteLedger(BaseLedger):
             await engine.dispose()
 
     def _open_reader(self) -> sqlite3.Connection:
-        reader = sqlite3.connect(self._target, uri=self._uri, isolation_level=None, check_same_thread=False)
+        reader = sqlite3.connect(
+            self._target,
+            uri=self._uri,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=ReleasingConnection,
+        )
         reader.row_factory = sqlite3.Row
         # Never wait on the event loop: a read that finds the file busy goes to the worker instead.
         reader.execute("PRAGMA busy_timeout = 0")

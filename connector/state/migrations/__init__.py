@@ -84,6 +84,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from connector.logging import get_logger
+from connector.state import sqlite_connection
 from connector.state.dlq_schema import DLQ_TABLE_VERSION, dlq_metadata
 from connector.state.ledger import LedgerUnavailable
 from connector.state.schema import LEDGER_TABLE_VERSION, check_prefix, state_metadata
@@ -192,7 +193,7 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tr
     """
     check_prefix(table_prefix)
     owned = isinstance(engine, str)
-    target = create_async_engine(engine, poolclass=NullPool) if isinstance(engine, str) else engine
+    target = _engine_for(engine) if isinstance(engine, str) else engine
     if target.dialect.name not in _TRANSACTIONAL:
         raise ValueError(f"the state tables live in SQLite or PostgreSQL, not {target.dialect.name}")
     if target.dialect.name == "sqlite":
@@ -215,6 +216,14 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tr
 
 
 _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _engine_for(url: str) -> AsyncEngine:
+    """An engine of :func:`migrate`'s own; SQLite's closes its connection without keeping locks."""
+    is_sqlite = sa.make_url(url).get_backend_name() == "sqlite"
+    return create_async_engine(
+        url, poolclass=NullPool, connect_args=dict(sqlite_connection.FACTORY) if is_sqlite else {}
+    )
 
 
 def _migration_lock() -> asyncio.Lock:
