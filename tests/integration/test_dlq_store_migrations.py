@@ -634,3 +634,35 @@ class TestTheStoreAndTheLedgerMigrateApart:
         ]
         assert await _versions(database) == [("dlq", 1), ("ledger", 2)]
         assert await _schema_differences(database) == []
+
+
+async def test_opening_a_store_at_its_head_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """``dlq list`` beside a pod that holds the write lock: the open looks at the revision in a
+    snapshot and skips the migration, so it reads at once instead of waiting the busy timeout.
+    A store behind its head still migrates, and that does wait (the control)."""
+    from connector.dlq.sqlite import SqliteStore
+
+    path = tmp_path / "dlq.db"
+    async with SqliteStore(path) as store:
+        await store.add([record()])
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        async with SqliteStore(path, busy_timeout=0.2, create=False) as reader:
+            assert len(await reader.find(Filter())) == 1
+        behind = tmp_path / "behind.db"
+        async with SqliteStore(behind):
+            pass
+        with sqlite3.connect(behind) as db:
+            db.execute(f"UPDATE {version_table('', DEAD_LETTERS)} SET version_num = 'dlq0001'")
+        db.close()
+        held = sqlite3.connect(behind, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable, match="stayed locked"):
+                async with SqliteStore(behind, busy_timeout=0.2, create=False):
+                    pass
+        finally:
+            held.close()
+    finally:
+        writer.close()

@@ -50,7 +50,9 @@ one at a time, the two trees never race to create the ``schema_version`` table t
 pods starting together migrate once: the others wait, then find the head revision. On SQLite the
 transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front, as the hand-written runners
 did; SQLite's DDL is transactional too), so a migration cut short leaves nothing behind and simply
-runs again.
+runs again. Before any of that, a snapshot that takes no lock looks at the revision: a tree
+already at its head (nearly every start) returns at once, so a reader such as ``dlq list`` never
+waits behind a writer of the file, nor pods behind each other's advisory locks.
 
 **One migration per event loop at a time.** Alembic's commands publish their environment
 through the module-global ``alembic.context`` proxy. Under SQLAlchemy's asyncio bridge a
@@ -198,12 +200,21 @@ async def migrate(engine: AsyncEngine | str, *, table_prefix: str = "", tree: Tr
         raise ValueError(f"the state tables live in SQLite or PostgreSQL, not {target.dialect.name}")
     if target.dialect.name == "sqlite":
         sqlite_begin_immediate(target)
+    isolation = _TRANSACTIONAL[target.dialect.name]
     try:
-        async with _migration_lock(), target.connect() as conn:
-            # Whatever the engine's default (an AUTOCOMMIT engine would never send the BEGIN and
-            # COMMIT the single migration transaction depends on).
-            await conn.execution_options(isolation_level=_TRANSACTIONAL[target.dialect.name])
-            await conn.run_sync(_upgrade, table_prefix, tree)
+        async with _migration_lock():
+            async with target.connect() as look:
+                # Almost every start finds the head: a snapshot says so without the write lock
+                # (SQLite) or the advisory locks (PostgreSQL) that a writer holding them would
+                # make it wait for -- a read-only ``dlq list`` beside a busy pod, say.
+                await look.execution_options(isolation_level=isolation, **{READ_ONLY: True})
+                if await look.run_sync(_at_head, table_prefix, tree):
+                    return
+            async with target.connect() as conn:
+                # Whatever the engine's default (an AUTOCOMMIT engine would never send the BEGIN
+                # and COMMIT the single migration transaction depends on).
+                await conn.execution_options(isolation_level=isolation)
+                await conn.run_sync(_upgrade, table_prefix, tree)
     except sa.exc.SQLAlchemyError as exc:
         raise LedgerUnavailable(
             f"could not migrate the {tree.name} tables {table_prefix}* ({target.dialect.name}): "
@@ -286,6 +297,15 @@ def _config(connection: Connection, table_prefix: str, tree: Tree) -> Config:
     config.attributes["table_prefix"] = table_prefix
     config.attributes["tree"] = tree
     return config
+
+
+def _at_head(connection: Connection, table_prefix: str, tree: Tree) -> bool:
+    """Whether ``tree`` is at its head revision and no newer release has been here; reads only."""
+    with connection.begin():
+        if current_revision(connection, table_prefix, tree) != tree.head:
+            return False
+        legacy = _legacy_version(connection, table_prefix, tree.component)
+        return legacy is None or legacy <= tree.table_version
 
 
 def _upgrade(connection: Connection, table_prefix: str, tree: Tree) -> None:
