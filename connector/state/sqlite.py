@@ -29,8 +29,9 @@ statement at a time). If any statement of a group fails, the group is rolled bac
 are redone one transaction each, so one bad write never fails (or un-does) its neighbours. A write
 whose caller was cancelled before its group started is dropped.
 
-The writing connection lives on one worker thread of its own, so a commit (its fsync) never blocks
-the event loop, and statements run one at a time in submission order. A statement already handed
+The writing connection lives on one thread of its own (:mod:`connector.state.serial_thread`), so
+a commit (its fsync) never blocks the event loop, and statements run one at a time in submission
+order. A statement already handed
 to that thread completes even if the awaiting task is cancelled: writes are idempotent upserts, so
 that is safe.
 
@@ -54,7 +55,6 @@ import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +78,7 @@ from connector.state.ledger import (
 )
 from connector.state.migrations import migrate
 from connector.state.schema import LEDGER_TABLE_VERSION
+from connector.state.serial_thread import SerialThread, SerialThreadClosed
 from connector.state.sqlite_connection import ReleasingConnection
 
 if sys.platform != "win32":
@@ -187,7 +188,7 @@ class SqliteLedger(BaseLedger):
         # Reads of a file database, on the event loop (see "Reads" in the module docstring).
         self._reader: sqlite3.Connection | None = None
         # The one thread that uses the connection (sqlite3 objects are not for concurrent use).
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: SerialThread | None = None
         self._queued: list[_Write] = []  # writes waiting for the next group commit
         self._committer: asyncio.Task[None] | None = None
         #: Transactions committed for writes so far (fewer than the writes: group commit).
@@ -205,7 +206,7 @@ class SqliteLedger(BaseLedger):
             self._lock_fd = await asyncio.to_thread(_claim_file, self.path)
         try:
             with self._translating("open the database"):
-                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+                self._worker = SerialThread("ledger-sqlite")
                 self._conn = await self._in_worker(
                     functools.partial(
                         sqlite3.connect,
@@ -279,10 +280,10 @@ class SqliteLedger(BaseLedger):
         worker, self._worker = self._worker, None
         try:
             if conn is not None and worker is not None:
-                await asyncio.wrap_future(worker.submit(conn.close))
+                await worker.run(conn.close)
         finally:
             if worker is not None:
-                worker.shutdown(wait=False)
+                worker.shutdown()
             fd, self._lock_fd = self._lock_fd, None
             if fd is not None:
                 os.close(fd)  # drops the flock
@@ -295,10 +296,9 @@ class SqliteLedger(BaseLedger):
         if worker is None:
             raise LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed")
         try:
-            future = worker.submit(fn)
-        except RuntimeError as exc:  # shut down meanwhile
+            return await worker.run(fn)
+        except SerialThreadClosed as exc:  # shut down meanwhile
             raise LedgerUnavailable("the sqlite ledger is closed", reason="ledger_closed") from exc
-        return await asyncio.wrap_future(future)
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         conn = self._connection()
