@@ -327,6 +327,27 @@ class TestReplayState:
         )
         assert (released.status, released.last_error) == ("parked", "not confirmed")
         assert [e.kind for e in await store.events(rows[1].id)] == ["ingested", "replay_failed"]
+        assert (replayed.replayed_at, replayed.updated_at, replayed.last_error) == (NOW, NOW, None)
+        (_, marked) = await store.events(rows[0].id)
+        assert (marked.kind, marked.detail, marked.replay_id, marked.operator, marked.audit_id) == (
+            "replayed",
+            {"to": "q.workhours"},
+            "r1",
+            "ops",
+            "a1",
+        )
+        # Only a row this run holds in "replaying" is marked: not another run's, not a replayed one.
+        await store.mark_replayed(
+            {rows[0].id: "elsewhere"}, replay_id="r1", operator="ops", audit_id=None, now=NOW
+        )
+        await store.mark_replayed(
+            {rows[2].id: "elsewhere"}, replay_id="r2", operator="ops", audit_id=None, now=NOW
+        )
+        untouched, other = await store.get(rows[0].id), await store.get(rows[2].id)
+        assert untouched is not None
+        assert (untouched.replay_count, untouched.replayed_to) == (1, "q.workhours")
+        assert other is not None
+        assert (other.status, other.replay_count) == ("replaying", 0)
         assert await store.claim([rows[0].id], replay_id="r2", again=False, now=NOW) == []
         assert await store.claim([rows[0].id, rows[1].id], replay_id="r2", again=True, now=NOW) != []
 
