@@ -1,6 +1,6 @@
 """Dead-letter replay: msgs/s of ``severa-connector dlq replay`` vs a raw confirmed publish, in one run.
 
-    python bench/dlq_replay.py [--messages 20000] [--batch 100] [--store sqlite|postgres]
+    python bench/dlq_replay.py [--messages 20000] [--batch 500] [--store sqlite|postgres]
 
 Every party is its own process, each on a RabbitMQ vhost of its own (made for the run, deleted
 after it) with the production topology:
@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._broker import declare_topology, delete_topology
 from bench._procs import ROOT, Child, child, fresh_schema, fresh_vhosts, sample
+from connector.config import DeadLetterSettings
 from connector.topology import Names
 from schemas.dead_letter import DeadLetterHeaders
 from tests.factories import event_dict
@@ -282,7 +283,12 @@ if __name__ == "__main__":
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=100, help="replay batch = baseline publish window")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DeadLetterSettings.model_fields["replay_batch"].default,
+        help="replay batch = baseline publish window (default: the production default)",
+    )
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--url", default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"))

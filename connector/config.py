@@ -377,7 +377,11 @@ class DeadLetterSettings(BaseModel):
         "dlq_audit table and the audit queue are then the durable, shared copies).",
     )
     replay_batch: int = Field(
-        default=100, ge=1, le=5000, description="Messages claimed, published and confirmed per step."
+        default=500,
+        ge=1,
+        le=5000,
+        description="Messages claimed, published and confirmed per step (their bodies are in memory "
+        "together; lower it for very large ones).",
     )
     canary_timeout_seconds: float = Field(
         default=60.0, gt=0, description="How long `replay --canary` waits for the canaries' outcome."
