@@ -524,10 +524,14 @@ async def replay_confirmed(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].settings
     replay_id = uuid.uuid4().hex
 
+    run = ConsoleRun(replay_id=replay_id, operator=viewer.operator, selected=0)
+
     async def work() -> ReplayOutcome:
         async with open_session(settings, operator=viewer.operator, need_broker=True) as session:
             selection = await _replay_target(session, group_key, ids)
-            outcome = await replay(session, selection, _with_dry_run(options, False), replay_id=replay_id)
+            outcome = await replay(
+                session, selection, _with_dry_run(options, False), replay_id=replay_id, stop=run.stop
+            )
         log.info(
             "console_replay",
             operator=viewer.operator,
@@ -537,7 +541,7 @@ async def replay_confirmed(request: web.Request) -> web.Response:
         )
         return outcome
 
-    request.app[RUNS].start(ConsoleRun(replay_id=replay_id, operator=viewer.operator, selected=0), work())
+    request.app[RUNS].start(run, work())
     return _see_other(f"/runs/{replay_id}")
 
 

@@ -8,7 +8,8 @@ also works from another replica; what only this process knows -- the canary's ve
 before the run was recorded -- is kept here for the last :data:`KEEP` runs.
 
 A run is not tied to the request that started it: closing the tab does not stop it. Stopping the
-console waits :data:`STOP_GRACE_SECONDS` for runs in progress, then cancels them; a cancelled run's
+console asks the runs in progress to stop after the batch in flight (as Ctrl-C does for ``dlq
+replay``), waits :data:`STOP_GRACE_SECONDS` for them, then cancels what is left; a cancelled run's
 rows stay ``replaying`` under a run whose lock is gone, and the next replay resumes them (see
 :mod:`connector.dlq.replay`).
 """
@@ -43,6 +44,7 @@ class ConsoleRun:
     outcome: ReplayOutcome | None = None
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # the replay ends after its batch
 
 
 class RunRegistry:
@@ -84,6 +86,8 @@ class RunRegistry:
         tasks = [run.task for run in self._runs.values() if run.task is not None and not run.task.done()]
         if not tasks:
             return
+        for run in self._runs.values():
+            run.stop.set()  # as Ctrl-C does: finish and settle the batch in flight
         _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()

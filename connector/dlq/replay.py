@@ -25,8 +25,9 @@ replaced state is the prerequisite for the overlap.
 
 ``canary`` sends the first N, waits for their verdict (:mod:`connector.dlq.canary`) and stops if
 any failed again or showed no outcome; ``rate`` caps messages per second (aiolimiter's leaky
-bucket, a tenth of a second of burst); a stop event (SIGINT/SIGTERM) ends the run after the batch
-in flight, with everything sent so far settled.
+bucket, a tenth of a second of burst); a stop event (SIGINT/SIGTERM, or the console shutting down)
+ends the run after the batch in flight, with everything sent so far settled -- with a rate, batches
+are cut to about :data:`STOP_WITHIN_SECONDS` of messages, so that waiting for one stays short.
 
 A replayed message keeps the W3C trace context it was parked with; with tracing on, each one is
 published inside a span that is a child of that context (:func:`connector.tracing.replaying`), so
@@ -37,10 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -82,7 +84,7 @@ class ReplayRequest:
     canary_only: bool = False
     canary_timeout: float = 60.0
     rate: float | None = None
-    batch: int = 100
+    batch: int = 500  # DeadLetterSettings.replay_batch's default (a test keeps the two equal)
 
 
 @dataclass(slots=True)
@@ -112,6 +114,18 @@ class ReplayReport:
         if self.failed:
             return "partial"
         return "completed"
+
+
+#: A stop ends a run after the batch in flight; with a rate, a batch is cut to about this long.
+STOP_WITHIN_SECONDS: Final = 5.0
+
+
+def batch_size(batch: int, rate: float | None) -> int:
+    """The batch a run uses: ``batch``, but no more than :data:`STOP_WITHIN_SECONDS` of messages at
+    ``rate``, so that Ctrl-C (which waits for the batch in flight) stays prompt at a slow rate."""
+    if rate is None:
+        return batch
+    return max(1, min(batch, math.ceil(rate * STOP_WITHIN_SECONDS)))
 
 
 def limiter_for(rate: float) -> AsyncLimiter:
@@ -152,7 +166,8 @@ class Replayer:
             await self._canary(request, canary_ids, report, limiter)
             if report.stopped_by_canary or request.canary_only:
                 return report
-        batches = [remaining[i : i + request.batch] for i in range(0, len(remaining), request.batch)]
+        size = batch_size(request.batch, request.rate)
+        batches = [remaining[i : i + size] for i in range(0, len(remaining), size)]
         for ids in batches:
             if stop.is_set():
                 report.interrupted = True

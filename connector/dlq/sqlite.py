@@ -200,11 +200,13 @@ class SqliteStore(SqlStore):
                 await db.execute("BEGIN IMMEDIATE")
                 try:
                     yield _AiosqliteDriver(db)
+                    await db.execute("COMMIT")
                 except BaseException:
+                    # A failed COMMIT too: the pooled connection must not keep the transaction
+                    # (and the write lock) into its next session.
                     with contextlib.suppress(sqlite3.Error, ValueError):
                         await db.execute("ROLLBACK")
                     raise
-                await db.execute("COMMIT")
 
     async def _close(self) -> None:
         try:

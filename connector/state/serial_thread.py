@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,8 +38,11 @@ class SerialThread:
     def __init__(self, name: str) -> None:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        # The thread holds the queue only, not this object: one that is dropped without shutdown()
+        # is still collected, and its finalizer lets the thread end.
+        self._thread = threading.Thread(target=_serve, args=(self._queue,), name=name, daemon=True)
         self._thread.start()
+        weakref.finalize(self, self._queue.put, None)
 
     async def run(self, fn: Callable[[], _T]) -> _T:
         """``fn()`` on the thread, after everything submitted before it."""
@@ -55,16 +59,19 @@ class SerialThread:
             self._closed = True
             self._queue.put(None)
 
-    def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            loop, future, fn = item
-            try:
-                result = fn()
-            except BaseException as exc:  # handed to the caller, whatever it is
-                _answer(loop, future, _set_exception, exc)
-            else:
-                _answer(loop, future, _set_result, result)
-            del item, future, fn  # nothing of a finished call outlives it here
+
+def _serve(calls: queue.SimpleQueue[_Item | None]) -> None:
+    while (item := calls.get()) is not None:
+        loop, future, fn = item
+        try:
+            result = fn()
+        except StopIteration as exc:  # a future refuses it (TypeError): the caller would hang
+            _answer(loop, future, _set_exception, RuntimeError(f"the call raised StopIteration: {exc!r}"))
+        except BaseException as exc:  # handed to the caller, whatever it is
+            _answer(loop, future, _set_exception, exc)
+        else:
+            _answer(loop, future, _set_result, result)
+        del item, future, fn  # nothing of a finished call outlives it here
 
 
 def _answer(

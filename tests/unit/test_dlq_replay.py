@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 import pytest
 
 from connector.bus import OutgoingMessage, PublishFailed
+from connector.config import DeadLetterSettings
 from connector.dlq.canary import CanaryVerdict
 from connector.dlq.records import DeadLetterRecord, ReplayRun
-from connector.dlq.replay import CanaryWatchLike, Replayer, ReplayRequest
+from connector.dlq.replay import STOP_WITHIN_SECONDS, CanaryWatchLike, Replayer, ReplayRequest, batch_size
 from connector.dlq.selection import Filter
 from connector.dlq.sqlite import SqliteStore
 from tests.dlq_factories import T0, record
@@ -174,3 +175,28 @@ async def test_replay_headers_count_every_replay_of_the_message(store: SqliteSto
     assert row.replay_count == 2
     assert row.replayed_at == T0
     assert isinstance(row.replayed_at, dt.datetime)
+
+
+@pytest.mark.parametrize(
+    ("batch", "rate", "size"),
+    [(500, None, 500), (500, 200.0, 500), (500, 5.0, 25), (500, 0.1, 1), (10, 5.0, 10), (500, 2.5, 13)],
+)
+def test_a_rate_cuts_the_batch_to_a_few_seconds_of_messages(
+    batch: int, rate: float | None, size: int
+) -> None:
+    """Ctrl-C waits for the batch in flight: at 5 msg/s, 500 would be a 100 s wait."""
+    assert batch_size(batch, rate) == size
+
+
+async def test_a_stop_during_a_slow_paced_run_waits_for_a_short_batch(store: SqliteStore) -> None:
+    ids = await parked(store, 12)
+    stop = asyncio.Event()
+    report = await replayer(store, FakePublisher(), on_progress=lambda _: stop.set()).run(
+        ReplayRequest("r1", tuple(ids), batch=500, rate=1 / STOP_WITHIN_SECONDS), stop
+    )
+    assert report.interrupted
+    assert (len(report.replayed), report.not_sent) == (1, 11)
+
+
+def test_the_request_and_the_setting_default_to_one_batch_size() -> None:
+    assert ReplayRequest("r", ()).batch == DeadLetterSettings().replay_batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -82,3 +83,25 @@ async def test_after_shutdown_calls_are_refused_and_one_in_progress_still_ends()
         await worker.run(lambda: None)
     await asyncio.to_thread(worker._thread.join, 10)
     assert not worker._thread.is_alive()
+
+
+async def test_stop_iteration_reaches_the_caller_as_an_error_instead_of_hanging_it() -> None:
+    worker = SerialThread("test-serial")
+
+    def stops() -> None:
+        raise StopIteration
+
+    try:
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await asyncio.wait_for(worker.run(stops), 10)
+    finally:
+        worker.shutdown()
+
+
+def test_a_thread_dropped_without_shutdown_ends_when_it_is_collected() -> None:
+    worker = SerialThread("test-serial")
+    thread = worker._thread
+    del worker
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
