@@ -765,21 +765,11 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
         return claimed
 
     def _settle(self, **values: Any) -> sa.Update:
-        """The UPDATE of one claimed row per parameter set (``b_id``, ``b_run``), as ``executemany``."""
-        t = self._letters
-        return (
-            sa.update(t)
-            .where(
-                t.c.id == sa.bindparam("b_id", type_=sa.Text()),
-                t.c.replay_id == sa.bindparam("b_run", type_=sa.Text()),
-                t.c.status == "replaying",
-            )
-            .values(**values)
-        )
+        """The UPDATE of one claimed row per parameter set (``b_id``, ``b_run``), as ``executemany``.
 
-    def _replayed_update(self) -> sa.Update:
-        """:meth:`_settle` marking a row replayed, every value a named parameter (a driver statement
-        binds by name: no anonymous parameter may be left in it)."""
+        No anonymous parameter of its own, so that it also compiles into a :class:`DriverStatement`
+        (which binds by name) when ``values`` are named parameters or SQL expressions.
+        """
         t = self._letters
         return (
             sa.update(t)
@@ -788,14 +778,19 @@ class SqlStore(StoreLifecycle, DeadLetterStore):
                 t.c.replay_id == sa.bindparam("b_run", type_=sa.Text()),
                 t.c.status == sa.literal_column("'replaying'"),
             )
-            .values(
-                status=sa.literal_column("'replayed'"),
-                replay_count=t.c.replay_count + sa.literal_column("1", sa.Integer()),
-                replayed_at=sa.bindparam("b_at", type_=t.c.replayed_at.type),
-                replayed_to=sa.bindparam("b_to", type_=sa.Text()),
-                last_error=sa.null(),
-                updated_at=sa.bindparam("b_updated", type_=t.c.updated_at.type),
-            )
+            .values(**values)
+        )
+
+    def _replayed_update(self) -> sa.Update:
+        """:meth:`_settle` marking a row replayed, for the driver path of :meth:`mark_replayed`."""
+        t = self._letters
+        return self._settle(
+            status=sa.literal_column("'replayed'"),
+            replay_count=t.c.replay_count + sa.literal_column("1", sa.Integer()),
+            replayed_at=sa.bindparam("b_at", type_=t.c.replayed_at.type),
+            replayed_to=sa.bindparam("b_to", type_=sa.Text()),
+            last_error=sa.null(),
+            updated_at=sa.bindparam("b_updated", type_=t.c.updated_at.type),
         )
 
     async def mark_replayed(
