@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import aio_pika
 
+from connector import bus
 from connector.topology import Names, build_topology
 
 
 async def declare_topology(channel: aio_pika.abc.AbstractChannel, names: Names) -> None:
-    """The production topology, exactly as the connector declares it."""
-    topology = build_topology(names)
-    for exchange in topology.exchanges:
-        await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
-    for spec in topology.queues:
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-        for exchange_name, key in spec.bindings:
-            await queue.bind(exchange_name, key)
+    """The production topology, declared by the connector's own code (``bus.declare_topology``)."""
+    await bus.declare_topology(channel, build_topology(names))
 
 
 async def delete_topology(channel: aio_pika.abc.AbstractChannel, names: Names) -> None:

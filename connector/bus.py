@@ -187,6 +187,28 @@ async def connect_failover(
     return connection
 
 
+async def declare_topology(
+    channel: aio_pika.abc.AbstractChannel, topology: Topology
+) -> tuple[dict[str, aio_pika.abc.AbstractExchange], dict[str, aio_pika.abc.AbstractQueue]]:
+    """Declare every exchange, queue and binding of ``topology`` on ``channel``: what was declared.
+
+    The one place a topology reaches the broker: a pod's :meth:`Bus.declare`, and the tests and
+    benches that must declare exactly what a pod would before one runs.
+    """
+    exchanges = {
+        spec.name: await channel.declare_exchange(spec.name, aio_pika.ExchangeType(spec.type), durable=True)
+        for spec in topology.exchanges
+    }
+    queues: dict[str, aio_pika.abc.AbstractQueue] = {}
+    for spec in topology.queues:
+        queue = queues[spec.name] = await channel.declare_queue(
+            spec.name, durable=True, arguments=spec.arguments
+        )
+        for exchange_name, routing_key in spec.bindings:
+            await queue.bind(exchange_name, routing_key)
+    return exchanges, queues
+
+
 class Bus:
     """One robust AMQP connection with a confirmed publish channel and consumer channels.
 
@@ -290,16 +312,9 @@ class Bus:
 
     async def declare(self, topology: Topology) -> None:
         """Declare every exchange, queue and binding; a no-op for what already exists alike."""
-        channel = self._channel()
-        for spec in topology.exchanges:
-            self._exchanges[spec.name] = await channel.declare_exchange(
-                spec.name, aio_pika.ExchangeType(spec.type), durable=True
-            )
-        for queue_spec in topology.queues:
-            queue = await channel.declare_queue(queue_spec.name, durable=True, arguments=queue_spec.arguments)
-            self._queues[queue_spec.name] = queue
-            for exchange_name, routing_key in queue_spec.bindings:
-                await queue.bind(exchange_name, routing_key)
+        exchanges, queues = await declare_topology(self._channel(), topology)
+        self._exchanges.update(exchanges)
+        self._queues.update(queues)
         log.info("topology_declared", exchanges=len(topology.exchanges), queues=len(topology.queues))
 
     async def publish(self, exchange: str, message: OutgoingMessage) -> None:

@@ -17,6 +17,7 @@ import aio_pika
 import pytest
 
 from adapters.severa.fake.server import FakeSevera
+from connector.bus import declare_topology
 from connector.topology import Names, accounting_flow_queues, build_topology, work_hours_queue
 from tests.factories import SEVERA_SEED
 from tests.harness import SEVERA_KEY, TEST_RETRY_LADDER, Broker
@@ -99,12 +100,7 @@ async def topology(names: Names, amqp_connection: aio_pika.abc.AbstractConnectio
     """Declare this test's topology up front and delete every entity of it at teardown."""
     spec = build_topology(names, retry_ladder=TEST_RETRY_LADDER)
     channel = await amqp_connection.channel()
-    for exchange in spec.exchanges:
-        await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
-    for queue in spec.queues:
-        declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
-        for exchange_name, routing_key in queue.bindings:
-            await declared.bind(exchange_name, routing_key)
+    await declare_topology(channel, spec)
     yield names
     # Everything a pod of this test may have declared, the accounting flows' queues included (the
     # pods declare those themselves): a leaked quorum queue is a Raft group the broker keeps running,

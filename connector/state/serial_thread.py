@@ -8,8 +8,10 @@ on this machine, about 33 µs of the loop thread's CPU per hop against 19 µs fo
 :meth:`~asyncio.AbstractEventLoop.call_soon_threadsafe` (what aiosqlite does); in a profile of a
 busy pod, ``ThreadPoolExecutor.submit`` alone was 6 % of the loop's CPU.
 
-A call already handed to the thread runs to its end even if the awaiting task is cancelled (the
-answer is then dropped), exactly as with the executor. The thread is a daemon: a process that
+A call runs to its end even if the awaiting task is cancelled (the answer is then dropped) -- also
+one still queued behind others, which the executor would have skipped. The ledger relies on
+neither: its writes are idempotent upserts, and its committer leaves out the writes of callers
+cancelled before their group was handed over. The thread is a daemon: a process that
 exits without closing its ledger must not hang on it, and a commit cut short by the exit is one
 that never happened (SQLite commits atomically) and whose caller was never answered.
 """

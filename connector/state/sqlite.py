@@ -31,9 +31,8 @@ whose caller was cancelled before its group started is dropped.
 
 The writing connection lives on one thread of its own (:mod:`connector.state.serial_thread`), so
 a commit (its fsync) never blocks the event loop, and statements run one at a time in submission
-order. A statement already handed
-to that thread completes even if the awaiting task is cancelled: writes are idempotent upserts, so
-that is safe.
+order. A statement already handed to that thread completes even if the awaiting task is cancelled:
+writes are idempotent upserts, so that is safe.
 
 **Reads.** Reads of a file database run on the event loop, over a read-only connection of their
 own: in WAL mode a reader never waits for the writer, and a look-up by primary key takes
@@ -79,7 +78,6 @@ from connector.state.ledger import (
 from connector.state.migrations import migrate
 from connector.state.schema import LEDGER_TABLE_VERSION
 from connector.state.serial_thread import SerialThread, SerialThreadClosed
-from connector.state.sqlite_connection import ReleasingConnection
 
 if sys.platform != "win32":
     import fcntl
@@ -212,7 +210,7 @@ class SqliteLedger(BaseLedger):
                         sqlite3.connect,
                         self._target,
                         uri=self._uri,
-                        factory=ReleasingConnection,
+                        factory=sqlite_connection.ReleasingConnection,
                         isolation_level=None,
                         check_same_thread=False,
                         timeout=self._busy_timeout_ms / 1000,
@@ -260,7 +258,7 @@ class SqliteLedger(BaseLedger):
             uri=self._uri,
             isolation_level=None,
             check_same_thread=False,
-            factory=ReleasingConnection,
+            factory=sqlite_connection.ReleasingConnection,
         )
         reader.row_factory = sqlite3.Row
         # Never wait on the event loop: a read that finds the file busy goes to the worker instead.

@@ -23,7 +23,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from typer.testing import CliRunner, Result
 
-from connector.bus import ready_count
+from connector.bus import declare_topology, ready_count
 from connector.cli import app
 from connector.topology import (
     Names,
@@ -224,13 +224,7 @@ class TestTheStoreIsFilledOnlyByIngest:
         """A pod with accounting on declares its flows' queues and DLQs; the one-shot ingest and the
         listing find them, and a deployment without them (the topology fixture) is not warned about."""
         flows = (work_hours_queue(topology), *accounting_flow_queues(topology))
-        accounting = build_topology(topology, flows=flows)
-        for exchange in accounting.exchanges:
-            await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.type), durable=True)
-        for spec in accounting.queues:
-            declared = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-            for exchange_name, routing_key in spec.bindings:
-                await declared.bind(exchange_name, routing_key)
+        await declare_topology(channel, build_topology(topology, flows=flows))
         invoices = accounting_invoices_queue(topology).queue
         dlx = await channel.get_exchange(topology.dead_letter_exchange)
         await dlx.publish(
