@@ -145,6 +145,7 @@ class Reply:
     """What an envelope told us before the body is read with zeep."""
 
     envelope: etree._Element
+    body: etree._Element
     fault: SoapFault | None
     quota: int | None
     used_quota: int | None
@@ -180,17 +181,30 @@ def parse_reply(content: bytes | bytearray) -> Reply:
         raise MalformedReply("the reply carries a DTD, which SOAP forbids")
     if root.tag != _ENVELOPE:
         raise MalformedReply(f"root element is {etree.QName(root).localname!r}, not a SOAP 1.1 Envelope")
-    body = root.find(_BODY)
+    # The first Header and Body children, as find() would give them; one pass over the root's
+    # children with lxml matching the tags, instead of an ElementPath search per element.
+    header = body = None
+    for child in root.iterchildren(_HEADER, _BODY):
+        if child.tag == _BODY:
+            if body is None:
+                body = child
+        elif header is None:
+            header = child
     if body is None:
         raise MalformedReply("the envelope has no Body")
     quota = used = None
-    header = root.find(_HEADER)
     if header is not None:
-        quota = _int_or_none(header.findtext(_QUOTA))
-        used = _int_or_none(header.findtext(_USED_QUOTA))
-    fault_node = body.find(_FAULT)
+        quota_text = used_text = None
+        for child in header.iterchildren(_QUOTA, _USED_QUOTA):
+            if child.tag == _QUOTA:
+                if quota_text is None:
+                    quota_text = child.text or ""
+            elif used_text is None:
+                used_text = child.text or ""
+        quota, used = _int_or_none(quota_text), _int_or_none(used_text)
+    fault_node = next(body.iterchildren(_FAULT), None)
     fault = _read_fault(fault_node) if fault_node is not None else None
-    return Reply(envelope=root, fault=fault, quota=quota, used_quota=used)
+    return Reply(envelope=root, body=body, fault=fault, quota=quota, used_quota=used)
 
 
 def _read_fault(node: etree._Element) -> SoapFault:
@@ -270,9 +284,7 @@ class Operation:
 
     def read_body(self, reply: Reply) -> Any:
         """The operation's result as zeep objects (``None`` for a nil result)."""
-        body = reply.envelope.find(_BODY)
-        assert body is not None  # parse_reply checked it
-        wrapper = next((child for child in body if isinstance(child.tag, str)), None)
+        wrapper = next((child for child in reply.body if isinstance(child.tag, str)), None)
         body_element = self._zeep_op.output.body
         if wrapper is None or wrapper.tag != body_element.qname:
             found = etree.QName(wrapper).localname if wrapper is not None else "nothing"

@@ -16,6 +16,7 @@ back through the WSDL's input message.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -170,6 +171,13 @@ _CONVERTERS: Final[dict[str, tuple[str, Any]]] = {
 }
 
 
+_CONVERTED_TAGS: Final = tuple(_CONVERTERS)
+
+# ``xsd:dateTime`` as Severa writes it: no fraction, no zone, ASCII digits (the table test holds
+# it to zeep over the other shapes, which go to zeep).
+_PLAIN_DATETIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
 def read_hour_entry_result(wrapper: etree._Element, result_tag: str) -> SeveraHourEntry | None:
     """The ``HourEntry`` result inside a response wrapper (``None``: absent or nil, as zeep says)."""
     for child in wrapper:
@@ -184,11 +192,9 @@ def read_hour_entry(result: etree._Element) -> SeveraHourEntry | None:
     if result.get(_NIL) == "true":
         return None
     entry = SeveraHourEntry()
-    for child in result:
-        converter = _CONVERTERS.get(child.tag)
-        if converter is None:
-            continue
-        name, kind = converter
+    # lxml picks the members the mapping reads (it matches the tags in C); the rest are skipped.
+    for child in result.iterchildren(*_CONVERTED_TAGS):
+        name, kind = _CONVERTERS[child.tag]
         setattr(entry, name, _simple(child, kind))
     return entry
 
@@ -199,6 +205,9 @@ def _simple(element: etree._Element, kind: Any) -> Any:
     if text is None:
         return None
     try:
+        if kind is _DATETIME and _PLAIN_DATETIME.fullmatch(text):
+            # What zeep's isodate parse gives for this shape (a naive datetime), a tenth of its cost.
+            return dt.datetime.fromisoformat(text)
         return kind.pythonvalue(text)
     except (TypeError, ValueError):
         return None

@@ -235,6 +235,57 @@ def test_a_typed_fault_is_read() -> None:
     assert reply.used_quota == 1234
 
 
+def _found_with_elementpath(content: bytes) -> tuple[int | None, int | None, str | None, str]:
+    """What ``parse_reply`` picks, found the plain way: ElementPath ``find`` on each element."""
+    root = etree.fromstring(content)
+    body = root.find(f"{{{SOAP_ENV_NS}}}Body")
+    header = root.find(f"{{{SOAP_ENV_NS}}}Header")
+    quota = used = None
+    if header is not None:
+        quota = _int(header.findtext(f"{{{SEVERA_NS}}}Quota"))
+        used = _int(header.findtext(f"{{{SEVERA_NS}}}UsedQuota"))
+    fault = body.find(f"{{{SOAP_ENV_NS}}}Fault")
+    assert body is not None
+    fault_string = None if fault is None else fault.findtext("faultstring")
+    return quota, used, fault_string, etree.tostring(body).decode()
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text.strip())
+    except ValueError:
+        return None
+
+
+FAULT = "<s:Fault><faultcode>s:Client</faultcode><faultstring>no</faultstring></s:Fault>"
+Q = f'xmlns="{SEVERA_NS}"'
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(envelope("<x/>", QUOTA), id="quota headers"),
+        pytest.param(
+            envelope("<x/>", f"<Quota {Q}>5</Quota><Quota {Q}>6</Quota>"), id="the first of two quotas"
+        ),
+        pytest.param(envelope("<x/>", f"<Quota {Q}/><UsedQuota {Q}> 7 </UsedQuota>"), id="empty and padded"),
+        pytest.param(envelope("<x/>", f"<Other {Q}>1</Other>"), id="no quota header"),
+        pytest.param(envelope(f"<x/>{FAULT}"), id="a fault after another element"),
+        pytest.param(
+            f'<s:Envelope xmlns:s="{SOAP_ENV_NS}"><s:Body><a/></s:Body><s:Header><Quota {Q}>3</Quota>'
+            f"</s:Header><s:Body>{FAULT}</s:Body></s:Envelope>".encode(),
+            id="header after body, two bodies",
+        ),
+    ],
+)
+def test_parse_reply_picks_what_elementpath_finds(content: bytes) -> None:
+    reply = parse_reply(content)
+    fault = None if reply.fault is None else reply.fault.string
+    assert (reply.quota, reply.used_quota, fault, etree.tostring(reply.body).decode()) == (
+        _found_with_elementpath(content)
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [

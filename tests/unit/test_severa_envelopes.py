@@ -15,6 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from lxml import etree
+from zeep.xsd.types import builtins
 
 from adapters.severa.contract import (
     MalformedReply,
@@ -24,7 +26,7 @@ from adapters.severa.contract import (
     default_contract,
     parse_reply,
 )
-from adapters.severa.envelopes import SeveraHourEntry, build_add_new_hour_entry
+from adapters.severa.envelopes import _DATETIME, SeveraHourEntry, _simple, build_add_new_hour_entry
 from adapters.severa.mapping import EntityMismatch, hour_entry_from_severa, new_hour_entry_to_severa
 from connector.ports import NewHourEntry
 
@@ -222,6 +224,40 @@ def test_a_reply_without_a_usable_entry_fails_alike(reply: bytes, zeep_only: Sev
         return "entry"
 
     assert outcome(default_contract()) == outcome(zeep_only) != "entry"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-20T00:00:00",
+        "2026-11-20T23:59:59",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59",
+        "2026-02-29T00:00:00",  # no such day: None on both
+        "2026-13-01T00:00:00",
+        "2026-11-20T24:00:00",
+        "2026-11-20T12:60:00",
+        "2026-11-20T00:00:00Z",
+        "2026-11-20T00:00:00+02:00",
+        "2026-11-20T00:00:00.1234567",
+        "2026-11-20",
+        "2026-11-20 08:30:00",
+        " 2026-11-20T00:00:00 ",
+        "2026-11-20T00:00:00\n",
+        "\u0662\u0660\u0662\u0666-11-20T00:00:00",  # Arabic-Indic digits
+        "20261120T000000",
+        "",
+    ],
+)
+def test_a_date_time_reads_as_zeep_reads_it(text: str) -> None:
+    """The reader's shortcut for Severa's plain ``dateTime`` gives what zeep's parse gives."""
+    element = etree.fromstring(f"<d>{text}</d>")
+    try:
+        expected = builtins.DateTime().pythonvalue(element.text)
+    except (TypeError, ValueError):
+        expected = None
+    assert _simple(element, _DATETIME) == expected
+    assert type(_simple(element, _DATETIME)) is type(expected)
 
 
 def test_an_unparsable_quantity_is_a_malformed_reply_on_both_paths(zeep_only: SeveraContract) -> None:
