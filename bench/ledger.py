@@ -51,7 +51,7 @@ from connector.state.locks import KeyedLock
 from connector.state.memory import InMemoryLedger
 from connector.state.migrations import migrate, version_table
 from connector.state.postgres import PostgresLedger, advisory_key
-from connector.state.schema import UtcTimestamp, state_metadata
+from connector.state.schema import UtcTimestamp, state_functions, state_metadata
 from connector.state.sqlite import SqliteLedger
 
 FINGERPRINT = '{"user":"U1","case":"C1","date":"2024-05-02","quantity":"1.50","description":"bench"}'
@@ -234,6 +234,8 @@ async def _drop(dsn: str, prefix: str) -> None:
     try:
         names = [table.name for table in state_metadata(prefix).sorted_tables] + [version_table(prefix)]
         await conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
+        for function in state_functions(prefix):
+            await conn.execute(f"DROP FUNCTION IF EXISTS {function}")
     finally:
         await conn.close()
 

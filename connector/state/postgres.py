@@ -13,6 +13,13 @@ pooled connection held for the whole ``async with ledger.lock(x)`` block:
 * if the pod dies or the network drops, the server ends the session and the lock with it -- the
   reason for a session lock rather than a row in a table that would need expiry.
 
+The lock is taken by ``<prefix>ledger_lock_get`` (revision ``0004``), which in the same round trip
+reads the entry's record under a snapshot taken after the lock was granted: the holder's first
+``get`` of that id is answered from it when nothing else has run on the lock's connection since
+(every flow reads right after locking). A write made without the entry's lock in between -- the
+invoice flow records a customer it added under the invoice's lock -- is then not seen, exactly as
+if it had landed just after a read.
+
 While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``claim``, ``owners_of``)
 run on the lock's connection, found through a context variable, instead of taking a second
 connection from the pool. That saves a pool round trip, it means ``pool_size`` tasks holding locks can never
@@ -102,7 +109,7 @@ from connector.state.ledger import (
     resolve_owners,
 )
 from connector.state.migrations import migrate
-from connector.state.schema import LEDGER_TABLE_VERSION, PREFIX_PATTERN
+from connector.state.schema import LEDGER_TABLE_VERSION, PREFIX_PATTERN, ledger_lock_get
 
 log = get_logger(__name__)
 
@@ -185,8 +192,9 @@ async def _release_session_locks(conn: Any) -> None:
     """The pool's reset of a connection handed back: release every advisory lock of the session.
 
     asyncpg's default reset also closes cursors, unlistens and resets settings, none of which the
-    ledger leaves behind (it sets nothing beyond ``SET LOCAL``); asyncpg rolls back an open
-    transaction itself before calling this. Releasing an entry's lock is this reset's job.
+    ledger leaves behind (it sets nothing beyond a transaction-local ``lock_timeout``); asyncpg
+    rolls back an open transaction itself before calling this. Releasing an entry's lock is this
+    reset's job.
     """
     await conn.execute("SELECT pg_advisory_unlock_all()")
 
@@ -245,6 +253,10 @@ class _Held:
     active: bool = True
     # True once the session was seen gone: the server has dropped the lock (see "Fencing").
     lost: bool = False
+    # The record the lock's call read right after the lock was granted, kept for the holder's
+    # first get() of the same id; dropped by any other statement on the lock's connection.
+    prefetched_for: str | None = None
+    prefetched: LedgerRecord | None = None
 
 
 class PostgresLedger(BaseLedger):
@@ -320,6 +332,7 @@ class PostgresLedger(BaseLedger):
             "external_id, version, state, severa_guid, pending_version, fingerprint, updated_at, content_hash"
         )
         self._sql_get = f"SELECT {columns} FROM {table} WHERE external_id = $1"
+        self._sql_lock_get = f"SELECT {columns} FROM {ledger_lock_get(table_prefix)}($1, $2, $3)"
         # One upsert per write: atomic on its own. ``{table}.col`` is the existing row, EXCLUDED
         # the one we tried to insert; now() is the server's clock, so pods with skewed clocks agree.
         self._sql_pending = f"""
@@ -448,6 +461,7 @@ class PostgresLedger(BaseLedger):
             async with holder.mutex:
                 # Checked under the mutex: the lock may have been released while we waited.
                 if holder.active:
+                    holder.prefetched_for = None  # a statement of ours may change the record
                     with self._fencing(holder, action):
                         yield holder.conn
                     return
@@ -501,13 +515,18 @@ class PostgresLedger(BaseLedger):
         # What was left of the entry's budget when we started waiting for the pool.
         remaining = max(deadline - started, 0.001)
         try:
-            # One simple-protocol message: SET LOCAL gives the server the exact remaining budget
-            # and dies with the implicit transaction, so it never leaks to later statements. Both
-            # values are integers we computed: nothing to inject.
-            await conn.execute(
-                f"SET LOCAL lock_timeout = {max(int(remaining * 1000), 1)}; SELECT pg_advisory_lock({key})",
+            # One round trip: the function sets the exact remaining budget as lock_timeout for its
+            # own transaction, takes the lock, then reads the entry's record under a snapshot taken
+            # after the lock was granted (revision 0004 says why it must be a function).
+            rows = await conn.fetch(
+                self._sql_lock_get,
+                key,
+                max(int(remaining * 1000), 1),
+                external_id,
                 timeout=remaining + self._command_timeout,  # backstop if the server goes silent
             )
+            # Inside the try: a record we cannot read (ledger_corrupt) must not leave the lock held.
+            prefetched = self._record(rows[0]) if rows else None
         except asyncpg.LockNotAvailableError as exc:
             # The server refused before granting anything: the connection is clean.
             await self._release(pool, conn)
@@ -524,7 +543,13 @@ class PostgresLedger(BaseLedger):
             if isinstance(exc, _UNAVAILABLE):
                 self._raise_unavailable("take an advisory lock", exc)
             raise
-        return _Held(conn=conn, pool=pool, external_id=external_id)
+        return _Held(
+            conn=conn,
+            pool=pool,
+            external_id=external_id,
+            prefetched_for=external_id,
+            prefetched=prefetched,
+        )
 
     async def _advisory_unlock(self, holder: _Held, external_id: str, key: int) -> None:
         """Give the lock up by handing its connection back to the pool, whose reset
@@ -557,10 +582,25 @@ class PostgresLedger(BaseLedger):
             await conn.fetchval("SELECT 1")
 
     async def _get(self, external_id: str) -> LedgerRecord | None:
+        holder = self._held.get()
+        if (
+            holder is not None
+            and holder.prefetched_for == external_id
+            and holder.active
+            and not holder.lost
+            and not _closed(holder.conn)
+        ):
+            # Read by the lock's own call after the lock was granted, and nothing has run on the
+            # lock's connection since (see the module docstring): no second round trip. A session seen
+            # gone goes the usual way, which reports the lock lost.
+            holder.prefetched_for = None
+            return holder.prefetched
         async with self._connection("read a record") as conn:
             row = await conn.fetchrow(self._sql_get, external_id)
-        if row is None:
-            return None
+        return None if row is None else self._record(row)
+
+    @staticmethod
+    def _record(row: Any) -> LedgerRecord:
         updated_at: dt.datetime = row["updated_at"]
         return record_from_row(row, updated_at.astimezone(dt.UTC))
 

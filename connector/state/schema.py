@@ -162,3 +162,19 @@ def state_metadata(table_prefix: str = "") -> sa.MetaData:
         sa.Column("expires_at", UtcTimestamp(), nullable=False),
     )
     return metadata
+
+
+def ledger_lock_get(table_prefix: str = "") -> str:
+    """The PostgreSQL function that takes an entry's lock and reads its record in one call.
+
+    ``<prefix>ledger_lock_get(entry_lock bigint, wait_ms integer, wanted text)``, made by revision
+    ``0004`` (PostgreSQL only; SQLite has no functions and needs none). It returns the ledger's
+    columns by name, as a table of its own rather than ``SETOF <prefix>ledger``, so that dropping
+    the ledger table is never blocked by it; a revision that changes a column's type recreates it.
+    """
+    return f"{check_prefix(table_prefix)}ledger_lock_get"
+
+
+def state_functions(table_prefix: str = "") -> list[str]:
+    """The state tree's PostgreSQL functions under ``table_prefix``, as ``DROP FUNCTION`` takes them."""
+    return [f"{ledger_lock_get(table_prefix)}(bigint, integer, text)"]

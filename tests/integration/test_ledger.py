@@ -28,10 +28,9 @@ import structlog
 from connector.state import InMemoryLedger, Ledger, LedgerLockLost, LedgerLockTimeout, LedgerUnavailable
 from connector.state.identity import entry_key, split_entry_key
 from connector.state.ledger import BaseLedger
-from connector.state.migrations import version_table
 from connector.state.postgres import PostgresLedger, advisory_key
-from connector.state.schema import state_metadata
 from connector.state.sqlite import SqliteLedger
+from tests.postgres_state import drop_state
 
 POSTGRES_DSN = os.environ.get("LEDGER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -137,10 +136,9 @@ async def _require_postgres() -> None:
 
 
 async def _drop_tables(prefix: str) -> None:
-    names = [table.name for table in state_metadata(prefix).sorted_tables] + [version_table(prefix)]
     conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
+        await drop_state(conn, prefix)
     finally:
         await conn.close()
 
@@ -1100,6 +1098,10 @@ class TestPostgres:
         assert backend.table_prefix is not None
         pod, observer = await backend.open(), await backend.open()
         async with pod.lock(X):
+            # Answered by the lock's own call (it read the record with the lock), before the kill:
+            # a session that dies between the lock and that read is noticed at the next statement,
+            # as one that dies just after it.
+            assert await pod.get(X) is None
             pid = await _advisory_holder_pid(backend.table_prefix, X)
             killer = await asyncpg.connect(POSTGRES_DSN)
             try:

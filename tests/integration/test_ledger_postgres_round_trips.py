@@ -9,16 +9,16 @@ so another pod takes the entry at once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from connector.state.migrations import version_table
 from connector.state.postgres import PostgresLedger
-from connector.state.schema import state_metadata
 from tests.integration.test_ledger import POSTGRES_DSN, _require_postgres
+from tests.postgres_state import drop_state
 
 NASTY = [
     "tracker:it's",
@@ -35,10 +35,9 @@ async def prefix() -> AsyncIterator[str]:
     await _require_postgres()
     table_prefix = f"t{uuid.uuid4().hex[:12]}_"
     yield table_prefix
-    names = [t.name for t in state_metadata(table_prefix).sorted_tables] + [version_table(table_prefix)]
     conn = await asyncpg.connect(POSTGRES_DSN, timeout=5)
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
+        await drop_state(conn, table_prefix)
     finally:
         await conn.close()
 
@@ -85,3 +84,62 @@ async def test_no_advisory_lock_outlives_its_block(prefix: str) -> None:
                 record = await pod_b.get("tracker:e-1")
                 assert record is not None
                 assert record.version == round_ + 1
+
+
+async def _statements_of(ledger: PostgresLedger, pool_size: int) -> list[str]:
+    """Every statement the ledger's pooled connections send from now on, in order."""
+    sent: list[str] = []
+    pool = ledger._pool  # the test listens on the ledger's own sessions
+    held = [await pool.acquire() for _ in range(pool_size)]
+    for conn in held:
+        conn.add_query_logger(lambda record: sent.append(" ".join(record.query.split())))
+    for conn in held:
+        await pool.release(conn)
+    sent.clear()  # the releases' own resets
+    return sent
+
+
+async def _delivered() -> None:
+    """asyncpg hands each statement to its loggers with ``call_soon``: one pass of the loop
+    delivers every statement already sent (a loop pass, not a wait for time to pass)."""
+    await asyncio.sleep(0)
+
+
+async def test_an_events_cycle_takes_four_round_trips(prefix: str) -> None:
+    """Lock and read in one (``ledger_lock_get``), the pending mark, the claim, the release."""
+    async with PostgresLedger(POSTGRES_DSN, table_prefix=prefix, pool_size=2, min_size=2) as ledger:
+        sent = await _statements_of(ledger, 2)
+        async with ledger.lock("tracker:e-1"):
+            assert await ledger.get("tracker:e-1") is None
+            await ledger.mark_pending("tracker:e-1", 1, '{"fingerprint": "x"}')
+            assert await ledger.claim("tracker:e-1", 1, "g-1")
+        await _delivered()
+        assert len(sent) == 4, sent
+        assert f"{prefix}ledger_lock_get" in sent[0]
+        assert sent[-1] == "SELECT pg_advisory_unlock_all()"
+
+
+async def test_the_read_that_came_with_the_lock_is_used_once_and_only_for_its_entry(prefix: str) -> None:
+    async with PostgresLedger(POSTGRES_DSN, table_prefix=prefix, pool_size=2, min_size=2) as ledger:
+        async with ledger.lock("tracker:other"):
+            await ledger.mark_applied("tracker:other", 3, "g-other")
+        async with ledger.lock("tracker:e-1"):
+            await ledger.mark_applied("tracker:e-1", 1, "g-1")
+        sent = await _statements_of(ledger, 2)
+        async with ledger.lock("tracker:e-1"):
+            first = await ledger.get("tracker:e-1")
+            assert first is not None
+            assert (first.version, first.severa_guid) == (1, "g-1")
+            # Another entry's record is read from the table.
+            other = await ledger.get("tracker:other")
+            assert other is not None
+            assert other.severa_guid == "g-other"
+            # After a write, a read shows the write, not the record the lock came with.
+            await ledger.mark_applied("tracker:e-1", 2, "g-2")
+            again = await ledger.get("tracker:e-1")
+            assert again is not None
+            assert (again.version, again.severa_guid) == (2, "g-2")
+        await _delivered()
+        # The lock with its read, the other entry's read, the write, the read after it, the release:
+        # the first get() of the entry took no round trip of its own.
+        assert len(sent) == 5, sent

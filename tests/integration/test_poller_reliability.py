@@ -32,13 +32,11 @@ from connector.config import Settings
 from connector.observability import Metrics
 from connector.ports import Customer, Invoice
 from connector.service import ConnectorService
-from connector.state.dlq_schema import dlq_metadata
-from connector.state.migrations import DEAD_LETTERS, version_table
 from connector.state.poller_state import SqlPollerState
-from connector.state.schema import state_metadata
 from connector.topology import Names
 from tests.fixtures.severa_events import Events
 from tests.harness import running_connector, wait_until
+from tests.postgres_state import drop_state
 
 pytestmark = pytest.mark.integration
 
@@ -492,11 +490,7 @@ async def pg_prefix() -> AsyncIterator[str]:
     yield prefix
     conn = await asyncpg.connect(POSTGRES_DSN)
     try:
-        tables = [t.name for t in reversed(state_metadata(prefix).sorted_tables)]
-        tables.append(version_table(prefix))
-        tables += [t.name for t in reversed(dlq_metadata(prefix).sorted_tables)]
-        tables.append(version_table(prefix, DEAD_LETTERS))
-        await conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+        await drop_state(conn, prefix, dead_letters=True)
     finally:
         await conn.close()
 

@@ -41,6 +41,7 @@ from tests.integration.test_ledger import (
     V2_KEYS,
     _require_postgres,
 )
+from tests.postgres_state import drop_state
 
 SQLITE = pytest.param("sqlite", id="sqlite file")
 POSTGRES = pytest.param("postgres", id="postgresql", marks=pytest.mark.integration)
@@ -140,10 +141,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     try:
         yield made
     finally:
-        names = [table.name for table in state_metadata(made.prefix).sorted_tables]
         conn = await asyncpg.connect(POSTGRES_DSN)
         try:
-            await conn.execute(f"DROP TABLE IF EXISTS {', '.join([*names, version_table(made.prefix)])}")
+            await drop_state(conn, made.prefix)
         finally:
             await conn.close()
 

@@ -29,9 +29,7 @@ from adapters.severa.fake.server import FakeSevera
 from connector.service import ConnectorService
 from connector.state import open_ledger
 from connector.state.ledger import Ledger
-from connector.state.migrations import version_table
 from connector.state.postgres import PostgresLedger
-from connector.state.schema import state_metadata
 from connector.topology import Names
 from schemas.identity import entry_key
 from tests.factories import (
@@ -49,6 +47,7 @@ from tests.harness import (
     running_connector,
     wait_until,
 )
+from tests.postgres_state import drop_state
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -377,8 +376,6 @@ async def test_two_pods_sharing_a_postgres_ledger_never_duplicate(
             await ledger.aclose()
         conn = await asyncpg.connect(POSTGRES_DSN)
         try:
-            tables = [t.name for t in reversed(state_metadata(prefix).sorted_tables)]
-            tables.append(version_table(prefix))
-            await conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+            await drop_state(conn, prefix)
         finally:
             await conn.close()

@@ -15,6 +15,7 @@ of its own:
 ``0002``     the ledger's ``content_hash`` column; keys re-written to
              :func:`connector.state.identity.entry_key` (:func:`connector.state.ledger.rekey_plan`)
 ``0003``     the poller's tables: ``poller_cursor``, ``poller_seen``, ``poller_lease``
+``0004``     PostgreSQL only: ``ledger_lock_get``, an entry's lock and its record in one round trip
 ``dlq0001``  the dead-letter store's tables as its hand-written schema (version 1) made them
 ``dlq0002``  the ``archived`` status of a dead letter; the pods' ``pod_heartbeats``
 ===========  ===================================================================================
@@ -107,7 +108,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-HEAD: Final = "0003"
+HEAD: Final = "0004"
 """The newest revision of the :data:`STATE` tree this code knows."""
 LEGACY_LEDGER_REVISIONS: Final = {1: "0001", 2: "0002"}
 """The revision each ``schema_version`` of the hand-written ledger runners corresponds to."""

@@ -1,0 +1,31 @@
+"""Dropping what the state migrations made under a test's table prefix, in one place.
+
+The state tree makes tables and, on PostgreSQL, a function (:func:`connector.state.schema.
+state_functions`); a test that made them under a prefix of its own drops them all, so the shared
+database keeps nothing of the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.state.dlq_schema import dlq_metadata
+from connector.state.migrations import DEAD_LETTERS, version_table
+from connector.state.schema import state_functions, state_metadata
+
+
+def drop_state_sql(prefix: str, *, dead_letters: bool = False) -> str:
+    """One script that drops the state tree under ``prefix`` (and the dead-letter tree's tables)."""
+    tables = [table.name for table in reversed(state_metadata(prefix).sorted_tables)]
+    tables.append(version_table(prefix))
+    if dead_letters:
+        tables += [table.name for table in reversed(dlq_metadata(prefix).sorted_tables)]
+        tables.append(version_table(prefix, DEAD_LETTERS))
+    drops = [f"DROP TABLE IF EXISTS {', '.join(tables)}"]
+    drops += [f"DROP FUNCTION IF EXISTS {function}" for function in state_functions(prefix)]
+    return "; ".join(drops)
+
+
+async def drop_state(conn: Any, prefix: str, *, dead_letters: bool = False) -> None:
+    """Run :func:`drop_state_sql` on an asyncpg connection."""
+    await conn.execute(drop_state_sql(prefix, dead_letters=dead_letters))
