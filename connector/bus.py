@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 from aio_pika import RobustConnection
@@ -31,12 +31,15 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractMessage,
     AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
     TimeoutType,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, DeliveryError, PublishError
+from aio_pika.message import encode_timestamp, optional
+from aiormq import spec as amqp_spec
 from aiormq.abc import FieldTable
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 from yarl import URL
@@ -110,6 +113,41 @@ class OutgoingMessage:
 # that an aio-pika that renamed it fails at import, not silently at the first node loss.
 _ROBUST_ATTEMPT = "_RobustConnection__connect_transport"
 _robust_attempt: Callable[[RobustConnection], Awaitable[None]] = getattr(RobustConnection, _ROBUST_ATTEMPT)
+
+
+def amqp_properties(message: OutgoingMessage, headers: FieldTable) -> amqp_spec.Basic.Properties:
+    """The properties ``aio_pika.Message(...).properties`` builds for ``message``, persistent.
+
+    Built directly, with aio-pika's own conversions (``optional``, ``encode_timestamp``): an
+    ``aio_pika.Message`` costs about 15 µs to make (a checked ``__setattr__`` per field, enum
+    coercions) and ``publish`` reads nothing of it but its body and these properties. A unit
+    test holds the two equal over a table of messages.
+    """
+    return amqp_spec.Basic.Properties(
+        app_id=optional(message.app_id, str),
+        content_encoding=message.content_encoding,
+        content_type=message.content_type,
+        correlation_id=optional(message.correlation_id, str),
+        delivery_mode=DeliveryMode.PERSISTENT,
+        expiration=None,
+        headers=headers or {},
+        message_id=optional(message.message_id, str),
+        message_type=optional(message.type, str),
+        priority=optional(message.priority, int, 0),
+        reply_to=optional(message.reply_to, str),
+        timestamp=encode_timestamp(message.timestamp),
+        user_id=None,
+    )
+
+
+class _Publishable:
+    """What ``AbstractExchange.publish`` reads of a message: its body and properties."""
+
+    __slots__ = ("body", "properties")
+
+    def __init__(self, body: bytes, properties: amqp_spec.Basic.Properties) -> None:
+        self.body = body
+        self.properties = properties
 
 
 class FailoverConnection(RobustConnection):
@@ -323,23 +361,9 @@ class Bus:
         headers = dict(message.headers)
         # A PRODUCER span whose trace context goes out in the headers (a no-op unless tracing is on).
         with tracing.publishing(exchange, message.routing_key, headers, message_id=message.message_id):
-            amqp_message = aio_pika.Message(
-                body=message.body,
-                content_type=message.content_type,
-                delivery_mode=DeliveryMode.PERSISTENT,
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                type=message.type,
-                headers=headers,
-                timestamp=message.timestamp,
-                content_encoding=message.content_encoding,
-                app_id=message.app_id,
-                reply_to=message.reply_to,
-                priority=message.priority,
-            )
             try:
                 await target.publish(
-                    amqp_message,
+                    cast(AbstractMessage, _Publishable(message.body, amqp_properties(message, headers))),
                     routing_key=message.routing_key,
                     mandatory=True,
                     timeout=self._publish_timeout,
