@@ -149,6 +149,9 @@ class _Publishable:
         self.body = body
         self.properties = properties
 
+    def __repr__(self) -> str:  # aio-pika's debug line prints the message
+        return f"<message {self.properties.message_id} {len(self.body)} bytes>"
+
 
 class FailoverConnection(RobustConnection):
     """aio-pika's robust connection over several broker addresses (the nodes of one cluster).

@@ -18,7 +18,8 @@ reads the entry's record under a snapshot taken after the lock was granted: the 
 ``get`` of that id is answered from it when nothing else has run on the lock's connection since
 (every flow reads right after locking). A write made without the entry's lock in between -- the
 invoice flow records a customer it added under the invoice's lock -- is then not seen, exactly as
-if it had landed just after a read.
+if it had landed just after a read. Taking a second lock inside the block (which the flows never
+do) drops the outer lock's read, since the task's statements then run on the inner connection.
 
 While a task holds the lock, its own ledger calls (``get``, ``mark_*``, ``claim``, ``owners_of``)
 run on the lock's connection, found through a context variable, instead of taking a second
@@ -492,6 +493,11 @@ class PostgresLedger(BaseLedger):
     @asynccontextmanager
     async def _shared_lock(self, external_id: str, deadline: float) -> AsyncIterator[None]:
         key = advisory_key(self.table_prefix, external_id)
+        outer = self._held.get()
+        if outer is not None:
+            # Nested (not done by the flows): statements now run on the inner lock's connection,
+            # where a write of the outer entry would not clear the outer lock's read.
+            outer.prefetched_for = None
         holder = await self._advisory_lock(external_id, key, deadline)
         token = self._held.set(holder)
         try:
@@ -528,9 +534,14 @@ class PostgresLedger(BaseLedger):
             # Inside the try: a record we cannot read (ledger_corrupt) must not leave the lock held.
             prefetched = self._record(rows[0]) if rows else None
         except asyncpg.LockNotAvailableError as exc:
-            # The server refused before granting anything: the connection is clean.
+            # Mostly the entry's lock refused. But the read after it waits under the same
+            # lock_timeout for the table (an ALTER or VACUUM FULL holding it), when the entry's
+            # lock may already be granted: end the session so it cannot go back to the pool held.
+            _terminate(conn)
             await self._release(pool, conn)
-            raise self._lock_timeout_error(external_id, "another process or pod holds it") from exc
+            raise self._lock_timeout_error(
+                external_id, "another process or pod holds it (or the ledger table is locked)"
+            ) from exc
         except BaseException as exc:
             # Cancelled or broken while waiting: the server may grant the lock after we stopped
             # listening. Ending the session is the only way to be sure the lock dies with it.

@@ -44,6 +44,7 @@ from connector.state.sqlite import SqliteLedger
 from schemas.dlq import AuditSelection, DlqAuditRecord
 from tests.dlq_factories import T0, record
 from tests.integration.test_dlq_store import POSTGRES_DSN, require_postgres, store_tables
+from tests.postgres_state import drop_state
 
 pytestmark = pytest.mark.integration
 
@@ -429,10 +430,10 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     try:
         yield made
     finally:
-        names = {*store_tables(made.prefix), *(t.name for t in state_metadata(made.prefix).sorted_tables)}
         conn = await asyncpg.connect(POSTGRES_DSN)
         try:
-            await conn.execute(f"DROP TABLE IF EXISTS {', '.join([*names, version_table(made.prefix)])}")
+            await conn.execute(f"DROP TABLE IF EXISTS {', '.join(store_tables(made.prefix))}")
+            await drop_state(conn, made.prefix)  # the ledger's tables and function
         finally:
             await conn.close()
 

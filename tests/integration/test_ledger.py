@@ -634,7 +634,7 @@ class TestLock:
                 a_holds.set()
                 await b_is_waiting.wait()
                 # B reached lock(X) before this line ran; give it every chance to get in anyway:
-                # plain yields plus a real round trip to the store.
+                # plain yields plus a ledger call (on PostgreSQL answered by the lock's own read).
                 for _ in range(20):
                     await asyncio.sleep(0)
                 await ledger.get(X)

@@ -105,8 +105,10 @@ async def _delivered() -> None:
     await asyncio.sleep(0)
 
 
-async def test_an_events_cycle_takes_four_round_trips(prefix: str) -> None:
-    """Lock and read in one (``ledger_lock_get``), the pending mark, the claim, the release."""
+async def test_an_events_cycle_sends_four_statements(prefix: str) -> None:
+    """Lock and read in one (``ledger_lock_get``), the pending mark, the claim, the release: one
+    round trip each once asyncpg has prepared them (its Parse/Describe, once per statement and
+    connection, is not logged)."""
     async with PostgresLedger(POSTGRES_DSN, table_prefix=prefix, pool_size=2, min_size=2) as ledger:
         sent = await _statements_of(ledger, 2)
         async with ledger.lock("tracker:e-1"):
@@ -143,3 +145,15 @@ async def test_the_read_that_came_with_the_lock_is_used_once_and_only_for_its_en
         # The lock with its read, the other entry's read, the write, the read after it, the release:
         # the first get() of the entry took no round trip of its own.
         assert len(sent) == 5, sent
+
+
+async def test_a_lock_taken_inside_another_drops_the_outer_locks_read(prefix: str) -> None:
+    """Not what the flows do, but it must stay correct: inside the inner block the task's statements
+    run on the inner lock's connection, so a write of the outer entry there is seen afterwards."""
+    ledger = PostgresLedger(POSTGRES_DSN, table_prefix=prefix, pool_size=3, min_size=2)
+    async with ledger, ledger.lock("tracker:outer"):
+        async with ledger.lock("tracker:inner"):
+            await ledger.mark_applied("tracker:outer", 1, "g-outer")
+        record = await ledger.get("tracker:outer")
+        assert record is not None
+        assert record.severa_guid == "g-outer"

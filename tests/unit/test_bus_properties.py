@@ -15,7 +15,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import DeliveryMode
 
-from connector.bus import OutgoingMessage, amqp_properties
+from connector.bus import OutgoingMessage, _Publishable, amqp_properties
 
 WHEN = dt.datetime(2026, 12, 2, 1, 2, 3, tzinfo=dt.UTC)
 
@@ -82,3 +82,37 @@ def test_the_properties_are_aio_pikas(message: OutgoingMessage) -> None:
     # Field by field, types included: the frame encodes each by its Python type.
     for name, value in theirs:
         assert type(dict(ours)[name]) is type(value), name
+
+
+class _Underlay:
+    """The aiormq channel under an aio-pika channel: records what aio-pika hands it."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def basic_publish(self, body: bytes, **options: Any) -> None:
+        self.published.append((body, options))
+
+
+class _Channel:
+    is_closed = False
+
+    def __init__(self, underlay: _Underlay) -> None:
+        self._underlay = underlay
+
+    async def get_underlay_channel(self) -> _Underlay:
+        return self._underlay
+
+
+async def test_aio_pikas_publish_takes_the_slotted_message_whole() -> None:
+    """aio-pika's own ``Exchange.publish`` reads only the body and properties of what the bus
+    passes (a slotted object: anything else it read would raise here), and hands both on."""
+    underlay = _Underlay()
+    exchange = aio_pika.Exchange(channel=_Channel(underlay), name="x")  # type: ignore[arg-type]
+    message = OutgoingMessage(body=b"{}", routing_key="k", message_id="m-1", headers={"h": "1"})
+    properties = amqp_properties(message, dict(message.headers))
+    await exchange.publish(_Publishable(message.body, properties), routing_key="k")  # type: ignore[arg-type]
+    [(body, options)] = underlay.published
+    assert body == b"{}"
+    assert options["properties"] is properties
+    assert (options["exchange"], options["routing_key"], options["mandatory"]) == ("x", "k", True)

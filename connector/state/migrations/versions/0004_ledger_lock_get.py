@@ -5,8 +5,10 @@ cannot do both: under read committed its snapshot is taken when it starts, befor
 for is granted, so it could miss what the previous holder committed meanwhile. A ``VOLATILE``
 PL/pgSQL function takes a fresh snapshot for each statement in it, so its read, which runs after
 the lock was granted, sees every commit made under the lock before -- the guarantee of the two
-round trips it replaces (``connector/state/postgres.py``, "Locking"). ``lock_timeout`` is set for
-the call's own transaction only (``set_config(..., true)``), as the ``SET LOCAL`` it replaces.
+round trips it replaces (see the docstring of ``connector/state/postgres.py``). ``lock_timeout``
+is set for the call's own transaction only (``set_config(..., true)``), as the ``SET LOCAL`` it
+replaces. ``OR REPLACE``: a function left behind by a drop of the tables alone must not stop the
+ledger from being made again.
 
 SQLite: nothing (one process holds its ledger; its lock is in memory).
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 from alembic import op
 
 from connector.state.migrations import steps
-from connector.state.schema import ledger_lock_get, state_functions
+from connector.state.schema import ledger_lock_get
 
 revision = "0004"
 down_revision = "0003"
@@ -35,7 +37,7 @@ def upgrade() -> None:
     # alias because PL/pgSQL would otherwise take them for the output columns of the same names.
     op.execute(
         f"""
-        CREATE FUNCTION {ledger_lock_get(p)}(entry_lock bigint, wait_ms integer, wanted text)
+        CREATE OR REPLACE FUNCTION {ledger_lock_get(p)}(entry_lock bigint, wait_ms integer, wanted text)
         RETURNS TABLE (
             external_id text, version bigint, state text, severa_guid text, pending_version bigint,
             fingerprint text, updated_at timestamptz, content_hash text
@@ -59,5 +61,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     if not steps.is_postgres():
         return
-    for function in state_functions(steps.prefix()):
-        op.execute(f"DROP FUNCTION IF EXISTS {function}")
+    op.execute(f"DROP FUNCTION IF EXISTS {ledger_lock_get(steps.prefix())}(bigint, integer, text)")
