@@ -14,8 +14,9 @@ from connector.state.migrations import DEAD_LETTERS, version_table
 from connector.state.schema import state_functions, state_metadata
 
 
-def drop_state_sql(prefix: str, *, dead_letters: bool = False) -> str:
-    """One script that drops the state tree under ``prefix`` (and the dead-letter tree's tables)."""
+async def drop_state(conn: Any, prefix: str, *, dead_letters: bool = False) -> None:
+    """Drop the state tree under ``prefix`` (and the dead-letter tree's tables) on an asyncpg
+    connection, in one script."""
     tables = [table.name for table in reversed(state_metadata(prefix).sorted_tables)]
     tables.append(version_table(prefix))
     if dead_letters:
@@ -23,9 +24,4 @@ def drop_state_sql(prefix: str, *, dead_letters: bool = False) -> str:
         tables.append(version_table(prefix, DEAD_LETTERS))
     drops = [f"DROP TABLE IF EXISTS {', '.join(tables)}"]
     drops += [f"DROP FUNCTION IF EXISTS {function}" for function in state_functions(prefix)]
-    return "; ".join(drops)
-
-
-async def drop_state(conn: Any, prefix: str, *, dead_letters: bool = False) -> None:
-    """Run :func:`drop_state_sql` on an asyncpg connection."""
-    await conn.execute(drop_state_sql(prefix, dead_letters=dead_letters))
+    await conn.execute("; ".join(drops))
