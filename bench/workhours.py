@@ -2,6 +2,7 @@
 
     python bench/workhours.py [--events 3000] [--latency-ms 0 50] [--state sqlite postgres] [--rounds 1]
     python bench/workhours.py --soak 200000 [--state sqlite] [--latency-ms 0]
+    python bench/workhours.py --ladder --latency-ms 0 --state sqlite --rounds 3
 
 Every party is its own OS process: the fake Severa (``severa-connector fake-severa``, latency
 injected through its admin API as a ``latency`` fault on every operation, and reset to its seed
@@ -17,6 +18,10 @@ before each contender), and each contender:
 * **connector** -- ``severa-connector run`` with production defaults except the state URL (SQLite
   in a temporary directory, or a fresh PostgreSQL schema) and the health port (a free one), JSON
   logs at INFO written to a file.
+* **ladder** (with ``--ladder``) -- ``bench/contenders/ladder.py``, the script with the connector's
+  guarantees added one rung at a time from the connector's own parts (confirms, validation, the
+  JSON log line, the ledger on the first ``--state``, the Severa client), without its runtime: the
+  connector's CPU per event minus the top rung's is what the runtime itself costs.
 
 Each contender runs on a RabbitMQ vhost of its own, made for the run and deleted after it, with the
 production topology. Two phases per contender and latency:
@@ -95,6 +100,9 @@ QUOTA: Final = 100_000_000
 SCRIPT: Final = "script"
 CEILING: Final = "ceiling"
 FAKE_CEILING: Final = "fake-alone"
+LADDER: Final = "ladder-"
+#: The rungs of ``bench/contenders/ladder.py``, each the one before plus one guarantee.
+RUNGS: Final = ("confirms", "validated", "logged", "ledger", "adapter")
 GUIDS: Final = (
     *("--user-guid", SEED_USER_GUID, "--case-guid", SEED_CASE_GUID),
     *("--phase-guid", SEED_PHASE_GUID, "--work-type-guid", SEED_WORK_TYPE_GUID),
@@ -283,7 +291,13 @@ class Plan:
 
     @property
     def state(self) -> str | None:
+        if self.contender.startswith(LADDER):
+            return self.contender.partition(":")[2] or None
         return self.contender.removeprefix("connector-") if self.contender.startswith("connector") else None
+
+    @property
+    def rung(self) -> str:
+        return self.contender.removeprefix(LADDER).partition(":")[0]
 
 
 def connector_env(amqp_url: str, fake: FakeSevera, state_url: str) -> dict[str, str]:
@@ -326,6 +340,18 @@ async def start(plan: Plan, options: Options, amqp_url: str, fake: FakeSevera) -
         env = {"BENCH_AMQP_URL": amqp_url, "BENCH_SEVERA_API_KEY": SEVERA_KEY}
         async with child("hand-written script", args, env, command=python) as process:
             yield process
+    elif plan.contender.startswith(LADDER):
+        with tempfile.TemporaryDirectory(prefix="bench-ladder-") as tmp:
+            async with state_url(plan, options, Path(tmp)) as url:
+                args = [
+                    str(CONTENDERS_DIR / "ladder.py"),
+                    *("--severa-url", fake.url, "--prefetch", str(PREFETCH), "--rung", plan.rung),
+                    *("--state-url", url, "--log-file", str(Path(tmp) / "ladder.log")),
+                    *GUIDS,
+                ]
+                env = {"BENCH_AMQP_URL": amqp_url, "BENCH_SEVERA_API_KEY": SEVERA_KEY}
+                async with child(plan.contender, args, env, command=python) as process:
+                    yield process
     else:
         with tempfile.TemporaryDirectory(prefix="bench-connector-") as tmp:
             async with state_url(plan, options, Path(tmp)) as url:
@@ -498,6 +524,7 @@ class Options:
     soak_backlog: int
     sample_seconds: float
     results_dir: Path
+    ladder: bool = False
 
 
 def plans(options: Options) -> list[Plan]:
@@ -510,6 +537,12 @@ def plans(options: Options) -> list[Plan]:
         for latency in options.latencies_ms:
             chosen.append(Plan(FAKE_CEILING, latency, round_))
             chosen.append(Plan(SCRIPT, latency, round_))
+            if options.ladder:
+                state = options.states[0]
+                chosen += [
+                    Plan(f"{LADDER}{rung}" + (f":{state}" if RUNGS.index(rung) >= 3 else ""), latency, round_)
+                    for rung in RUNGS
+                ]
             chosen += [Plan(f"connector-{state}", latency, round_) for state in options.states]
     return chosen
 
@@ -570,14 +603,14 @@ def report(every: list[Figure], options: Options, load: tuple[float, float, floa
         f"whole run {elapsed:.0f} s"
     )
     header = (
-        f"{'latency':>7}  {'contender':<19} {'events/s':>9} {'xscript':>7} {'start s':>7}"
+        f"{'latency':>7}  {'contender':<22} {'events/s':>9} {'xscript':>7} {'start s':>7}"
         f" {'paced/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/ev':>9} {'xscript':>7}"
         f" {'fake ms/ev':>10} {'RSS MB':>7} {'calls/ev':>8}"
     )
     print(header)
     ceiling = next(f for f in figures if f.contender == CEILING)
     print(
-        f"{'—':>7}  {'ceiling (ack only)':<19} {ceiling.per_second:>9.0f} {'':>7} {'':>7} {'':>7}"
+        f"{'—':>7}  {'ceiling (ack only)':<22} {ceiling.per_second:>9.0f} {'':>7} {'':>7} {'':>7}"
         f" {'':>7} {'':>7} {ceiling.cpu_ms_per_event:>9.3f} {'':>7} {'':>10} {ceiling.peak_rss_mb:>7.0f}"
     )
     for latency in options.latencies_ms:
@@ -585,7 +618,7 @@ def report(every: list[Figure], options: Options, load: tuple[float, float, floa
         script = next(f for f in row if f.contender == SCRIPT)
         for figure in row:
             print(
-                f"{latency:>4} ms  {figure.contender:<19} {figure.per_second:>9.1f}"
+                f"{latency:>4} ms  {figure.contender:<22} {figure.per_second:>9.1f}"
                 f" {figure.per_second / script.per_second:>7.2f} {fmt(figure.startup_seconds, '.1f'):>7}"
                 f" {fmt(figure.paced_rate, '.0f'):>7} {fmt(figure.p50_ms, '.1f'):>7}"
                 f" {fmt(figure.p99_ms, '.1f'):>7} {figure.cpu_ms_per_event:>9.2f}"
@@ -781,6 +814,12 @@ def parse(argv: list[str] | None = None) -> Options:
         default=os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="also the script with the guarantees added one at a time (bench/contenders/ladder.py; "
+        "its ledger on the first --state)",
+    )
     args = parser.parse_args(argv)
     if args.events < 2:
         parser.error("--events must be at least 2 (the rate is timed from the first result to the last)")
@@ -800,6 +839,7 @@ def parse(argv: list[str] | None = None) -> Options:
         soak_backlog=args.soak_backlog,
         sample_seconds=args.sample_seconds,
         results_dir=args.results_dir,
+        ladder=args.ladder,
     )
 
 

@@ -70,3 +70,43 @@ def test_the_bench_runs_every_contender_and_prints_ratios(tmp_path: Path) -> Non
         assert figure["cpu_ms_per_event"] > 0
     (run_prefix,) = {line.split()[-1] for line in out.splitlines() if line.startswith("vhosts: ")}
     assert not {v for v in vhosts() if v.startswith(run_prefix)}, "the bench deletes the vhosts it made"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_ladder_runs_every_rung_on_the_ledger_it_is_given(tmp_path: Path) -> None:
+    """``--ladder``: each rung of the script with guarantees added handles every event once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *("--events", "30", "--latency-ms", "0", "--state", "sqlite", "--ladder"),
+            *("--paced-seconds", "1", "--results-dir", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+    out = run.stdout
+    assert run.returncode == 0, f"exit {run.returncode}\nstdout:\n{out}\nstderr:\n{run.stderr[-3000:]}"
+    assert "PROBLEM" not in out
+    rungs = [
+        "ladder-confirms",
+        "ladder-validated",
+        "ladder-logged",
+        "ladder-ledger:sqlite",
+        "ladder-adapter:sqlite",
+    ]
+    rows = [line.split()[2] for line in out.splitlines() if line.strip().startswith("0 ms")]
+    assert rows == ["fake-alone", "script", *rungs, "connector-sqlite"], out
+    (saved,) = tmp_path.glob("workhours-*.json")
+    figures = {f["contender"]: f for f in json.loads(saved.read_text())["figures"]}
+    for name in rungs:
+        figure = figures[name]
+        assert figure["entries"] == figure["events"] + figure["paced_events"], name
+        assert figure["failed"] == 0, name
+        assert figure["exit_code"] == 0, name
