@@ -48,7 +48,12 @@ class KeyedLock:
         """
         slot = self._slots.get(key)
         if slot is None:
-            slot = self._slots[key] = _Slot()
+            # Nobody else holds or waits for a key without a slot: its new lock is taken at once
+            # (asyncio.Lock.acquire does not suspend when unlocked without waiters), so the
+            # timeout's timer, which most acquisitions would arm and cancel for nothing, is skipped.
+            slot = self._slots[key] = _Slot(users=1)
+            await slot.lock.acquire()
+            return
         slot.users += 1
         try:
             if timeout is None:

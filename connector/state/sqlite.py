@@ -374,32 +374,43 @@ class SqliteLedger(BaseLedger):
         with self._translating("answer a probe"):
             await self._read("SELECT 1")
 
+    # The four operations of every event catch sqlite3.Error themselves rather than through
+    # _translating: entering and leaving a generator-based context manager cost more than the
+    # primary-key read it wrapped.
+
     async def _get(self, external_id: str) -> LedgerRecord | None:
-        with self._translating("read a record"):
+        try:
             rows = await self._read(_GET, (external_id,))
-            if not rows:
-                return None
-            row = rows[0]
-            return record_from_row(row, dt.datetime.fromisoformat(row["updated_at"]))
+        except sqlite3.Error as exc:
+            raise self._translated(exc, "read a record") from exc
+        if not rows:
+            return None
+        row = rows[0]
+        return record_from_row(row, dt.datetime.fromisoformat(row["updated_at"]))
 
     async def _mark_pending(self, external_id: str, version: int, fingerprint: str) -> None:
-        with self._translating("mark a record pending"):
+        try:
             await self._write(_MARK_PENDING, (external_id, version, fingerprint, utc_now().isoformat()))
+        except sqlite3.Error as exc:
+            raise self._translated(exc, "mark a record pending") from exc
 
     async def _mark_applied(
         self, external_id: str, version: int, severa_guid: str, content_hash: str | None
     ) -> None:
-        with self._translating("mark a record applied"):
-            await self._write(
-                _MARK_APPLIED, (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
-            )
+        params = (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
+        try:
+            await self._write(_MARK_APPLIED, params)
+        except sqlite3.Error as exc:
+            raise self._translated(exc, "mark a record applied") from exc
 
     async def _claim(
         self, external_id: str, version: int, severa_guid: str, content_hash: str | None
     ) -> bool:
-        with self._translating("claim a GUID"):
-            params = (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
+        params = (external_id, version, severa_guid, utc_now().isoformat(), content_hash)
+        try:
             return await self._write(_CLAIM, params) == 1
+        except sqlite3.Error as exc:
+            raise self._translated(exc, "claim a GUID") from exc
 
     async def _mark_deleted(self, external_id: str, version: int) -> None:
         with self._translating("mark a record deleted"):
@@ -429,24 +440,28 @@ class SqliteLedger(BaseLedger):
         try:
             yield
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
-                raise LedgerLockTimeout(
-                    f"SQLite ledger at {self.path} stayed locked by another connection for "
-                    f"{self._busy_timeout_ms} ms while trying to {action}",
-                    reason="ledger_busy",
-                    backend=self.backend,
-                ) from exc
-            raise LedgerUnavailable(
-                f"SQLite ledger at {self.path} failed to {action}: {exc}", backend=self.backend
-            ) from exc
-        except sqlite3.ProgrammingError as exc:
+            raise self._translated(exc, action) from exc
+
+    def _translated(self, exc: sqlite3.Error, action: str) -> Exception:
+        """The connector's error for a sqlite3 failure while trying to ``action``."""
+        if isinstance(exc, sqlite3.ProgrammingError):
             # "Cannot operate on a closed database": closed under a call racing shutdown.
-            raise LedgerUnavailable(
+            return LedgerUnavailable(
                 f"SQLite ledger at {self.path} failed to {action}: {exc}",
                 reason="ledger_closed",
                 backend=self.backend,
-            ) from exc
+            )
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return LedgerLockTimeout(
+                f"SQLite ledger at {self.path} stayed locked by another connection for "
+                f"{self._busy_timeout_ms} ms while trying to {action}",
+                reason="ledger_busy",
+                backend=self.backend,
+            )
+        return LedgerUnavailable(
+            f"SQLite ledger at {self.path} failed to {action}: {exc}", backend=self.backend
+        )
 
     def __repr__(self) -> str:
         return f"<SqliteLedger {self.path!r} {self._lifecycle.value}>"

@@ -104,3 +104,17 @@ async def test_writes_racing_close_fail_as_unavailable_instead_of_hanging(tmp_pa
     assert all(outcome is None or isinstance(outcome, LedgerUnavailable) for outcome in outcomes)
     with pytest.raises(LedgerUnavailable):
         await ledger.mark_applied("tracker:late", 1, "g")
+
+
+async def test_a_connection_closed_under_a_call_is_reported_as_a_closed_ledger(tmp_path: Path) -> None:
+    """sqlite3's "Cannot operate on a closed database" (a ProgrammingError, itself a sqlite3.Error)
+    means the ledger was closed under the call: ``ledger_closed``, not an unexplained failure."""
+    async with SqliteLedger(tmp_path / "ledger.db") as ledger:
+        await ledger.mark_pending("tracker:e-1", 1, '{"print": 1}')
+        reader = ledger._reader
+        assert reader is not None
+        reader.close()  # what a shutdown racing the read does to it
+        with pytest.raises(LedgerUnavailable) as caught:
+            await ledger.get("tracker:e-1")
+    assert caught.value.reason == "ledger_closed"
+    assert isinstance(caught.value.__cause__, sqlite3.ProgrammingError)
