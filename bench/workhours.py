@@ -102,7 +102,8 @@ CEILING: Final = "ceiling"
 FAKE_CEILING: Final = "fake-alone"
 LADDER: Final = "ladder-"
 #: The rungs of ``bench/contenders/ladder.py``, each the one before plus one guarantee.
-RUNGS: Final = ("confirms", "validated", "logged", "ledger", "adapter")
+RUNGS: Final = ("confirms", "validated", "logged", "ledger", "adapter")  # ladder.py's, in its order
+LEDGER_RUNGS: Final = RUNGS[RUNGS.index("ledger") :]
 GUIDS: Final = (
     *("--user-guid", SEED_USER_GUID, "--case-guid", SEED_CASE_GUID),
     *("--phase-guid", SEED_PHASE_GUID, "--work-type-guid", SEED_WORK_TYPE_GUID),
@@ -281,7 +282,7 @@ async def fake_severa(tmp: Path) -> AsyncIterator[FakeSevera]:
 class Plan:
     """One contender at one latency, on its own vhost."""
 
-    contender: str  # ceiling | script | connector-sqlite | connector-postgres
+    contender: str  # ceiling | fake-alone | script | ladder-<rung>[:<state>] | connector-<state>
     latency_ms: int
     round: int = 1
 
@@ -540,7 +541,7 @@ def plans(options: Options) -> list[Plan]:
             if options.ladder:
                 state = options.states[0]
                 chosen += [
-                    Plan(f"{LADDER}{rung}" + (f":{state}" if RUNGS.index(rung) >= 3 else ""), latency, round_)
+                    Plan(f"{LADDER}{rung}" + (f":{state}" if rung in LEDGER_RUNGS else ""), latency, round_)
                     for rung in RUNGS
                 ]
             chosen += [Plan(f"connector-{state}", latency, round_) for state in options.states]
@@ -603,14 +604,14 @@ def report(every: list[Figure], options: Options, load: tuple[float, float, floa
         f"whole run {elapsed:.0f} s"
     )
     header = (
-        f"{'latency':>7}  {'contender':<22} {'events/s':>9} {'xscript':>7} {'start s':>7}"
+        f"{'latency':>7}  {'contender':<23} {'events/s':>9} {'xscript':>7} {'start s':>7}"
         f" {'paced/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/ev':>9} {'xscript':>7}"
         f" {'fake ms/ev':>10} {'RSS MB':>7} {'calls/ev':>8}"
     )
     print(header)
     ceiling = next(f for f in figures if f.contender == CEILING)
     print(
-        f"{'—':>7}  {'ceiling (ack only)':<22} {ceiling.per_second:>9.0f} {'':>7} {'':>7} {'':>7}"
+        f"{'—':>7}  {'ceiling (ack only)':<23} {ceiling.per_second:>9.0f} {'':>7} {'':>7} {'':>7}"
         f" {'':>7} {'':>7} {ceiling.cpu_ms_per_event:>9.3f} {'':>7} {'':>10} {ceiling.peak_rss_mb:>7.0f}"
     )
     for latency in options.latencies_ms:
@@ -618,7 +619,7 @@ def report(every: list[Figure], options: Options, load: tuple[float, float, floa
         script = next(f for f in row if f.contender == SCRIPT)
         for figure in row:
             print(
-                f"{latency:>4} ms  {figure.contender:<22} {figure.per_second:>9.1f}"
+                f"{latency:>4} ms  {figure.contender:<23} {figure.per_second:>9.1f}"
                 f" {figure.per_second / script.per_second:>7.2f} {fmt(figure.startup_seconds, '.1f'):>7}"
                 f" {fmt(figure.paced_rate, '.0f'):>7} {fmt(figure.p50_ms, '.1f'):>7}"
                 f" {fmt(figure.p99_ms, '.1f'):>7} {figure.cpu_ms_per_event:>9.2f}"
@@ -821,6 +822,8 @@ def parse(argv: list[str] | None = None) -> Options:
         "its ledger on the first --state)",
     )
     args = parser.parse_args(argv)
+    if args.ladder and args.soak:
+        parser.error("--ladder belongs to the comparison, not to --soak")
     if args.events < 2:
         parser.error("--events must be at least 2 (the rate is timed from the first result to the last)")
     if not 0 < args.paced_share <= 1:

@@ -9,19 +9,22 @@ its runtime (no processing wrapper, retries, circuit, metrics, tracing, referenc
 mapping), so that the connector's CPU per event minus the top rung's is what that runtime costs:
 
 * ``confirms`` -- ``bench/contenders/handwritten.py`` with the result published under publisher
-  confirms (the script publishes without);
+  confirms (the script publishes without); like every rung, it also builds the connector's
+  ``NewHourEntry`` from the event (a date, a ``Decimal``: a few µs) and has the connector's modules
+  loaded, with its start-up heap frozen as ``severa-connector run`` does;
 * ``validated`` -- and the event validated by the connector's pydantic model, the result built as
   its ``WorkHourSynced`` model and serialised by pydantic;
 * ``logged`` -- and one JSON line at INFO per event through the connector's logging set-up, with
   the per-message context bound as the connector binds it;
 * ``ledger`` -- and the connector's ledger (``--state-url``) as the work-hours flow uses it per new
   entry: the entry's lock, its record read, the pending mark before the Add, the claim after it;
+  its pool sized as the connector sizes it for this prefetch;
 * ``adapter`` -- and the Add through the connector's Severa client (template envelope, its
   timeouts, concurrency bound, response budget and reply reader) instead of an f-string POST.
 
-A failure anywhere raises and ends the process (no guarantee of delivery is in question here:
-every event succeeds against the fake, which the bench checks). Secrets come from the
-environment. Runs until SIGTERM or SIGINT.
+Any failure while handling a message ends the process with exit code 1 and the error on stderr,
+which the bench reports (no retry: every event succeeds against the fake, which the bench
+checks). Secrets come from the environment. Runs until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from adapters.severa.client import SeveraClient
 from adapters.severa.config import SeveraClientConfig
 from connector.flows.work_hours import content_hash, fingerprint
+from connector.heap import freeze_startup_heap
 from connector.logging import bind_message_context, configure_logging, get_logger
 from connector.ports import NewHourEntry
+from connector.service import LEDGER_POOL_HEADROOM
 from connector.state import open_ledger
 from connector.state.ledger import Ledger
 from schemas.results import WorkHourSynced
@@ -79,7 +84,7 @@ async def main(args: argparse.Namespace) -> None:
 
     ledger: Ledger | None = None
     if rung >= RUNGS.index("ledger"):
-        ledger = open_ledger(args.state_url)
+        ledger = open_ledger(args.state_url, pool_size=args.prefetch + LEDGER_POOL_HEADROOM)
         await ledger.setup()
     severa: SeveraClient | None = None
     session: aiohttp.ClientSession | None = None
@@ -121,7 +126,9 @@ async def main(args: argparse.Namespace) -> None:
     await channel.set_qos(prefetch_count=args.prefetch)
     queue = await channel.get_queue(f"{args.prefix}q.workhours", ensure=False)
     results = await channel.get_exchange(f"{args.prefix}workhours.results", ensure=False)
-    handle = handler(args, rung, applied, results)
+    failures: list[BaseException] = []
+    handle = handler(args, rung, applied, results, failures, stop)
+    freeze_startup_heap()  # as `severa-connector run` does once it is up
     tag = await queue.consume(handle)
     await stop.wait()
     await queue.cancel(tag)
@@ -132,6 +139,10 @@ async def main(args: argparse.Namespace) -> None:
         await session.close()
     if ledger is not None:
         await ledger.aclose()
+    if failures:
+        failure = failures[0]
+        print(f"ladder ({args.rung}) failed: {type(failure).__name__}: {failure}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def handler(
@@ -139,11 +150,20 @@ def handler(
     rung: int,
     applied: Callable[[WorkHourEvent, NewHourEntry], Awaitable[str]],
     results: aio_pika.abc.AbstractExchange,
+    failures: list[BaseException],
+    stop: asyncio.Event,
 ) -> Callable[[aio_pika.abc.AbstractIncomingMessage], Awaitable[None]]:
     validated = rung >= RUNGS.index("validated")
     logged = rung >= RUNGS.index("logged")
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            await handle(message)
+        except Exception as exc:  # aio-pika would only log it, and the bench would wait out its timeout
+            failures.append(exc)
+            stop.set()
+
+    async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         event = WorkHourEvent.model_validate_json(message.body) if validated else _loose(message.body)
         entry = NewHourEntry(
             user_guid=args.user_guid,
@@ -221,4 +241,7 @@ if __name__ == "__main__":
     parser.add_argument("--log-file", default=os.devnull, help="where the JSON lines go (rung logged and up)")
     parser.add_argument("--prefetch", type=int, default=32)
     parser.add_argument("--prefix", default="", help="entity name prefix, as the connector's")
-    asyncio.run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    if RUNGS.index(parsed.rung) >= RUNGS.index("ledger") and not parsed.state_url:
+        parser.error(f"--rung {parsed.rung} needs --state-url (the ledger)")
+    asyncio.run(main(parsed))

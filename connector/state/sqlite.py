@@ -444,8 +444,9 @@ class SqliteLedger(BaseLedger):
 
     def _translated(self, exc: sqlite3.Error, action: str) -> Exception:
         """The connector's error for a sqlite3 failure while trying to ``action``."""
-        if isinstance(exc, sqlite3.ProgrammingError):
-            # "Cannot operate on a closed database": closed under a call racing shutdown.
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+            # "Cannot operate on a closed database": closed under a call racing shutdown. Other
+            # ProgrammingErrors (a wrong binding, say) are bugs and take the generic branch.
             return LedgerUnavailable(
                 f"SQLite ledger at {self.path} failed to {action}: {exc}",
                 reason="ledger_closed",
