@@ -31,26 +31,32 @@ def vhosts() -> set[str]:
     return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_the_bench_runs_every_contender_and_prints_ratios(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *options: str, timeout: float) -> str:
+    """``bench/workhours.py`` at one latency on SQLite, as a user runs it; its stdout once it passed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")}
     run = subprocess.run(
         [
             sys.executable,
             str(BENCH),
-            *("--events", "50", "--latency-ms", "0", "--state", "sqlite"),
+            *("--latency-ms", "0", "--state", "sqlite", *options),
             *("--paced-seconds", "1", "--results-dir", str(tmp_path)),
         ],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,
         check=False,
     )
     out = run.stdout
     assert run.returncode == 0, f"exit {run.returncode}\nstdout:\n{out}\nstderr:\n{run.stderr[-3000:]}"
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_bench_runs_every_contender_and_prints_ratios(tmp_path: Path) -> None:
+    out = run_bench(tmp_path, "--events", "50", timeout=TIMEOUT_SECONDS)
 
     rows = {line.split()[2] for line in out.splitlines() if line.strip().startswith("0 ms")}
     assert rows == {"fake-alone", "script", "connector-sqlite"}, out
@@ -78,23 +84,7 @@ def test_the_bench_runs_every_contender_and_prints_ratios(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_the_ladder_runs_every_rung_on_the_ledger_it_is_given(tmp_path: Path) -> None:
     """``--ladder``: each rung of the script with guarantees added handles every event once."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEVERA_CONNECTOR_")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            *("--events", "30", "--latency-ms", "0", "--state", "sqlite", "--ladder"),
-            *("--paced-seconds", "1", "--results-dir", str(tmp_path)),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=LADDER_TIMEOUT_SECONDS,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, f"exit {run.returncode}\nstdout:\n{out}\nstderr:\n{run.stderr[-3000:]}"
+    out = run_bench(tmp_path, "--events", "30", "--ladder", timeout=LADDER_TIMEOUT_SECONDS)
     assert "PROBLEM" not in out
     rungs = [
         "ladder-confirms",
