@@ -118,6 +118,9 @@ async def test_an_operator_clears_a_failure_group_from_the_console(
             await page.get_by_label("Your name").fill(OPERATOR)
             await page.get_by_label("Console token").fill(TOKEN)
             await page.get_by_role("button", name="Sign in").click()
+            # The sign-in's redirect must have landed before the reload below: a reload while that
+            # navigation is under way finds no page to reload ("Not attached to an active page").
+            await expect(page).to_have_url(base + "/")
 
             # Overview: the flow's depth and its top failure group; the pod's heartbeat with its
             # circuits, and a pod that stopped beating shown as down.
