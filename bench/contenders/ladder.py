@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aio_pika
@@ -55,6 +57,7 @@ from connector.ports import NewHourEntry
 from connector.service import LEDGER_POOL_HEADROOM
 from connector.state import open_ledger
 from connector.state.ledger import Ledger
+from schemas.identity import entry_key
 from schemas.results import WorkHourSynced
 from schemas.work_hours import WorkHourEvent
 
@@ -214,13 +217,10 @@ def handler(
 
 def _loose(body: bytes) -> Any:
     """The script's ``json.loads``, with the few fields the lower rungs read as attributes."""
-    import json
-    from types import SimpleNamespace
-
     raw = json.loads(body)
     return SimpleNamespace(
         event_id=raw["event_id"],
-        external_id=f"{raw['source']}:{raw['source_entry_id']}",
+        external_id=entry_key(raw["source"], raw["source_entry_id"]),
         version=raw["version"],
         date=dt.date.fromisoformat(raw["date"]),
         hours=raw["hours"],
