@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -88,7 +89,10 @@ async def main() -> None:
     parser.add_argument("--letters", type=int, default=5000)
     parser.add_argument("--batch", type=int, nargs="+", default=[500, 50, 1])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postgres-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     parser.add_argument(
         "--backend", choices=("sqlite", "postgres"), nargs="+", default=["sqlite", "postgres"]
     )

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import statistics
 import sys
 import tempfile
@@ -246,7 +247,10 @@ async def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--postgres-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--postgres-dsn",
+        default=os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     parser.add_argument("--pool-size", type=int, default=20)
     parser.add_argument(
         "--core",

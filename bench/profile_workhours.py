@@ -40,7 +40,7 @@ from tests.factories import SEVERA_SEED, event_dict
 
 KEY = "bench-key-000000"
 ROOT = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
